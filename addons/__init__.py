@@ -1,0 +1,1 @@
+"""Rasa-side extensions loaded by module path from config.yml and endpoints.yml."""

@@ -1,0 +1,49 @@
+"""Entry point of the operator CLI; heavy imports happen inside each command."""
+from __future__ import annotations
+
+import argparse
+import sys
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m ops", description=__doc__)
+    commands = parser.add_subparsers(dest="command", required=True)
+    commands.add_parser("import-data", help="build NLU training/validation files from ../shared/data")
+    commands.add_parser("train", help="train a Rasa model into models/")
+    commands.add_parser("run", help="start generator, action server and Rasa; Ctrl-C stops them")
+    shell = commands.add_parser("shell", help="chat with the running assistant in the terminal")
+    shell.add_argument("--sender", default="", help="conversation id (default: a new one)")
+    args = parser.parse_args(argv)
+
+    if args.command == "import-data":
+        from ops.data import DataError, import_data
+
+        try:
+            counts = import_data()
+        except DataError as error:
+            print(f"error: {error}", file=sys.stderr)
+            return 2
+        print(", ".join(f"{k}={v}" for k, v in counts.items()))
+        return 0
+    if args.command == "train":
+        from ops.train import TrainingError, train
+
+        try:
+            train()
+        except TrainingError as error:
+            print(f"error: {error}", file=sys.stderr)
+            return 1
+        return 0
+    if args.command == "run":
+        from ops.run import run
+
+        return run()
+    if args.command == "shell":
+        from ops.shell import shell
+
+        return shell(args.sender)
+    return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,134 @@
+"""Shared fixtures: the real three-service stack on free loopback ports."""
+from __future__ import annotations
+
+import json
+import socket
+import sqlite3
+import urllib.error
+import urllib.request
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Dict, List, Optional, Tuple
+
+import pytest
+import yaml
+
+from ops import settings, stack
+from ops.train import latest_model
+
+API_TOKEN = "test-token"
+# Short enough to keep the suite quick, long enough for a 64-token CPU reply.
+GENERATOR_TIMEOUT_S = 20
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def post(url: str, body: bytes, timeout: float = 60) -> Tuple[int, Any]:
+    request = urllib.request.Request(
+        url, data=body, headers={"Content-Type": "application/json"}, method="POST"
+    )
+    try:
+        with urllib.request.urlopen(request, timeout=timeout) as response:
+            return response.status, json.loads(response.read() or b"null")
+    except urllib.error.HTTPError as error:
+        raw = error.read()
+        try:
+            return error.code, json.loads(raw)
+        except ValueError:
+            return error.code, raw.decode(errors="replace")
+
+
+def get_json(url: str, timeout: float = 30) -> Any:
+    with urllib.request.urlopen(url, timeout=timeout) as response:
+        return json.loads(response.read())
+
+
+@dataclass
+class Stack:
+    generator: stack.Service
+    actions: stack.Service
+    rasa: stack.Service
+    rasa_url: str
+    db_path: Path
+
+    def say(self, sender: str, text: str, timeout: float = 90) -> Tuple[int, Any]:
+        body = json.dumps({"sender": sender, "message": text}).encode()
+        return post(f"{self.rasa_url}/webhooks/rest/webhook", body, timeout)
+
+    def events(self, sender: str) -> List[Dict[str, Any]]:
+        """The conversation as Rasa's SQL tracker store holds it, in insertion order."""
+        with sqlite3.connect(self.db_path) as db:
+            rows = db.execute(
+                "SELECT type_name, data FROM events WHERE sender_id = ? ORDER BY id", (sender,)
+            ).fetchall()
+        return [dict(json.loads(data), event=kind) for kind, data in rows]
+
+    def last_bot_event(self, sender: str) -> Dict[str, Any]:
+        return [e for e in self.events(sender) if e["event"] == "bot"][-1]
+
+    def restart(self, service: stack.Service) -> None:
+        service.stop()
+        service.start()
+        stack.wait_healthy([service], settings.STARTUP_TIMEOUT_S)
+
+
+@pytest.fixture(scope="session")
+def trained_model() -> Path:
+    model = latest_model()
+    if model is None:
+        pytest.fail("no trained model in models/: run `make train` (make test does)")
+    return model
+
+
+@pytest.fixture(scope="session")
+def domain_responses() -> Dict[str, List[str]]:
+    from rasa.shared.core.domain import Domain
+
+    domain = Domain.load(str(settings.ROOT / "domain"))
+    return {name: [v.get("text", "") for v in variants] for name, variants in domain.responses.items()}
+
+
+@pytest.fixture(scope="module")
+def running_stack(tmp_path_factory, trained_model) -> Stack:
+    work = tmp_path_factory.mktemp("stack")
+    gen_port, act_port, rasa_port = free_port(), free_port(), free_port()
+    endpoints = yaml.safe_load((settings.ROOT / "endpoints.yml").read_text())
+    endpoints["action_endpoint"]["url"] = f"http://127.0.0.1:{act_port}/webhook"
+    endpoints_path = work / "endpoints.yml"
+    endpoints_path.write_text(yaml.safe_dump(endpoints))
+    db_path = work / "tracker.db"
+
+    services = [
+        stack.generator_service(gen_port, work),
+        stack.actions_service(
+            act_port,
+            work,
+            env={
+                "GENERATOR_URL": f"http://127.0.0.1:{gen_port}/v1",
+                "GENERATOR_TIMEOUT_S": str(GENERATOR_TIMEOUT_S),
+            },
+        ),
+        stack.rasa_service(
+            rasa_port,
+            work,
+            trained_model,
+            endpoints_path,
+            env={"TRACKER_STORE_URL": f"sqlite:///{db_path}"},
+            extra_args=["--enable-api", "--auth-token", API_TOKEN],
+        ),
+    ]
+    try:
+        for service in services:
+            service.start()
+        stack.wait_healthy(services, settings.STARTUP_TIMEOUT_S)
+        yield Stack(*services, rasa_url=f"http://127.0.0.1:{rasa_port}", db_path=db_path)
+    finally:
+        stack.stop_all(services)
+
+
+def metadata(event: Optional[Dict[str, Any]]) -> Dict[str, Any]:
+    return (event or {}).get("metadata") or {}

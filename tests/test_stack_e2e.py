@@ -1,0 +1,129 @@
+"""End to end: the real generator, action server and Rasa on loopback ports.
+
+Replies are checked against what Rasa stored in its SQL tracker store, so each
+assertion is about what really happened in the conversation, not about a mock.
+"""
+from __future__ import annotations
+
+import json
+import os
+import signal
+import time
+
+import pytest
+
+from tests.conftest import API_TOKEN, GENERATOR_TIMEOUT_S, get_json, metadata, post
+
+OPEN_QUESTION = "what is the tallest building in the world"
+
+
+def _texts(reply):
+    return [message.get("text") for message in reply]
+
+
+def test_greeting_gets_a_greeting(running_stack, domain_responses):
+    status, reply = running_stack.say("e2e-greet", "hello there")
+    assert status == 200
+    assert _texts(reply)[0] in domain_responses["utter_greet"]
+    assert metadata(running_stack.last_bot_event("e2e-greet"))["utter_action"] == "utter_greet"
+
+
+def test_card_arrival_is_classified_and_answered(running_stack, domain_responses):
+    status, reply = running_stack.say("e2e-card", "my card still hasn't arrived")
+    assert status == 200
+    user = [e for e in running_stack.events("e2e-card") if e["event"] == "user"][-1]
+    assert user["parse_data"]["intent"]["name"] == "card_arrival"
+    assert _texts(reply)[0] in domain_responses["utter_card_arrival"]
+    assert metadata(running_stack.last_bot_event("e2e-card"))["utter_action"] == "utter_card_arrival"
+
+
+def test_out_of_scope_question_is_answered_by_the_generator(running_stack, domain_responses):
+    status, reply = running_stack.say("e2e-llm", OPEN_QUESTION)
+    assert status == 200
+    events = running_stack.events("e2e-llm")
+    actions = [e["name"] for e in events if e["event"] == "action"]
+    assert "action_llm_reply" in actions
+    bot = running_stack.last_bot_event("e2e-llm")
+    assert metadata(bot)["source"] == "llm"
+    assert metadata(bot)["llm"]["model"] == "SmolLM2-135M-Instruct"
+    assert metadata(bot)["llm"]["completion_tokens"] > 0
+    templates = {text for texts in domain_responses.values() for text in texts}
+    assert _texts(reply)[0] == bot["text"]
+    assert bot["text"] and bot["text"] not in templates
+
+
+def test_conversation_is_stored_and_survives_a_rasa_restart(running_stack):
+    sender = "e2e-restart"
+    assert running_stack.say(sender, "hi")[0] == 200
+    assert running_stack.say(sender, "how do I activate my card?")[0] == 200
+    before = running_stack.events(sender)
+    assert [e["text"] for e in before if e["event"] == "user"] == ["hi", "how do I activate my card?"]
+
+    running_stack.restart(running_stack.rasa)
+
+    tracker = get_json(f"{running_stack.rasa_url}/conversations/{sender}/tracker?token={API_TOKEN}")
+    user_texts = [e["text"] for e in tracker["events"] if e["event"] == "user"]
+    assert user_texts == ["hi", "how do I activate my card?"]
+    assert running_stack.say(sender, "thanks!")[0] == 200
+    after = running_stack.events(sender)
+    assert after[: len(before)] == before  # nothing lost or rewritten
+    assert [e["text"] for e in after if e["event"] == "user"][-1] == "thanks!"
+    assert metadata(running_stack.last_bot_event(sender))["utter_action"] == "utter_thank"
+
+
+def test_generator_stopped_gives_fallback_then_llm_resumes(running_stack, domain_responses):
+    sender = "e2e-generator-down"
+    running_stack.generator.stop()
+    started = time.monotonic()
+    status, reply = running_stack.say(sender, OPEN_QUESTION)
+    assert status == 200
+    assert time.monotonic() - started < GENERATOR_TIMEOUT_S
+    assert _texts(reply)[0] in domain_responses["utter_llm_fallback"]
+    assert metadata(running_stack.last_bot_event(sender))["source"] == "fallback"
+
+    running_stack.restart(running_stack.generator)
+    assert running_stack.say(sender, "who wrote the odyssey")[0] == 200
+    assert metadata(running_stack.last_bot_event(sender))["source"] == "llm"
+
+
+def test_hung_generator_times_out_into_the_fallback(running_stack, domain_responses):
+    sender = "e2e-generator-hung"
+    pid = running_stack.generator.process.pid
+    os.kill(pid, signal.SIGSTOP)  # accepts connections, never answers
+    try:
+        started = time.monotonic()
+        status, reply = running_stack.say(sender, OPEN_QUESTION)
+        elapsed = time.monotonic() - started
+    finally:
+        os.kill(pid, signal.SIGCONT)
+    assert status == 200
+    assert GENERATOR_TIMEOUT_S - 1 <= elapsed < GENERATOR_TIMEOUT_S + 10
+    assert _texts(reply)[0] in domain_responses["utter_llm_fallback"]
+    assert metadata(running_stack.last_bot_event(sender))["llm_error"] == "timeout"
+
+
+@pytest.mark.parametrize(
+    "body, expected",
+    [
+        (b"{not json", 400),
+        (b"\xff\xfe\x00 not utf-8", 400),
+        (b"[1, 2, 3]", 400),
+        (b'{"sender": "e2e-bad"}', 400),
+        (b'{"sender": 5, "message": "hi"}', 400),
+        (json.dumps({"sender": "e2e-bad", "message": "x" * 100_000}).encode(), 413),
+    ],
+    ids=["invalid-json", "non-utf8", "not-an-object", "no-message", "bad-sender", "100kB"],
+)
+def test_bad_input_gets_a_4xx(running_stack, body, expected):
+    status, reply = post(f"{running_stack.rasa_url}/webhooks/rest/webhook", body)
+    assert status == expected
+    assert "error" in reply
+    assert running_stack.rasa.running()
+
+
+def test_empty_message_gets_a_polite_reply(running_stack, domain_responses):
+    status, reply = running_stack.say("e2e-empty", "")
+    assert status == 200
+    assert reply and all(message.get("text") for message in reply)
+    # and the server keeps serving
+    assert running_stack.say("e2e-empty", "hello")[0] == 200
