@@ -51,7 +51,7 @@ train: setup
 	$(RASA_PY) -m ops train
 
 validate: setup
-	$(RASA) data validate --domain domain --data data --config config.yml --fail-on-warnings
+	$(RASA) data validate --domain domain --data data --config config.yml
 
 ## run every test: data validation, bot and stack tests, generator tests
 test: train validate test-generator test-bot
