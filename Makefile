@@ -11,10 +11,10 @@ RASA_PY := $(RASA_VENV)/bin/python
 GEN_PY := $(GEN_VENV)/bin/python
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
-.PHONY: setup run shell train data validate generator-model test test-generator test-bot clean
+.PHONY: setup run shell train data validate generator-model embeddings-model evaluate evaluate-quick test test-generator test-bot clean
 
 ## set up everything the assistant needs (idempotent: quick when done)
-setup: $(RASA_VENV)/.installed $(GEN_VENV)/.installed generator-model data
+setup: $(RASA_VENV)/.installed $(GEN_VENV)/.installed generator-model embeddings-model data
 
 ## set up, train if needed, start generator + action server + Rasa (Ctrl-C stops)
 run: setup
@@ -42,6 +42,10 @@ $(GEN_VENV)/.installed: requirements/generator.txt
 generator-model: $(GEN_VENV)/.installed
 	$(GEN_PY) -m generator.convert
 
+## export all-MiniLM-L6-v2 to ONNX for the NLU's sentence embeddings (Rasa has no torch)
+embeddings-model: $(GEN_VENV)/.installed
+	$(GEN_PY) -m generator.export_onnx
+
 ## build the NLU training and validation files from ../shared/data
 data: $(RASA_VENV)/.installed
 	$(RASA_PY) -m ops import-data
@@ -53,8 +57,17 @@ train: setup
 validate: setup
 	$(RASA) data validate --domain domain --data data --config config.yml
 
-## run every test: data validation, bot and stack tests, generator tests
-test: train validate test-generator test-bot
+## NLU report on the validation split (rasa test nlu + thresholds table) into results/nlu
+evaluate: train
+	$(RASA_PY) -m ops evaluate
+
+## the quick form CI runs: fails when in-scope validation accuracy drops below the floor
+NLU_ACCURACY_FLOOR ?= 0.89
+evaluate-quick: train
+	$(RASA_PY) -m ops evaluate --quick --min-accuracy $(NLU_ACCURACY_FLOOR)
+
+## run every test: data validation, NLU accuracy floor, bot and stack tests, generator tests
+test: train validate evaluate-quick test-generator test-bot
 
 test-bot: train
 	$(RASA_PY) -m pytest tests -ra

@@ -10,6 +10,10 @@ def main(argv=None) -> int:
     commands = parser.add_subparsers(dest="command", required=True)
     commands.add_parser("import-data", help="build NLU training/validation files from ../shared/data")
     commands.add_parser("train", help="train a Rasa model into models/")
+    evaluate = commands.add_parser("evaluate", help="NLU report on the validation split into results/nlu")
+    evaluate.add_argument("--model", default="", help="model file (default: the latest in models/)")
+    evaluate.add_argument("--quick", action="store_true", help="skip `rasa test nlu`, only the summary")
+    evaluate.add_argument("--min-accuracy", type=float, default=0.0, help="fail below this in-scope accuracy")
     commands.add_parser("run", help="start generator, action server and Rasa; Ctrl-C stops them")
     shell = commands.add_parser("shell", help="chat with the running assistant in the terminal")
     shell.add_argument("--sender", default="", help="conversation id (default: a new one)")
@@ -31,6 +35,23 @@ def main(argv=None) -> int:
         try:
             train()
         except TrainingError as error:
+            print(f"error: {error}", file=sys.stderr)
+            return 1
+        return 0
+    if args.command == "evaluate":
+        from pathlib import Path
+
+        from ops import settings
+        from ops.evaluate import EvaluationError, evaluate
+        from ops.train import latest_model
+
+        model = Path(args.model) if args.model else latest_model()
+        if model is None:
+            print("error: no model in models/: run `make train`", file=sys.stderr)
+            return 2
+        try:
+            evaluate(model, settings.ROOT / "results" / "nlu", not args.quick, args.min_accuracy)
+        except EvaluationError as error:
             print(f"error: {error}", file=sys.stderr)
             return 1
         return 0

@@ -127,3 +127,21 @@ def test_empty_message_gets_a_polite_reply(running_stack, domain_responses):
     assert reply and all(message.get("text") for message in reply)
     # and the server keeps serving
     assert running_stack.say("e2e-empty", "hello")[0] == 200
+
+
+def test_rasa_side_embeddings_match_the_generators(running_stack):
+    """The ONNX export in the NLU gives the generator's sentence-transformers vectors."""
+    import numpy as np
+
+    from addons.nlu.sentence_embeddings import DEFAULT_MODEL_DIR, SentenceEncoder
+
+    texts = ["I lost my card", "How long does a transfer to Germany take?"]
+    port = running_stack.generator.health_url.split(":")[2].split("/")[0]
+    status, body = post(
+        f"http://127.0.0.1:{port}/v1/embeddings",
+        json.dumps({"model": "all-MiniLM-L6-v2", "input": texts}).encode(),
+    )
+    assert status == 200
+    reference = np.array([item["embedding"] for item in body["data"]])
+    ours = SentenceEncoder(DEFAULT_MODEL_DIR, threads=1).encode(texts, batch_size=8)
+    assert np.min(np.sum(reference * ours, axis=1)) > 0.999

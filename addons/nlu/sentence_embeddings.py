@@ -1,0 +1,142 @@
+"""Dense sentence features from all-MiniLM-L6-v2, run with onnxruntime.
+
+The Rasa environment has no torch (only a multi-GB CUDA build would install), so the
+encoder runs as the ONNX file that set-up exports (`python -m generator.export_onnx`,
+mean pooling and L2 normalisation included): embeddings identical to
+sentence-transformers, about 8 ms a sentence, nothing fetched at run time.
+Only sentence-level features are produced: they are what the linear intent
+classifier uses.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import os
+from pathlib import Path
+from typing import Any, Dict, List, Optional, Text
+
+import numpy as np
+
+from rasa.engine.graph import ExecutionContext, GraphComponent
+from rasa.engine.recipes.default_recipe import DefaultV1Recipe
+from rasa.engine.storage.resource import Resource
+from rasa.engine.storage.storage import ModelStorage
+from rasa.nlu.featurizers.dense_featurizer.dense_featurizer import DenseFeaturizer
+from rasa.shared.exceptions import RasaException
+from rasa.shared.nlu.constants import TEXT
+from rasa.shared.nlu.training_data.message import Message
+from rasa.shared.nlu.training_data.training_data import TrainingData
+
+logger = logging.getLogger(__name__)
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+DEFAULT_MODEL_DIR = REPO_ROOT / "models" / "embeddings" / "all-MiniLM-L6-v2"
+
+
+class EmbeddingModelMissing(RasaException):
+    """The ONNX export is not where the configuration says."""
+
+
+class SentenceEncoder:
+    """Tokenizer + ONNX session; encodes texts in length-sorted batches."""
+
+    def __init__(self, model_dir: Path, threads: int, max_tokens: Optional[int] = None) -> None:
+        import onnxruntime
+        from tokenizers import Tokenizer
+
+        files = [model_dir / "model.onnx", model_dir / "tokenizer.json", model_dir / "export.json"]
+        missing = [str(f) for f in files if not f.is_file()]
+        if missing:
+            raise EmbeddingModelMissing(
+                f"sentence embedding model not found ({', '.join(missing)}); "
+                "run `make setup` (it exports it with `python -m generator.export_onnx`) "
+                "or set EMBEDDINGS_MODEL_DIR"
+            )
+        meta = json.loads((model_dir / "export.json").read_text())
+        self.dimensions = int(meta["dimensions"])
+        self.tokenizer = Tokenizer.from_file(str(model_dir / "tokenizer.json"))
+        self.tokenizer.enable_truncation(max_tokens or int(meta["max_seq_length"]))
+        self.tokenizer.no_padding()
+        options = onnxruntime.SessionOptions()
+        options.intra_op_num_threads = threads
+        options.inter_op_num_threads = 1
+        self.session = onnxruntime.InferenceSession(
+            str(model_dir / "model.onnx"), options, providers=["CPUExecutionProvider"]
+        )
+
+    def encode(self, texts: List[str], batch_size: int) -> np.ndarray:
+        out = np.zeros((len(texts), self.dimensions), dtype=np.float32)
+        encodings = self.tokenizer.encode_batch(texts)
+        order = sorted(range(len(texts)), key=lambda i: len(encodings[i].ids))
+        for start in range(0, len(order), batch_size):
+            batch = order[start : start + batch_size]
+            width = max(len(encodings[i].ids) for i in batch)
+            ids = np.zeros((len(batch), width), dtype=np.int64)
+            mask = np.zeros((len(batch), width), dtype=np.int64)
+            for row, i in enumerate(batch):
+                n = len(encodings[i].ids)
+                ids[row, :n] = encodings[i].ids
+                mask[row, :n] = 1
+            (vectors,) = self.session.run(
+                None,
+                {"input_ids": ids, "attention_mask": mask, "token_type_ids": np.zeros_like(ids)},
+            )
+            out[batch] = vectors
+        return out
+
+
+@DefaultV1Recipe.register(
+    DefaultV1Recipe.ComponentType.MESSAGE_FEATURIZER, is_trainable=False
+)
+class SentenceEmbeddingFeaturizer(DenseFeaturizer, GraphComponent):
+    """Adds a 384-dimensional sentence embedding to each message's text."""
+
+    @staticmethod
+    def get_default_config() -> Dict[Text, Any]:
+        return {
+            **DenseFeaturizer.get_default_config(),
+            # folder of the ONNX export; EMBEDDINGS_MODEL_DIR overrides it
+            "model_dir": None,
+            "batch_size": 64,
+            "threads": 1,
+        }
+
+    @staticmethod
+    def required_packages() -> List[Text]:
+        return ["onnxruntime", "tokenizers"]
+
+    @classmethod
+    def validate_config(cls, config: Dict[Text, Any]) -> None:
+        if int(config["batch_size"]) < 1 or int(config["threads"]) < 1:
+            raise RasaException("batch_size and threads must be at least 1")
+
+    def __init__(self, config: Dict[Text, Any], name: Text) -> None:
+        super().__init__(name, config)
+        model_dir = Path(
+            os.environ.get("EMBEDDINGS_MODEL_DIR") or config["model_dir"] or DEFAULT_MODEL_DIR
+        )
+        self.encoder = SentenceEncoder(model_dir, int(config["threads"]))
+
+    @classmethod
+    def create(
+        cls,
+        config: Dict[Text, Any],
+        model_storage: ModelStorage,
+        resource: Resource,
+        execution_context: ExecutionContext,
+    ) -> "SentenceEmbeddingFeaturizer":
+        return cls(config, execution_context.node_name)
+
+    def process(self, messages: List[Message]) -> List[Message]:
+        with_text = [m for m in messages if m.get(TEXT) is not None]
+        if with_text:
+            vectors = self.encoder.encode(
+                [m.get(TEXT) for m in with_text], int(self._config["batch_size"])
+            )
+            for message, vector in zip(with_text, vectors):
+                self.add_features_to_message(None, vector[np.newaxis, :], TEXT, message)
+        return messages
+
+    def process_training_data(self, training_data: TrainingData) -> TrainingData:
+        self.process(training_data.training_examples)
+        return training_data
