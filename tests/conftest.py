@@ -2,9 +2,7 @@
 from __future__ import annotations
 
 import json
-import socket
 import sqlite3
-import urllib.error
 import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
@@ -14,32 +12,12 @@ import pytest
 import yaml
 
 from ops import settings, stack
+from ops.stack import free_port, post
 from ops.train import latest_model
 
 API_TOKEN = "test-token"
 # Short enough to keep the suite quick, long enough for a 64-token CPU reply.
 GENERATOR_TIMEOUT_S = 20
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def post(url: str, body: bytes, timeout: float = 60) -> Tuple[int, Any]:
-    request = urllib.request.Request(
-        url, data=body, headers={"Content-Type": "application/json"}, method="POST"
-    )
-    try:
-        with urllib.request.urlopen(request, timeout=timeout) as response:
-            return response.status, json.loads(response.read() or b"null")
-    except urllib.error.HTTPError as error:
-        raw = error.read()
-        try:
-            return error.code, json.loads(raw)
-        except ValueError:
-            return error.code, raw.decode(errors="replace")
 
 
 def get_json(url: str, timeout: float = 30) -> Any:

@@ -12,7 +12,8 @@ import time
 
 import pytest
 
-from tests.conftest import API_TOKEN, GENERATOR_TIMEOUT_S, get_json, metadata, post
+from ops.stack import post
+from tests.conftest import API_TOKEN, GENERATOR_TIMEOUT_S, get_json, metadata
 
 OPEN_QUESTION = "what is the tallest building in the world"
 
