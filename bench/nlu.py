@@ -130,7 +130,7 @@ def main() -> int:
         RESULTS.write_text(
             "# NLU benchmark (latest run)\n\n"
             f"`.venvs/rasa/bin/python -m bench.nlu` on {time.strftime('%Y-%m-%d')}, "
-            f"{len(next(iter(rows.values())) and rows)} configurations, validation split "
+            f"{len(rows)} configurations, validation split "
             f"`build/validation/nlu.yml`, one client sending /model/parse back to back.\n\n"
             + table + "\n"
         )
