@@ -1,6 +1,7 @@
 """Run the embedded stack: generator, action server and Rasa, until Ctrl-C."""
 from __future__ import annotations
 
+import os
 import signal
 import time
 
@@ -15,33 +16,41 @@ def run() -> int:
             return 2
     model = latest_model() or train()
     log_dir = settings.LOG_DIR
+    # An external OpenAI-compatible server (vLLM, say) replaces the local generator.
+    generator_url = os.environ.get("GENERATOR_URL", "")
+    local = [] if generator_url else [stack.generator_service(settings.GENERATOR_PORT, log_dir)]
+    generator_url = generator_url or f"http://127.0.0.1:{settings.GENERATOR_PORT}/v1"
     services = [
-        stack.generator_service(settings.GENERATOR_PORT, log_dir),
-        stack.actions_service(settings.ACTIONS_PORT, log_dir),
+        *local,
+        stack.actions_service(settings.ACTIONS_PORT, log_dir, env={"GENERATOR_URL": generator_url}),
         stack.rasa_service(
-            settings.RASA_PORT, log_dir, model, settings.ROOT / "endpoints.yml"
+            settings.RASA_PORT, log_dir, model, stack.endpoints_for(settings.ACTIONS_PORT, log_dir)
         ),
     ]
-    stopping = False
+    stopping = up = False
 
     def request_stop(signum, frame):  # noqa: ARG001 - signal handler signature
         nonlocal stopping
         stopping = True
+        if not up:  # still starting: leave the health wait at once
+            raise KeyboardInterrupt
 
-    signal.signal(signal.SIGINT, request_stop)
-    signal.signal(signal.SIGTERM, request_stop)
-    print(f"starting generator, action server and Rasa (model {model.name}); logs in {log_dir}")
+    for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+        signal.signal(sig, request_stop)
+    names = ", ".join(service.name for service in services)
+    print(f"starting {names} (model {model.name}); logs in {log_dir}", flush=True)
     try:
         for service in services:
             service.start()
         stack.wait_healthy(services, settings.STARTUP_TIMEOUT_S)
+        up = True
         print(
             "\nThe assistant is up.\n"
             f"  REST:        POST http://{settings.BIND_HOST}:{settings.RASA_PORT}/webhooks/rest/webhook"
             ' {"sender": "me", "message": "hi"}\n'
             f"  socket.io:   http://{settings.BIND_HOST}:{settings.RASA_PORT}/socket.io\n"
             "  shell:       make shell   (in another terminal)\n"
-            f"  generator:   http://{settings.BIND_HOST}:{settings.GENERATOR_PORT}/v1\n"
+            f"  generator:   {generator_url}\n"
             "Press Ctrl-C to stop.",
             flush=True,
         )
@@ -55,7 +64,12 @@ def run() -> int:
     except stack.ServiceError as error:
         print(f"error: {error}")
         return 1
+    except KeyboardInterrupt:
+        return 130
     finally:
-        print("stopping ...", flush=True)
+        # Stop first: the terminal or a pipe may already be gone, and printing fail.
         stack.stop_all(services)
-        print("stopped.")
+        try:
+            print("stopped.", flush=True)
+        except OSError:
+            pass

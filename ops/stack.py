@@ -172,6 +172,22 @@ def rasa_service(
     )
 
 
+def endpoints_for(actions_port: int, out_dir: Path) -> Path:
+    """endpoints.yml as it is, or a copy in out_dir whose action URL uses actions_port."""
+    import yaml
+
+    source = settings.ROOT / "endpoints.yml"
+    endpoints = yaml.safe_load(source.read_text())
+    url = f"http://127.0.0.1:{actions_port}/webhook"
+    if endpoints["action_endpoint"]["url"] == url:
+        return source
+    endpoints["action_endpoint"]["url"] = url
+    out_dir.mkdir(parents=True, exist_ok=True)
+    target = out_dir / "endpoints.yml"
+    target.write_text(yaml.safe_dump(endpoints))
+    return target
+
+
 def stop_all(services: Iterable[Service]) -> None:
     for service in reversed(list(services)):
         service.stop()

@@ -9,7 +9,6 @@ from pathlib import Path
 from typing import Any, Dict, List, Optional, Tuple
 
 import pytest
-import yaml
 
 from ops import settings, stack
 from ops.stack import free_port, post
@@ -74,10 +73,7 @@ def domain_responses() -> Dict[str, List[str]]:
 def running_stack(tmp_path_factory, trained_model) -> Stack:
     work = tmp_path_factory.mktemp("stack")
     gen_port, act_port, rasa_port = free_port(), free_port(), free_port()
-    endpoints = yaml.safe_load((settings.ROOT / "endpoints.yml").read_text())
-    endpoints["action_endpoint"]["url"] = f"http://127.0.0.1:{act_port}/webhook"
-    endpoints_path = work / "endpoints.yml"
-    endpoints_path.write_text(yaml.safe_dump(endpoints))
+    endpoints_path = stack.endpoints_for(act_port, work)
     db_path = work / "tracker.db"
 
     services = [

@@ -103,6 +103,33 @@ def test_hung_generator_times_out_into_the_fallback(running_stack, domain_respon
     assert metadata(running_stack.last_bot_event(sender))["llm_error"] == "timeout"
 
 
+def test_a_slow_conversation_does_not_delay_the_others(running_stack, domain_responses):
+    """While one conversation waits on a hung generator, another is answered at once."""
+    import threading
+
+    pid = running_stack.generator.process.pid
+    os.kill(pid, signal.SIGSTOP)
+    slow_reply = {}
+    slow = threading.Thread(
+        target=lambda: slow_reply.update(reply=running_stack.say("e2e-slow", OPEN_QUESTION))
+    )
+    try:
+        slow.start()
+        time.sleep(2)  # the slow turn is now waiting inside action_llm_reply
+        timings = []
+        for i in range(3):
+            started = time.monotonic()
+            status, reply = running_stack.say(f"e2e-fast-{i}", "hello")
+            timings.append(time.monotonic() - started)
+            assert status == 200 and reply[0]["text"] in domain_responses["utter_greet"]
+        assert slow.is_alive(), "the slow conversation should still be waiting"
+        assert max(timings) < 2.0, timings
+    finally:
+        os.kill(pid, signal.SIGCONT)
+        slow.join(GENERATOR_TIMEOUT_S + 30)
+    assert slow_reply["reply"][0] == 200
+
+
 @pytest.mark.parametrize(
     "body, expected",
     [

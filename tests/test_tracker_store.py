@@ -1,4 +1,5 @@
-"""The SQL tracker store keeps conversations across restarts, on SQLite and PostgreSQL."""
+"""Both SQL tracker stores keep conversations across restarts, on SQLite and PostgreSQL,
+in Rasa's own table layout: each reads what the other wrote."""
 from __future__ import annotations
 
 import asyncio
@@ -11,7 +12,7 @@ from rasa.shared.core.domain import Domain
 from rasa.shared.core.events import ActionExecuted, BotUttered, UserUttered
 from rasa.shared.core.trackers import DialogueStateTracker
 
-from addons.tracker_store import DEFAULT_URL, EnvSQLTrackerStore
+from addons.tracker_store import DEFAULT_URL, AsyncSQLTrackerStore, EnvSQLTrackerStore
 
 POSTGRES_URL = os.environ.get("TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test")
 
@@ -50,24 +51,31 @@ def _row_count(url: str, sender: str) -> int:
         ).scalar()
 
 
-def test_conversation_round_trips_through_a_new_store(store_url, monkeypatch):
+STORES = [EnvSQLTrackerStore, AsyncSQLTrackerStore]
+
+
+@pytest.mark.parametrize("first_store", STORES, ids=["sync", "async"])
+@pytest.mark.parametrize("second_store", STORES, ids=["then-sync", "then-async"])
+def test_conversation_round_trips_through_a_new_store(store_url, monkeypatch, first_store, second_store):
     monkeypatch.setenv("TRACKER_STORE_URL", store_url)
     domain = Domain.empty()
     sender = f"store-{uuid.uuid4().hex}"
 
     async def scenario():
-        first = EnvSQLTrackerStore(domain=domain)
+        first = first_store(domain=domain)
         tracker = DialogueStateTracker.from_events(sender, _turn("hi", "greet", "Hello!"))
         await first.save(tracker)
         # a new store instance is what Rasa builds after a restart
-        second = EnvSQLTrackerStore(domain=domain)
+        second = second_store(domain=domain)
         restored = await second.retrieve(sender)
         assert restored is not None
         assert list(restored.events) == list(tracker.events)
         for event in _turn("thanks", "thank", "You're welcome."):
             restored.update(event)
         await second.save(restored)
-        return await EnvSQLTrackerStore(domain=domain).retrieve(sender)
+        await second.save(restored)  # saving again adds nothing
+        assert sender in await second.keys()
+        return await first_store(domain=domain).retrieve(sender)
 
     final = asyncio.run(scenario())
     assert [e.text for e in final.events if isinstance(e, UserUttered)] == ["hi", "thanks"]
@@ -83,3 +91,35 @@ def test_environment_selects_the_database(monkeypatch, tmp_path):
     from_env = f"sqlite:///{tmp_path / 'from-env.db'}"
     monkeypatch.setenv("TRACKER_STORE_URL", from_env)
     assert str(EnvSQLTrackerStore(host=configured).engine.url) == from_env
+
+
+def test_retrieve_returns_only_the_latest_session_and_full_tracker_all(store_url, monkeypatch):
+    from rasa.shared.core.events import SessionStarted
+
+    monkeypatch.setenv("TRACKER_STORE_URL", store_url)
+    sender = f"sessions-{uuid.uuid4().hex}"
+    events = [
+        ActionExecuted("action_session_start"), SessionStarted(timestamp=1.0),
+        *_turn("hi", "greet", "Hello!"),
+        ActionExecuted("action_session_start"), SessionStarted(timestamp=2e9),
+        *_turn("thanks", "thank", "You're welcome."),
+    ]
+    for i, event in enumerate(events):  # distinct, increasing timestamps
+        event.timestamp = 1.0 + i if i < 6 else 2e9 + i
+
+    async def scenario():
+        store = AsyncSQLTrackerStore(domain=Domain.empty())
+        await store.save(DialogueStateTracker.from_events(sender, events))
+        return await store.retrieve(sender), await store.retrieve_full_tracker(sender)
+
+    latest, full = asyncio.run(scenario())
+    assert [e.text for e in latest.events if isinstance(e, UserUttered)] == ["thanks"]
+    assert [e.text for e in full.events if isinstance(e, UserUttered)] == ["hi", "thanks"]
+
+
+def test_the_async_store_refuses_an_unsupported_database(monkeypatch):
+    from rasa.shared.exceptions import RasaException
+
+    monkeypatch.setenv("TRACKER_STORE_URL", "mysql://root@127.0.0.1/test")
+    with pytest.raises(RasaException, match="EnvSQLTrackerStore"):
+        AsyncSQLTrackerStore(domain=Domain.empty())

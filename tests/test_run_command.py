@@ -1,0 +1,53 @@
+"""The README's run command: starts the three services, answers, and Ctrl-C stops all."""
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+
+from ops import settings
+from ops.stack import free_port, post
+
+
+def _port_open(port: int) -> bool:
+    with socket.socket() as sock:
+        return sock.connect_ex(("127.0.0.1", port)) == 0
+
+
+def test_run_starts_everything_and_ctrl_c_stops_everything(tmp_path, trained_model):
+    ports = {"RASA_PORT": free_port(), "ACTIONS_PORT": free_port(), "GENERATOR_PORT": free_port()}
+    env = {
+        **os.environ,
+        **{k: str(v) for k, v in ports.items()},
+        "TRACKER_STORE_URL": f"sqlite:///{tmp_path / 'tracker.db'}",
+    }
+    env.pop("GENERATOR_URL", None)
+    process = subprocess.Popen(
+        [sys.executable, "-m", "ops", "run"], cwd=settings.ROOT, env=env,
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+    )
+    output = []
+    try:
+        deadline = time.monotonic() + settings.STARTUP_TIMEOUT_S
+        while time.monotonic() < deadline:
+            line = process.stdout.readline()
+            if not line:
+                break
+            output.append(line)
+            if "The assistant is up." in line:
+                break
+        assert any("The assistant is up." in line for line in output), "".join(output)
+
+        body = json.dumps({"sender": "run-command", "message": "my card still hasn't arrived"}).encode()
+        status, reply = post(f"http://127.0.0.1:{ports['RASA_PORT']}/webhooks/rest/webhook", body)
+        assert status == 200 and "Track delivery" in reply[0]["text"]
+    finally:
+        process.send_signal(signal.SIGINT)
+        remaining, _ = process.communicate(timeout=90)
+    assert process.returncode == 0, "".join(output) + remaining
+    assert "stopped." in remaining
+    assert not any(_port_open(port) for port in ports.values())
