@@ -12,11 +12,13 @@ SQLTrackerStore.SQLEvent), so existing data, analytics and retention work with e
 """
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import itertools
 import json
 import logging
 import os
-from typing import Any, Dict, Iterable, Optional, Text
+from typing import Any, AsyncContextManager, Dict, Iterable, Optional, Text
 
 import sqlalchemy as sa
 from rasa.core.brokers.broker import EventBroker
@@ -104,8 +106,12 @@ class AsyncSQLTrackerStore(TrackerStore, SerializedTrackerAsText):
         url = async_url(tracker_store_url(host))
         self._create_tables(url)
         self.engine = create_async_engine(url, **_engine_kwargs(url))
+        # SQLite allows one writer at a time; queueing writers here, instead of in
+        # SQLite's busy handler (which sleeps and retries), keeps tail latency low.
+        self._write_lock: Optional[asyncio.Lock] = None
         if url.get_backend_name() == "sqlite":
             sa.event.listen(self.engine.sync_engine, "connect", _sqlite_wal)
+            self._write_lock = asyncio.Lock()
         self.sessionmaker = sessionmaker(self.engine, class_=AsyncSession, expire_on_commit=False)
 
     @staticmethod
@@ -161,11 +167,15 @@ class AsyncSQLTrackerStore(TrackerStore, SerializedTrackerAsText):
         count = sa.select(sa.func.count()).select_from(
             self._events_query(tracker.sender_id, all_sessions=False).subquery()
         )
-        async with self.sessionmaker() as session, session.begin():
-            stored = (await session.execute(count)).scalar_one()
-            rows = [_row(tracker.sender_id, e) for e in itertools.islice(tracker.events, stored, None)]
-            if rows:
-                await session.execute(sa.insert(EVENTS), rows)
+        async with self._writing():
+            async with self.sessionmaker() as session, session.begin():
+                stored = (await session.execute(count)).scalar_one()
+                rows = [_row(tracker.sender_id, e) for e in itertools.islice(tracker.events, stored, None)]
+                if rows:
+                    await session.execute(sa.insert(EVENTS), rows)
+
+    def _writing(self) -> AsyncContextManager:
+        return self._write_lock if self._write_lock is not None else contextlib.nullcontext()
 
     async def close(self) -> None:
         await self.engine.dispose()

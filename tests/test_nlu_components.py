@@ -34,3 +34,21 @@ def test_similar_questions_are_closer_than_unrelated_ones(encoder):
         batch_size=8,
     )
     assert a @ b > a @ c + 0.2
+
+
+def test_classifier_probabilities_match_scikit_learn(tmp_path):
+    from rasa.engine.storage.local_model_storage import LocalModelStorage
+    from rasa.engine.storage.resource import Resource
+    from scipy.sparse import random as sparse_random
+    from sklearn.linear_model import LogisticRegression
+
+    from addons.nlu.intent_classifier import LinearIntentClassifier
+
+    X = sparse_random(300, 2000, density=0.01, format="csr", random_state=1)
+    y = [f"intent_{i % 5}" for i in range(300)]
+    component = LinearIntentClassifier(
+        LinearIntentClassifier.get_default_config(), "clf", LocalModelStorage(tmp_path), Resource("clf")
+    )
+    component.clf = LogisticRegression(C=10, max_iter=500).fit(X, y)
+    component._prepare()
+    np.testing.assert_allclose(component.predict_proba(X), component.clf.predict_proba(X), atol=1e-9)
