@@ -1,0 +1,189 @@
+"""Turn throughput: stock Rasa 3.6 (DIET + TED, Rasa's SQLTrackerStore) against this
+project's default configuration, under the same closed-loop load, in one run.
+
+Each of N simulated users holds a 10-turn conversation through the REST channel,
+sending the next message as soon as the reply arrives (N = 1, 20, 50). Turns are
+intent-only (Banking77 training sentences, answered by rules); an action server with
+no generator behind it is running, so a turn routed to the LLM answers with the
+fallback template at once. Reports turns/s, latency p50/p95/p99 and errors, and the
+ratio of the project's turns/s to stock's.
+
+    .venvs/rasa/bin/python -m bench.turns [--users 1 20 50] [--skip-stock]
+"""
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import random
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Dict, List, Tuple
+
+import aiohttp
+
+from ops import settings, stack
+from ops.data import read_banking77
+from ops.stack import free_port
+from ops.train import latest_model
+
+TURNS = 10
+# The scale-out form of the same files: two Sanic workers sharing a Redis lock store
+# and a PostgreSQL tracker store (see deploy/scale-out.env).
+SCALE_OUT = {
+    "SANIC_WORKERS": "2",
+    "LOCK_STORE_URL": "redis://127.0.0.1:6379/1",
+    "TRACKER_STORE_URL": os.environ.get("TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test"),
+}
+RESULTS = settings.ROOT / "bench" / "results" / "turns.md"
+SYNC_STORE = "addons.tracker_store.EnvSQLTrackerStore"  # Rasa's own SQLTrackerStore
+
+
+def messages(count: int = 500) -> List[str]:
+    texts = [t for ts in read_banking77(settings.SHARED_DATA_DIR / "banking77" / "train.csv").values() for t in ts]
+    random.Random(9).shuffle(texts)
+    return texts[:count]
+
+
+def scale_out_available() -> bool:
+    import redis
+    import sqlalchemy as sa
+
+    try:
+        redis.Redis.from_url(SCALE_OUT["LOCK_STORE_URL"], socket_timeout=1).ping()
+        with sa.create_engine(SCALE_OUT["TRACKER_STORE_URL"]).connect():
+            return True
+    except Exception:  # noqa: BLE001 - no server here: measure the rest
+        print("Redis or PostgreSQL not reachable: skipping the scale-out run", flush=True)
+        return False
+
+
+def train_stock(work: Path) -> Path:
+    started = time.monotonic()
+    subprocess.run(
+        [str(settings.RASA_VENV / "bin" / "rasa"), "train", "--config",
+         str(settings.ROOT / "bench" / "configs" / "stock_diet_ted.yml"),
+         "--domain", "domain", "--data", "data", "--out", str(work / "models")],
+        cwd=settings.ROOT, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        env={**os.environ, "RASA_CACHE_DIRECTORY": str(work / "cache")},
+    )
+    print(f"stock model trained in {time.monotonic() - started:.0f} s", flush=True)
+    return next((work / "models").glob("*.tar.gz"))
+
+
+async def user(session, url: str, sender: str, texts: List[str], latencies: List[float]) -> int:
+    errors = 0
+    for text in texts:
+        started = time.perf_counter()
+        try:
+            async with session.post(url, json={"sender": sender, "message": text}) as response:
+                reply = await response.json(content_type=None)
+                ok = response.status == 200 and bool(reply)
+        except (aiohttp.ClientError, asyncio.TimeoutError, ValueError):
+            ok = False
+        latencies.append((time.perf_counter() - started) * 1000)
+        errors += not ok
+    return errors
+
+
+async def load(url: str, users: int, pool: List[str], tag: str) -> Dict:
+    latencies: List[float] = []
+    timeout = aiohttp.ClientTimeout(total=120)
+    async with aiohttp.ClientSession(timeout=timeout, connector=aiohttp.TCPConnector(limit=0)) as session:
+        started = time.perf_counter()
+        errors = await asyncio.gather(*[
+            user(session, url, f"{tag}-{users}-{u}",
+                 [pool[(u * TURNS + t) % len(pool)] for t in range(TURNS)], latencies)
+            for u in range(users)
+        ])
+        wall = time.perf_counter() - started
+    ordered = sorted(latencies)
+    pick = lambda q: ordered[min(len(ordered) - 1, int(round(q * (len(ordered) - 1))))]  # noqa: E731
+    return {"turns": len(latencies), "turns_s": len(latencies) / wall, "p50": pick(0.5),
+            "p95": pick(0.95), "p99": pick(0.99), "errors": sum(errors)}
+
+
+def serve(model: Path, work: Path, stock: bool, users: List[int], tag: str, extra_env=None) -> Dict[int, Dict]:
+    act_port, rasa_port = free_port(), free_port()
+    if stock:  # Rasa's own SQLTrackerStore and in-memory lock store
+        endpoints = work / "endpoints-stock.yml"
+        endpoints.write_text(
+            f'action_endpoint:\n  url: "http://127.0.0.1:{act_port}/webhook"\n'
+            f"tracker_store:\n  type: {SYNC_STORE}\nlock_store:\n  type: in_memory\n"
+        )
+    else:  # endpoints.yml as shipped
+        endpoints = stack.endpoints_for(act_port, work / tag)
+    env = {"TRACKER_STORE_URL": f"sqlite:///{work / (tag + '.db')}", **(extra_env or {})}
+    label, tag = tag, f"{tag}-{int(time.time())}"  # fresh conversations in a database that persists
+    services = [
+        stack.actions_service(act_port, work, env={"GENERATOR_URL": "http://127.0.0.1:9/v1"}),
+        stack.rasa_service(rasa_port, work, model, endpoints, env=env),
+    ]
+    pool = messages()
+    try:
+        for service in services:
+            service.start()
+        stack.wait_healthy(services, settings.STARTUP_TIMEOUT_S)
+        url = f"http://127.0.0.1:{rasa_port}/webhooks/rest/webhook"
+        asyncio.run(load(url, 5, pool, f"{tag}-warmup"))
+        results = {}
+        for n in users:
+            results[n] = asyncio.run(load(url, n, pool, tag))
+            r = results[n]
+            print(f"{label:10} {n:3} users: {r['turns_s']:6.1f} turns/s  p50 {r['p50']:7.1f} ms  "
+                  f"p95 {r['p95']:7.1f} ms  p99 {r['p99']:7.1f} ms  errors {r['errors']}", flush=True)
+        return results
+    finally:
+        stack.stop_all(services)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--users", type=int, nargs="+", default=[1, 20, 50])
+    parser.add_argument("--skip-stock", action="store_true", help="measure only the project")
+    args = parser.parse_args()
+    project_model = latest_model()
+    if project_model is None:
+        print("no model in models/: run `make train`", file=sys.stderr)
+        return 2
+    with tempfile.TemporaryDirectory(prefix="bench-turns-") as tmp:
+        work = Path(tmp)
+        runs = {}
+        if not args.skip_stock:
+            runs["stock"] = serve(train_stock(work), work, True, args.users, "stock")
+        runs["project"] = serve(project_model, work, False, args.users, "project")
+        if scale_out_available():
+            runs["project, scale-out"] = serve(project_model, work, False, args.users, "scaleout", SCALE_OUT)
+    lines = ["| configuration | users | turns/s | p50 | p95 | p99 | errors |", "|---|---:|---:|---:|---:|---:|---:|"]
+    for name, results in runs.items():
+        for n, r in results.items():
+            lines.append(f"| {name} | {n} | {r['turns_s']:.1f} | {r['p50']:.0f} ms | {r['p95']:.0f} ms | "
+                         f"{r['p99']:.0f} ms | {r['errors']} |")
+    if "stock" in runs:
+        others = [name for name in runs if name != "stock"]
+        lines += ["", "| users | " + " | ".join(f"{o} / stock turns/s" for o in others) + " |",
+                  "|---:|" + "---:|" * len(others)]
+        lines += [f"| {n} | " + " | ".join(f"{runs[o][n]['turns_s'] / runs['stock'][n]['turns_s']:.1f}×" for o in others)
+                  + " |" for n in args.users]
+    table = "\n".join(lines)
+    print(table)
+    if "stock" in runs:
+        RESULTS.write_text(
+            "# Turn throughput (latest run)\n\n"
+            f"`.venvs/rasa/bin/python -m bench.turns` on {time.strftime('%Y-%m-%d')}: closed loop, "
+            f"{TURNS} intent-only turns per user through the REST channel, one Rasa process each.\n"
+            "stock = `rasa init`'s DIET + TED pipeline and policies (bench/configs/stock_diet_ted.yml) with "
+            "Rasa's SQLTrackerStore on SQLite; project = config.yml and endpoints.yml as shipped "
+            "(async SQL tracker store on SQLite, in-memory lock store, one Sanic worker); "
+            "project, scale-out = the same files with SANIC_WORKERS=2, LOCK_STORE_URL (Redis) and "
+            "TRACKER_STORE_URL (PostgreSQL).\n\n"
+            + table + "\n"
+        )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
