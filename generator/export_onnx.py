@@ -1,4 +1,4 @@
-"""Export all-MiniLM-L6-v2 (mean pooling + L2 norm) to ONNX for the Rasa side.
+"""Export all-MiniLM-L6-v2 (mean pooling + L2 norm) to ONNX, fp32 and int8, for Rasa.
 
 Rasa runs on Python 3.10, where no CPU torch exists here; its NLU featurizer
 (addons/nlu/sentence_embeddings.py) runs this file with onnxruntime instead. The
@@ -21,7 +21,7 @@ from .settings import EMBEDDING_MODEL_ID, REPO_ROOT, force_offline
 log = logging.getLogger("generator.export_onnx")
 
 TARGET = REPO_ROOT / "models" / "embeddings" / EMBEDDING_MODEL_ID
-FILES = ("model.onnx", "tokenizer.json", "export.json")
+FILES = ("model.onnx", "model.int8.onnx", "tokenizer.json", "export.json")
 
 
 def _export_into(folder: Path) -> None:
@@ -61,6 +61,11 @@ def _export_into(folder: Path) -> None:
             opset_version=17,
             dynamo=False,
         )
+    # int8 weights: 3.7x faster per sentence here, the same intent accuracy on the
+    # validation split (docs/performance.md); the fp32 file stays for reference.
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    quantize_dynamic(str(folder / "model.onnx"), str(folder / "model.int8.onnx"), weight_type=QuantType.QInt8)
     shutil.copy(source / "tokenizer.json", folder / "tokenizer.json")
     bert_config = json.loads((source / "sentence_bert_config.json").read_text())
     (folder / "export.json").write_text(json.dumps({

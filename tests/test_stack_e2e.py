@@ -158,7 +158,8 @@ def test_empty_message_gets_a_polite_reply(running_stack, domain_responses):
 
 
 def test_rasa_side_embeddings_match_the_generators(running_stack):
-    """The ONNX export in the NLU gives the generator's sentence-transformers vectors."""
+    """The fp32 ONNX export gives the generator's sentence-transformers vectors; the
+    int8 one used by default stays close to them."""
     import numpy as np
 
     from addons.nlu.sentence_embeddings import DEFAULT_MODEL_DIR, SentenceEncoder
@@ -171,5 +172,7 @@ def test_rasa_side_embeddings_match_the_generators(running_stack):
     )
     assert status == 200
     reference = np.array([item["embedding"] for item in body["data"]])
-    ours = SentenceEncoder(DEFAULT_MODEL_DIR, threads=1).encode(texts, batch_size=8)
+    ours = SentenceEncoder(DEFAULT_MODEL_DIR, threads=1, quantized=False).encode(texts, batch_size=8)
     assert np.min(np.sum(reference * ours, axis=1)) > 0.999
+    int8 = SentenceEncoder(DEFAULT_MODEL_DIR, threads=1).encode(texts, batch_size=8)
+    assert np.min(np.sum(reference * int8, axis=1)) > 0.85
