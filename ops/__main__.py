@@ -2,7 +2,11 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
+
+# Rasa 3.6 pins SQLAlchemy 1.4; its 2.0 migration banner is noise for operators.
+os.environ.setdefault("SQLALCHEMY_SILENCE_UBER_WARNING", "1")
 
 
 def main(argv=None) -> int:
@@ -14,6 +18,13 @@ def main(argv=None) -> int:
     evaluate.add_argument("--model", default="", help="model file (default: the latest in models/)")
     evaluate.add_argument("--quick", action="store_true", help="skip `rasa test nlu`, only the summary")
     evaluate.add_argument("--min-accuracy", type=float, default=0.0, help="fail below this in-scope accuracy")
+    retention = commands.add_parser("retention", help="delete conversations older than N days")
+    retention.add_argument("--older-than-days", type=float, required=True)
+    retention.add_argument("--dry-run", action="store_true", help="only report what would be deleted")
+    erase = commands.add_parser("erase", help="erase one sender's conversations and log lines (GDPR)")
+    erase.add_argument("sender_id")
+    erase.add_argument("--dry-run", action="store_true", help="only report what would be erased")
+    commands.add_parser("status", help="is every part up, and what does it run")
     commands.add_parser("run", help="start generator, action server and Rasa; Ctrl-C stops them")
     shell = commands.add_parser("shell", help="chat with the running assistant in the terminal")
     shell.add_argument("--sender", default="", help="conversation id (default: a new one)")
@@ -55,6 +66,28 @@ def main(argv=None) -> int:
             print(f"error: {error}", file=sys.stderr)
             return 1
         return 0
+    if args.command in ("retention", "erase"):
+        import sqlalchemy.exc
+
+        from ops import retention as r
+
+        try:
+            if args.command == "retention":
+                if args.older_than_days < 0:
+                    print("error: --older-than-days must not be negative", file=sys.stderr)
+                    return 2
+                report = r.delete_older_than(args.older_than_days, args.dry_run)
+            else:
+                report = r.erase_sender(args.sender_id, args.dry_run)
+        except sqlalchemy.exc.SQLAlchemyError as error:
+            print(f"error: tracker store at {r.tracker_store_url()}: {error}", file=sys.stderr)
+            return 1
+        print(("would delete " if args.dry_run else "deleted ") + str(report))
+        return 0
+    if args.command == "status":
+        from ops.status import status
+
+        return status()
     if args.command == "run":
         from ops.run import run
 

@@ -176,3 +176,21 @@ def test_rasa_side_embeddings_match_the_generators(running_stack):
     assert np.min(np.sum(reference * ours, axis=1)) > 0.999
     int8 = SentenceEncoder(DEFAULT_MODEL_DIR, threads=1).encode(texts, batch_size=8)
     assert np.min(np.sum(reference * int8, axis=1)) > 0.85
+
+
+def test_status_shows_every_part(running_stack):
+    from ops import status
+
+    rasa_port = int(running_stack.rasa_url.rsplit(":", 1)[1])
+    actions_port = int(running_stack.actions.health_url.split(":")[2].split("/")[0])
+    generator_port = running_stack.generator.health_url.split(":")[2].split("/")[0]
+    rows = status.collect(rasa_port, actions_port, f"http://127.0.0.1:{generator_port}/v1",
+                          f"sqlite:///{running_stack.db_path}", lock_url="")
+    assert all(up for _, up, _ in rows), rows
+    details = dict((name, detail) for name, _, detail in rows)
+    assert "Rasa" in details["rasa"] and "SmolLM2-135M-Instruct" in details["generator"]
+    assert "conversations" in details["tracker store"]
+    down = status.collect(rasa_port, actions_port, "http://127.0.0.1:9/v1",
+                          f"sqlite:///{running_stack.db_path}", lock_url="redis://127.0.0.1:9/1")
+    assert status.status(down) == 1
+    assert [name for name, up, _ in down if not up] == ["generator", "lock store"]

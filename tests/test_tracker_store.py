@@ -3,7 +3,6 @@ in Rasa's own table layout: each reads what the other wrote."""
 from __future__ import annotations
 
 import asyncio
-import os
 import uuid
 
 import pytest
@@ -13,27 +12,6 @@ from rasa.shared.core.events import ActionExecuted, BotUttered, UserUttered
 from rasa.shared.core.trackers import DialogueStateTracker
 
 from addons.tracker_store import DEFAULT_URL, AsyncSQLTrackerStore, EnvSQLTrackerStore
-
-POSTGRES_URL = os.environ.get("TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test")
-
-
-def _postgres_available() -> bool:
-    try:
-        with sa.create_engine(POSTGRES_URL).connect() as connection:
-            connection.execute(sa.text("SELECT 1"))
-        return True
-    except Exception:  # any failure means: no server to test against here
-        return False
-
-
-@pytest.fixture(params=["sqlite", "postgresql"])
-def store_url(request, tmp_path):
-    if request.param == "sqlite":
-        return f"sqlite:///{tmp_path / 'tracker.db'}"
-    if not _postgres_available():
-        pytest.skip(f"PostgreSQL is not reachable at {POSTGRES_URL} (set TEST_POSTGRES_URL)")
-    return POSTGRES_URL
-
 
 def _turn(text: str, intent: str, reply: str):
     return [

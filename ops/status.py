@@ -1,0 +1,109 @@
+"""Every part of the running assistant at a glance: up or down, and what it runs."""
+from __future__ import annotations
+
+import json
+import os
+import urllib.error
+import urllib.request
+from typing import List, Optional, Tuple
+
+from ops import settings
+from ops.train import latest_model
+
+Row = Tuple[str, bool, str]
+
+
+def _get(url: str, timeout: float = 3) -> Tuple[Optional[int], str]:
+    try:
+        with urllib.request.urlopen(url, timeout=timeout) as response:
+            return response.status, response.read().decode(errors="replace")
+    except urllib.error.HTTPError as error:
+        return error.code, error.read().decode(errors="replace")
+    except (urllib.error.URLError, OSError) as error:
+        return None, str(getattr(error, "reason", error))
+
+
+def _masked(url: str) -> str:
+    import sqlalchemy as sa
+
+    try:
+        return sa.engine.make_url(url).render_as_string(hide_password=True)
+    except Exception:  # noqa: BLE001 - show nothing rather than a secret
+        return "(unparseable URL)"
+
+
+def check_rasa(port: int) -> Row:
+    code, body = _get(f"http://127.0.0.1:{port}/")
+    model = latest_model()
+    detail = body.strip() if code == 200 else f"not answering on :{port} ({body[:80]})"
+    if code == 200 and model is not None:
+        detail += f"; newest model in models/: {model.name}"
+    return "rasa", code == 200, detail
+
+
+def check_actions(port: int) -> Row:
+    code, body = _get(f"http://127.0.0.1:{port}/health")
+    return "action server", code == 200, f":{port} " + ("ok" if code == 200 else f"down ({body[:80]})")
+
+
+def check_generator(base_url: str) -> Row:
+    code, body = _get(f"{base_url}/models")
+    if code != 200:
+        return "generator", False, f"{base_url} down ({body[:80]})"
+    models = [m.get("id") for m in json.loads(body).get("data", [])]
+    return "generator", True, f"{base_url}: {', '.join(models)}"
+
+
+def check_tracker_store(url: str) -> Row:
+    import sqlalchemy as sa
+
+    try:
+        engine = sa.create_engine(url)
+        with engine.connect() as connection:
+            if not sa.inspect(connection).has_table("events"):
+                return "tracker store", True, f"{_masked(url)}: no conversations yet"
+            senders = connection.execute(sa.text("SELECT COUNT(DISTINCT sender_id) FROM events")).scalar()
+        return "tracker store", True, f"{_masked(url)}: {senders} conversations"
+    except sa.exc.SQLAlchemyError as error:
+        return "tracker store", False, f"{_masked(url)}: {type(error).__name__}"
+
+
+def check_lock_store(url: str) -> Row:
+    if not url:
+        return "lock store", True, "in memory (one Rasa process)"
+    import redis
+
+    try:
+        redis.Redis.from_url(url, socket_timeout=2).ping()
+        return "lock store", True, f"redis {_masked(url)}"
+    except redis.exceptions.RedisError as error:
+        return "lock store", False, f"redis {_masked(url)}: {type(error).__name__}"
+
+
+def collect(
+    rasa_port: int = settings.RASA_PORT,
+    actions_port: int = settings.ACTIONS_PORT,
+    generator_url: str = "",
+    tracker_url: str = "",
+    lock_url: Optional[str] = None,
+) -> List[Row]:
+    from addons.tracker_store import tracker_store_url
+
+    generator_url = generator_url or os.environ.get("GENERATOR_URL") or (
+        f"http://127.0.0.1:{settings.GENERATOR_PORT}/v1"
+    )
+    return [
+        check_rasa(rasa_port),
+        check_actions(actions_port),
+        check_generator(generator_url.rstrip("/")),
+        check_tracker_store(tracker_url or tracker_store_url()),
+        check_lock_store(os.environ.get("LOCK_STORE_URL", "") if lock_url is None else lock_url),
+    ]
+
+
+def status(rows: Optional[List[Row]] = None) -> int:
+    rows = rows if rows is not None else collect()
+    width = max(len(name) for name, _, _ in rows)
+    for name, up, detail in rows:
+        print(f"{name:<{width}}  {'up  ' if up else 'DOWN'}  {detail}")
+    return 0 if all(up for _, up, _ in rows) else 1
