@@ -24,6 +24,9 @@ def main(argv=None) -> int:
     erase = commands.add_parser("erase", help="erase one sender's conversations and log lines (GDPR)")
     erase.add_argument("sender_id")
     erase.add_argument("--dry-run", action="store_true", help="only report what would be erased")
+    analytics = commands.add_parser("analytics", help="report on conversations: text, HTML with plots, candidates.yml")
+    analytics.add_argument("--days", type=float, default=None, help="only the last N days")
+    analytics.add_argument("--out", default="results/analytics", help="output folder")
     commands.add_parser("status", help="is every part up, and what does it run")
     commands.add_parser("run", help="start generator, action server and Rasa; Ctrl-C stops them")
     shell = commands.add_parser("shell", help="chat with the running assistant in the terminal")
@@ -83,6 +86,23 @@ def main(argv=None) -> int:
             print(f"error: tracker store at {r.tracker_store_url()}: {error}", file=sys.stderr)
             return 1
         print(("would delete " if args.dry_run else "deleted ") + str(report))
+        return 0
+    if args.command == "analytics":
+        from pathlib import Path
+
+        import sqlalchemy.exc
+
+        from addons.tracker_store import tracker_store_url
+        from ops import settings
+        from ops.analytics import to_text, write_report
+
+        out = Path(args.out) if Path(args.out).is_absolute() else settings.ROOT / args.out
+        try:
+            result = write_report(tracker_store_url(), out, args.days)
+        except sqlalchemy.exc.SQLAlchemyError as error:
+            print(f"error: tracker store: {error}", file=sys.stderr)
+            return 1
+        print(to_text(result) + f"written to {out}/ (analytics.txt, analytics.html, candidates.yml)")
         return 0
     if args.command == "status":
         from ops.status import status
