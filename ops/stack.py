@@ -137,8 +137,8 @@ def actions_service(port: int, log_dir: Path, env: Optional[Dict[str, str]] = No
     return Service(
         name="actions",
         argv=[
-            str(settings.RASA_VENV / "bin" / "python"), "-m", "rasa_sdk",
-            "--actions", "actions", "--port", str(port),
+            str(settings.RASA_VENV / "bin" / "python"), "-m", "actions.server",
+            "--host", settings.BIND_HOST, "--port", str(port),
         ],
         health_url=f"http://127.0.0.1:{port}/health",
         log_path=log_dir / "actions.log",

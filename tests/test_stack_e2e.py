@@ -194,3 +194,28 @@ def test_status_shows_every_part(running_stack):
                           f"sqlite:///{running_stack.db_path}", lock_url="redis://127.0.0.1:9/1")
     assert status.status(down) == 1
     assert [name for name, up, _ in down if not up] == ["generator", "lock store"]
+
+
+def test_action_server_metrics_after_the_conversations(running_stack):
+    """Runs after the tests above: LLM replies, fallbacks and timeouts have happened."""
+    import re
+    import urllib.request
+
+    port = running_stack.actions.health_url.split(":")[2].split("/")[0]
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as response:
+        text = response.read().decode()
+
+    def value(pattern):
+        match = re.search(pattern + r" ([0-9.e+]+)", text)
+        assert match, pattern
+        return float(match.group(1))
+
+    assert value(r'action_server_action_seconds_count\{action="action_llm_reply",status="200"\}') >= 5
+    assert value(r'action_server_llm_calls_total\{outcome="ok"\}') >= 2
+    assert value(r'action_server_llm_calls_total\{outcome="timeout"\}') >= 1
+    assert value(r'action_server_llm_calls_total\{outcome="connection"\}') >= 1
+    failed_calls = value(r'action_server_llm_calls_total\{outcome="timeout"\}') + value(
+        r'action_server_llm_calls_total\{outcome="connection"\}'
+    )
+    assert value(r"action_server_fallback_replies_total") >= failed_calls
+    assert value(r"action_server_llm_seconds_count") == value(r'action_server_llm_calls_total\{outcome="ok"\}')

@@ -1,0 +1,25 @@
+"""Prometheus metrics of the action server (served on /metrics by actions.server)."""
+from __future__ import annotations
+
+from prometheus_client import Counter, Histogram
+
+ACTION_SECONDS = Histogram(
+    "action_server_action_seconds",
+    "Time to run one action call, by action and HTTP status",
+    ["action", "status"],
+    buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60),
+)
+LLM_CALLS = Counter(
+    "action_server_llm_calls_total",
+    "Calls to the generator, by outcome (ok, timeout, http 5xx, connection, ...)",
+    ["outcome"],
+)
+LLM_SECONDS = Histogram(
+    "action_server_llm_seconds",
+    "Latency of successful generator calls",
+    buckets=(0.25, 0.5, 1, 2, 3, 5, 8, 13, 20, 30),
+)
+FALLBACKS = Counter(
+    "action_server_fallback_replies_total",
+    "Template replies sent because the generator could not answer",
+)
