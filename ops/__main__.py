@@ -27,6 +27,15 @@ def main(argv=None) -> int:
     analytics = commands.add_parser("analytics", help="report on conversations: text, HTML with plots, candidates.yml")
     analytics.add_argument("--days", type=float, default=None, help="only the last N days")
     analytics.add_argument("--out", default="results/analytics", help="output folder")
+    promote = commands.add_parser("promote", help="gate a model, add it to the registry, hot-swap it into Rasa")
+    promote.add_argument("model", nargs="?", default="", help="model file (default: the newest in models/)")
+    promote.add_argument("--rasa-url", default="", help="running Rasa to load it into (default: the local one)")
+    promote.add_argument("--no-swap", action="store_true", help="register only; do not touch a running Rasa")
+    promote.add_argument("--force", action="store_true", help="skip the gate (records metrics anyway)")
+    rollback = commands.add_parser("rollback", help="load the previously promoted model again")
+    rollback.add_argument("--rasa-url", default="")
+    rollback.add_argument("--no-swap", action="store_true")
+    commands.add_parser("models", help="list the model registry")
     commands.add_parser("status", help="is every part up, and what does it run")
     commands.add_parser("run", help="start generator, action server and Rasa; Ctrl-C stops them")
     shell = commands.add_parser("shell", help="chat with the running assistant in the terminal")
@@ -103,6 +112,39 @@ def main(argv=None) -> int:
             print(f"error: tracker store: {error}", file=sys.stderr)
             return 1
         print(to_text(result) + f"written to {out}/ (analytics.txt, analytics.html, candidates.yml)")
+        return 0
+    if args.command in ("promote", "rollback", "models"):
+        import json
+        from pathlib import Path
+
+        from ops import lifecycle, settings
+        from ops.registry import Registry
+        from ops.train import latest_model
+
+        if args.command == "models":
+            state = Registry().load()
+            for v in state["versions"]:
+                mark = "*" if v["version"] == state["current"] else " "
+                print(f"{mark} v{v['version']:<4} {v['time']}  F1 {v['metrics']['macro_f1_in_scope']:.2%}  "
+                      f"data {v['data_hash']}  config {v['config_hash']}  by {v['promoted_by']}  {v['source']}")
+            return 0
+        url = None if args.no_swap else (args.rasa_url or f"http://127.0.0.1:{settings.RASA_PORT}")
+        try:
+            if args.command == "promote":
+                model = Path(args.model) if args.model else latest_model()
+                if model is None or not model.is_file():
+                    print("error: no model to promote: run `make train`", file=sys.stderr)
+                    return 2
+                entry = lifecycle.promote(model.resolve(), url, force=args.force)
+            else:
+                entry = lifecycle.rollback(url)
+        except lifecycle.GateRefused as error:
+            print(f"refused: {error}", file=sys.stderr)
+            return 3
+        except lifecycle.SwapError as error:
+            print(f"error: {error}", file=sys.stderr)
+            return 1
+        print(f"current model: v{entry['version']} ({entry['source']}) " + json.dumps(entry["metrics"]))
         return 0
     if args.command == "status":
         from ops.status import status

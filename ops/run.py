@@ -2,11 +2,25 @@
 from __future__ import annotations
 
 import os
+import secrets
 import signal
 import time
 
 from ops import settings, stack
 from ops.train import latest_model, train
+
+
+def _api_token() -> str:
+    from ops.lifecycle import TOKEN_FILE
+
+    if os.environ.get("RASA_API_TOKEN"):
+        return os.environ["RASA_API_TOKEN"]
+    TOKEN_FILE.parent.mkdir(parents=True, exist_ok=True)
+    TOKEN_FILE.touch(mode=0o600)
+    TOKEN_FILE.chmod(0o600)
+    token = secrets.token_urlsafe(24)
+    TOKEN_FILE.write_text(token)
+    return token
 
 
 def run() -> int:
@@ -24,7 +38,10 @@ def run() -> int:
         *local,
         stack.actions_service(settings.ACTIONS_PORT, log_dir, env={"GENERATOR_URL": generator_url}),
         stack.rasa_service(
-            settings.RASA_PORT, log_dir, model, stack.endpoints_for(settings.ACTIONS_PORT, log_dir)
+            settings.RASA_PORT, log_dir, model, stack.endpoints_for(settings.ACTIONS_PORT, log_dir),
+            # Rasa's HTTP API (model hot-swap, trackers) behind a token: RASA_API_TOKEN, or
+            # a fresh one in build/rasa-api-token that `ops promote` and `ops rollback` read.
+            extra_args=["--enable-api", "--auth-token", _api_token()],
         ),
     ]
     stopping = up = False
