@@ -36,6 +36,9 @@ def main(argv=None) -> int:
     rollback.add_argument("--rasa-url", default="")
     rollback.add_argument("--no-swap", action="store_true")
     commands.add_parser("models", help="list the model registry")
+    exporter = commands.add_parser("exporter", help="Prometheus /metrics for Rasa's turns, read from the tracker store")
+    exporter.add_argument("--host", default=os.environ.get("BIND_HOST", "127.0.0.1"))
+    exporter.add_argument("--port", type=int, default=int(os.environ.get("EXPORTER_PORT", "9105")))
     commands.add_parser("status", help="is every part up, and what does it run")
     commands.add_parser("run", help="start generator, action server and Rasa; Ctrl-C stops them")
     shell = commands.add_parser("shell", help="chat with the running assistant in the terminal")
@@ -145,6 +148,13 @@ def main(argv=None) -> int:
             print(f"error: {error}", file=sys.stderr)
             return 1
         print(f"current model: v{entry['version']} ({entry['source']}) " + json.dumps(entry["metrics"]))
+        return 0
+    if args.command == "exporter":
+        from addons.tracker_store import tracker_store_url
+        from ops.exporter import serve
+
+        print(f"serving Rasa turn metrics on http://{args.host}:{args.port}/metrics", flush=True)
+        serve(tracker_store_url(), args.host, args.port)
         return 0
     if args.command == "status":
         from ops.status import status

@@ -219,3 +219,30 @@ def test_action_server_metrics_after_the_conversations(running_stack):
     )
     assert value(r"action_server_fallback_replies_total") >= failed_calls
     assert value(r"action_server_llm_seconds_count") == value(r'action_server_llm_calls_total\{outcome="ok"\}')
+
+
+def test_turn_metrics_exporter_after_a_scripted_conversation(running_stack):
+    """The exporter counts exactly the turns of a conversation scripted after it started."""
+    from prometheus_client import generate_latest
+
+    from ops.exporter import TrackerStoreExporter
+
+    exporter = TrackerStoreExporter(f"sqlite:///{running_stack.db_path}")
+    exporter.start_at_end()
+    sender = "e2e-exporter"
+    for text in ("hello", "my card still hasn't arrived", "can I talk to a human please", OPEN_QUESTION):
+        assert running_stack.say(sender, text)[0] == 200
+    assert exporter.refresh() > 0
+    text = generate_latest(exporter.registry).decode()
+
+    def value(name):
+        line = next(line for line in text.splitlines() if line.startswith(name + " "))
+        return float(line.split()[-1])
+
+    assert value("rasa_user_messages_total") == 4
+    assert value("rasa_bot_messages_total") >= 4
+    assert value("rasa_handoffs_total") == 1
+    assert value('rasa_llm_replies_total{source="llm"}') == 1
+    assert value("rasa_intent_confidence_count") == 4
+    assert 0 < value("rasa_reply_latency_seconds_sum") < 60
+    assert value("rasa_reply_latency_seconds_count") == 4
