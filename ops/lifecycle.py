@@ -1,6 +1,6 @@
 """Promote a model through the quality gate, hot-swap it, roll back in one command.
 
-Gate: the candidate's in-scope macro F1 on the validation split may not drop more
+Gate: `rasa data validate` passes, the candidate's in-scope macro F1 on the validation split may not drop more
 than 0.5 points below the current model's, and every conversation test in
 tests/conversations/ must pass (`rasa test core --fail-on-prediction-errors`).
 Hot-swap: PUT /model on the running Rasa (its HTTP API, behind a token), which loads
@@ -58,7 +58,18 @@ def conversation_tests(model: Path) -> None:
         raise GateRefused("conversation tests failed:\n" + result.stdout[-2000:] + result.stderr[-1000:])
 
 
+def validate_data() -> None:
+    result = subprocess.run(
+        [str(settings.RASA_VENV / "bin" / "rasa"), "data", "validate", "--domain", "domain",
+         "--data", "data", "--config", "config.yml"],
+        cwd=settings.ROOT, capture_output=True, text=True,
+    )
+    if result.returncode != 0:
+        raise GateRefused("rasa data validate failed:\n" + result.stdout[-2000:] + result.stderr[-1000:])
+
+
 def gate(model: Path, registry: Registry) -> Dict:
+    validate_data()
     metrics = measure(model)
     current = registry.current()
     if current is not None:
