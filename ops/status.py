@@ -5,6 +5,7 @@ import json
 import os
 import urllib.error
 import urllib.request
+from pathlib import Path
 from typing import List, Optional, Tuple
 
 from ops import settings
@@ -33,12 +34,24 @@ def _masked(url: str) -> str:
 
 
 def check_rasa(port: int) -> Row:
+    """Version, the model actually served (through the API, when the token is known)
+    and the registry's current version."""
+    from ops.lifecycle import api_token
+    from ops.registry import Registry
+
     code, body = _get(f"http://127.0.0.1:{port}/")
-    model = latest_model()
-    detail = body.strip() if code == 200 else f"not answering on :{port} ({body[:80]})"
-    if code == 200 and model is not None:
-        detail += f"; newest model in models/: {model.name}"
-    return "rasa", code == 200, detail
+    if code != 200:
+        return "rasa", False, f"not answering on :{port} ({body[:80]})"
+    detail = body.strip()
+    served_code, served = _get(f"http://127.0.0.1:{port}/status?token={api_token()}")
+    if served_code == 200:
+        detail += f"; serving {Path(json.loads(served).get('model_file', '?')).name}"
+    elif latest_model() is not None:
+        detail += f"; newest model in models/: {latest_model().name}"
+    current = Registry().current()
+    if current is not None:
+        detail += f"; registry current: v{current['version']}"
+    return "rasa", True, detail
 
 
 def check_actions(port: int) -> Row:

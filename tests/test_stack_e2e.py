@@ -178,9 +178,10 @@ def test_rasa_side_embeddings_match_the_generators(running_stack):
     assert np.min(np.sum(reference * int8, axis=1)) > 0.85
 
 
-def test_status_shows_every_part(running_stack):
+def test_status_shows_every_part(running_stack, monkeypatch, trained_model):
     from ops import status
 
+    monkeypatch.setenv("RASA_API_TOKEN", API_TOKEN)
     rasa_port = int(running_stack.rasa_url.rsplit(":", 1)[1])
     actions_port = int(running_stack.actions.health_url.split(":")[2].split("/")[0])
     generator_port = running_stack.generator.health_url.split(":")[2].split("/")[0]
@@ -189,6 +190,7 @@ def test_status_shows_every_part(running_stack):
     assert all(up for _, up, _ in rows), rows
     details = dict((name, detail) for name, _, detail in rows)
     assert "Rasa" in details["rasa"] and "SmolLM2-135M-Instruct" in details["generator"]
+    assert f"serving {trained_model.name}" in details["rasa"]
     assert "conversations" in details["tracker store"]
     down = status.collect(rasa_port, actions_port, "http://127.0.0.1:9/v1",
                           f"sqlite:///{running_stack.db_path}", lock_url="redis://127.0.0.1:9/1")
