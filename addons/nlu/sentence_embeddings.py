@@ -62,6 +62,9 @@ class SentenceEncoder:
         self.tokenizer = Tokenizer.from_file(str(model_dir / "tokenizer.json"))
         self.tokenizer.enable_truncation(max_tokens or int(meta["max_seq_length"]))
         self.tokenizer.no_padding()
+        # Dynamic int8 quantisation scales activations per batch, so a sentence's vector
+        # would depend on its batch mates: encode one at a time (training = serving).
+        self.one_at_a_time = quantized
         options = onnxruntime.SessionOptions()
         options.intra_op_num_threads = threads
         options.inter_op_num_threads = 1
@@ -70,6 +73,8 @@ class SentenceEncoder:
         )
 
     def encode(self, texts: List[str], batch_size: int) -> np.ndarray:
+        if self.one_at_a_time:
+            batch_size = 1
         out = np.zeros((len(texts), self.dimensions), dtype=np.float32)
         encodings = self.tokenizer.encode_batch(texts)
         order = sorted(range(len(texts)), key=lambda i: len(encodings[i].ids))
