@@ -1,7 +1,8 @@
 """``python -m generator``: serve the OpenAI-compatible API with uvicorn (one worker).
 
-One process on purpose: the models are loaded once and generation is serialized on
-one worker thread; scale out with more processes behind a load balancer, or with vLLM.
+One process on purpose: the models are loaded once and every conversation decodes in
+one continuous batch on one thread (generator.scheduler); scale out with more
+processes behind a load balancer, or with vLLM.
 """
 
 from __future__ import annotations

@@ -107,7 +107,7 @@ async def _unless_disconnected(request: Request, work: Awaitable):
     """Await work, but give up (which cancels the generation) if the client hangs up.
 
     A caller that timed out (the action server has its own deadline) would otherwise
-    keep the single worker busy for a reply nobody reads.
+    keep a place in the batch busy for a reply nobody reads.
     """
     task = asyncio.ensure_future(work)
 
@@ -147,6 +147,7 @@ async def _load_models(service: Service, on_failure: Callable[[BaseException], N
             service.embedding_engine = await asyncio.to_thread(_load_embedding_engine, service.settings)
         if service.chat_engine is None:
             service.chat_engine = await asyncio.to_thread(_load_chat_engine, service.settings)
+            service.owns_chat_engine = True
     except Exception as exc:
         service.load_error = f"{type(exc).__name__}: {exc}"
         log.exception("loading the models failed")
@@ -165,6 +166,7 @@ def create_app(settings: Settings | None = None, *, chat_engine=None, embedding_
     service = Service(settings)
     service.chat_engine, service.embedding_engine = chat_engine, embedding_engine
     metrics = Metrics(service)
+    service.metrics = metrics
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
@@ -194,7 +196,7 @@ def create_app(settings: Settings | None = None, *, chat_engine=None, embedding_
     @app.post("/v1/chat/completions", dependencies=guarded)
     async def chat_completions(body: ChatCompletionRequest, request: Request):
         if body.stream:
-            events = await service.chat_stream(body)
+            events = await _unless_disconnected(request, service.chat_stream(body))
             return StreamingResponse(events, media_type="text/event-stream",
                                      headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
         return JSONResponse((await _unless_disconnected(request, service.chat(body))).model_dump(mode="json"))

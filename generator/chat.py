@@ -1,18 +1,19 @@
 """SmolLM2-135M-Instruct on CPU with transformers: the default chat engine.
 
-Stop sequences, cancellation and the deadline are checked by one StoppingCriteria
-after every token, so the streamed and the non-streamed paths end at the same place
-and a request that was given up on frees the worker within one decoding step.
+Prompts are built with the model's chat template and handed to the batching
+scheduler (generator.scheduler); this module owns the text side of a request: stop
+sequences, the streamed deltas and the final completions. The streamed and the
+non-streamed paths share one listener, so they end at the same place.
 """
 
 from __future__ import annotations
 
 import logging
-from typing import Callable
+import time
+from functools import lru_cache
 
 import torch
-from transformers import AutoModelForCausalLM, AutoTokenizer, StoppingCriteria, StoppingCriteriaList
-from transformers.generation.streamers import BaseStreamer
+from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from .convert import ensure_chat_cache
 from .engine import (
@@ -21,73 +22,70 @@ from .engine import (
     ChatResult,
     Completion,
     SamplingParams,
+    Sink,
     find_stop,
     unsafe_suffix,
 )
-from .errors import Cancelled, InputTooLong
+from .errors import InputTooLong
+from .kvcache import PrefixStore
+from .scheduler import Listener, Request, Scheduler
 from .settings import CHAT_MODEL_ID, Settings
 
 log = logging.getLogger("generator.chat")
 
 
-class _StopCheck(StoppingCriteria):
-    """Per sequence: done once a stop string appears; all done once cancelled."""
+class _TextListener(Listener):
+    """Turns a request's tokens into sink events: stop strings, streamed deltas, completions.
 
-    def __init__(self, tokenizer, prompt_len: int, stops: tuple[str, ...], cancel: CancelToken):
-        self.tokenizer = tokenizer
-        self.prompt_len = prompt_len
-        self.stops = stops
-        self.cancel = cancel
-        self.interrupted = False
-
-    def __call__(self, input_ids: torch.LongTensor, scores, **kwargs) -> torch.BoolTensor:
-        batch = input_ids.shape[0]
-        if self.cancel.cancelled:
-            self.interrupted = True
-            return torch.ones(batch, dtype=torch.bool, device=input_ids.device)
-        if not self.stops:
-            return torch.zeros(batch, dtype=torch.bool, device=input_ids.device)
-        done = [
-            find_stop(self.tokenizer.decode(row[self.prompt_len :], skip_special_tokens=True), self.stops) >= 0
-            for row in input_ids
-        ]
-        return torch.tensor(done, dtype=torch.bool, device=input_ids.device)
-
-
-class _DeltaStreamer(BaseStreamer):
-    """Re-decodes the whole reply after each token and hands on only the settled part.
-
-    Re-decoding (instead of decoding token by token, as TextIteratorStreamer does with
-    word-boundary heuristics) makes the streamed pieces add up exactly to the
-    non-streamed text; a reply is at most a few hundred tokens, so it is cheap.
+    A streamed reply is re-decoded whole after each token and only its settled part is
+    sent (not token by token, as TextIteratorStreamer does with word-boundary
+    heuristics), so the pieces add up exactly to the non-streamed text; a reply is at
+    most a few hundred tokens, so it is cheap.
     """
 
-    def __init__(self, tokenizer, stops: tuple[str, ...], on_delta: Callable[[str], None]):
-        self.tokenizer = tokenizer
-        self.stops = stops
-        self.on_delta = on_delta
-        self.tokens: list[int] = []
+    def __init__(self, engine: "TransformersChatEngine", params: SamplingParams, prompt_tokens: int,
+                 sink: Sink, stream: bool):
+        self.engine = engine
+        self.params = params
+        self.prompt_tokens = prompt_tokens
+        self.sink = sink
+        self.stream = stream
         self.sent = 0
-        self._prompt_skipped = False
+        self.first = True
 
-    def put(self, value: torch.Tensor) -> None:
-        if not self._prompt_skipped:  # generate() first passes the prompt
-            self._prompt_skipped = True
-            return
-        self.tokens.extend(value.reshape(-1).tolist())
-        text = self.tokenizer.decode(self.tokens, skip_special_tokens=True)
-        cut = find_stop(text, self.stops)
-        settled = cut if cut >= 0 else len(text) - unsafe_suffix(text, self.stops)
-        if settled > self.sent:
-            self.on_delta(text[self.sent : settled])
-            self.sent = settled
+    def started(self) -> None:
+        self.sink("started", None)
 
-    def end(self) -> None:
-        """The remainder is sent by the engine, from the same text generate() returns."""
+    def token(self, row: int, tokens: list[int]) -> bool:
+        if self.first:
+            self.first = False
+            self.sink("token", None)
+        if not self.stream and not self.params.stop:
+            return False
+        text = self.engine.tokenizer.decode(tokens, skip_special_tokens=True)
+        cut = find_stop(text, self.params.stop)
+        if self.stream:
+            settled = cut if cut >= 0 else len(text) - unsafe_suffix(text, self.params.stop)
+            if settled > self.sent:
+                self.sink("delta", text[self.sent : settled])
+                self.sent = settled
+        return cut >= 0
+
+    def finished(self, rows: list[list[int]]) -> None:
+        completions = [self.engine.completion(tokens, self.params) for tokens in rows]
+        if len(completions) < self.params.n:  # greedy copies would be identical: decoded once
+            completions = completions * self.params.n
+        if self.stream and len(completions[0].text) > self.sent:
+            self.sink("delta", completions[0].text[self.sent :])
+        self.sink("done", ChatResult(self.prompt_tokens, completions))
+
+    def failed(self, error: BaseException) -> None:
+        self.sink("error", error)
 
 
 class TransformersChatEngine(ChatEngine):
-    def __init__(self, model, tokenizer, model_id: str = CHAT_MODEL_ID):
+    def __init__(self, model, tokenizer, settings: Settings | None = None, model_id: str = CHAT_MODEL_ID):
+        settings = settings or Settings()
         self.model = model
         self.tokenizer = tokenizer
         self.model_id = model_id
@@ -95,74 +93,76 @@ class TransformersChatEngine(ChatEngine):
         eos = model.generation_config.eos_token_id
         self.eos_ids = set(eos if isinstance(eos, list) else [eos])
         self.pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else min(self.eos_ids)
+        self.prefixes = PrefixStore(settings.prefix_cache_entries)
+        self._template = lru_cache(maxsize=64)(self._render)  # the system prompt repeats in every request
+        self.scheduler = Scheduler(
+            model, eos_ids=self.eos_ids, pad_id=self.pad_id, max_batch=settings.max_batch,
+            max_queue=settings.max_queue, prefill_tokens=settings.prefill_tokens,
+            prefix_store=self.prefixes, threads=settings.threads,
+        )
 
     @classmethod
     def load(cls, settings: Settings) -> "TransformersChatEngine":
         path = ensure_chat_cache(settings)
         torch.set_num_threads(settings.threads)
         tokenizer = AutoTokenizer.from_pretrained(path)
-        model = AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32)
+        model = AutoModelForCausalLM.from_pretrained(path, dtype=getattr(torch, settings.dtype))
         model.eval()
-        log.info("chat model loaded from %s (%d torch threads)", path, torch.get_num_threads())
-        return cls(model, tokenizer)
+        engine = cls(model, tokenizer, settings)
+        started = time.monotonic()
+        engine.generate([{"role": "user", "content": "Hi"}], SamplingParams(max_tokens=2, temperature=0),
+                        CancelToken(time.monotonic() + 60))  # first forward passes allocate; pay that now
+        log.info("chat model loaded from %s (%s, %d torch threads, batches of up to %d, warm-up %.1f s)",
+                 path, settings.dtype, settings.threads, settings.max_batch, time.monotonic() - started)
+        return engine
 
-    def generate(self, messages, params: SamplingParams, cancel: CancelToken) -> ChatResult:
-        # Greedy copies would be identical: decode once and repeat the answer.
-        copies = 1 if params.greedy else params.n
-        prompt_len, rows = self._run(messages, params, cancel, copies)
-        completions = [self._finish(row, params) for row in rows]
-        if len(completions) < params.n:
-            completions = completions * params.n
-        return ChatResult(prompt_len, completions)
+    @property
+    def pending(self) -> int:
+        return self.scheduler.pending
 
-    def stream(self, messages, params: SamplingParams, cancel: CancelToken, on_delta) -> ChatResult:
-        streamer = _DeltaStreamer(self.tokenizer, params.stop, on_delta)
-        prompt_len, rows = self._run(messages, params, cancel, 1, streamer)
-        completion = self._finish(rows[0], params)
-        if len(completion.text) > streamer.sent:
-            on_delta(completion.text[streamer.sent :])
-        return ChatResult(prompt_len, [completion])
+    def close(self) -> None:
+        self.scheduler.close()
 
-    def _run(self, messages, params, cancel, copies, streamer=None) -> tuple[int, list[list[int]]]:
-        inputs = self.tokenizer.apply_chat_template(
-            messages, add_generation_prompt=True, return_tensors="pt", return_dict=True
+    def prompt_tokens(self, messages: list[dict[str, str]]) -> tuple[list[int], int]:
+        """The prompt's token ids, and how many leading ones are the (shareable) system prompt."""
+        prompt = self._template(tuple((m["role"], m["content"]) for m in messages), True)
+        prefix_len = 0
+        if messages[0]["role"] == "system":
+            system = self._template(((messages[0]["role"], messages[0]["content"]),), False)
+            if len(system) < len(prompt) and prompt[: len(system)] == system:
+                prefix_len = len(system)
+        return prompt, prefix_len
+
+    def _render(self, messages: tuple[tuple[str, str], ...], generation_prompt: bool) -> list[int]:
+        encoded = self.tokenizer.apply_chat_template(
+            [{"role": role, "content": content} for role, content in messages],
+            add_generation_prompt=generation_prompt, return_dict=True,
         )
-        prompt_len = inputs["input_ids"].shape[1]
-        if prompt_len + params.max_tokens > self.context_length:
+        return list(encoded["input_ids"])
+
+    def submit(self, messages, params: SamplingParams, cancel: CancelToken, sink: Sink, stream: bool = False) -> None:
+        prompt, prefix_len = self.prompt_tokens(messages)
+        if len(prompt) + params.max_tokens > self.context_length:
             raise InputTooLong(
-                f"prompt ({prompt_len} tokens) plus max_tokens ({params.max_tokens}) exceeds "
+                f"prompt ({len(prompt)} tokens) plus max_tokens ({params.max_tokens}) exceeds "
                 f"the model's context of {self.context_length} tokens"
             )
-        check = _StopCheck(self.tokenizer, prompt_len, params.stop, cancel)
-        kwargs = dict(
-            max_new_tokens=params.max_tokens,
-            stopping_criteria=StoppingCriteriaList([check]),
-            pad_token_id=self.pad_id,
-            streamer=streamer,
-        )
-        if params.greedy:
-            kwargs.update(do_sample=False)
-        else:
-            kwargs.update(do_sample=True, temperature=params.temperature, top_p=params.top_p,
-                          num_return_sequences=copies)
-            if params.seed is not None:
-                torch.manual_seed(params.seed)
-        with torch.inference_mode():
-            output = self.model.generate(**inputs, **kwargs)
-        if check.interrupted:
-            raise Cancelled()
-        return prompt_len, [row[prompt_len:].tolist() for row in output]
+        generator = None
+        if not params.greedy and params.seed is not None:
+            generator = torch.Generator().manual_seed(params.seed)
+        listener = _TextListener(self, params, len(prompt), sink, stream)
+        self.scheduler.submit(Request(prompt=prompt, params=params, cancel=cancel, listener=listener,
+                                      rows=1 if params.greedy else params.n, prefix_len=prefix_len,
+                                      generator=generator))
 
-    def _finish(self, tokens: list[int], params: SamplingParams) -> Completion:
+    def completion(self, tokens: list[int], params: SamplingParams) -> Completion:
         hit_eos = False
         for i, token in enumerate(tokens):
-            if token in self.eos_ids:  # the end of the reply, or padding after a stop string
+            if token in self.eos_ids:  # the end of the reply
                 tokens, hit_eos = tokens[: i + 1], True
                 break
         text = self.tokenizer.decode(tokens, skip_special_tokens=True)
         cut = find_stop(text, params.stop)
         if cut >= 0:
-            if hit_eos:  # that EOS was padding: the stop string ended the sequence before it
-                tokens = tokens[:-1]
             return Completion(text[:cut], "stop", len(tokens))
         return Completion(text, "stop" if hit_eos else "length", len(tokens))

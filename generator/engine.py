@@ -1,9 +1,10 @@
 """The model interface the serving layer talks to, plus the engine-agnostic pieces.
 
-Engines are plain synchronous objects: the serving layer decides which thread runs
-them. Anything that knows torch or transformers lives in chat.py / embeddings.py, so a
-different backend (or a fake in a quick experiment) only has to implement these
-two small classes.
+The embedding engine is a plain synchronous object (the serving layer runs it on a
+worker thread); the chat engine takes requests and answers through a callback from
+its own batching thread, because many conversations decode together. Anything that
+knows torch or transformers lives in chat.py / scheduler.py / embeddings.py, so a
+different backend only has to implement these two small classes.
 """
 
 from __future__ import annotations
@@ -76,25 +77,59 @@ class CancelToken:
         return None if self.deadline is None else max(0.0, self.deadline - time.monotonic())
 
 
+# What a chat engine tells the submitter of a request, in this order, from its own thread:
+#   ("started", None)   the request left the queue (prefill begins)
+#   ("token", None)     the first token exists (time to first token)
+#   ("delta", str)      settled text, only when streaming; the pieces add up to the final text
+#   ("done", ChatResult) or ("error", BaseException)   exactly one of them, always, last
+Sink = Callable[[str, object], None]
+
+
 class ChatEngine(ABC):
     model_id: str
 
     @abstractmethod
-    def generate(self, messages: list[dict[str, str]], params: SamplingParams, cancel: CancelToken) -> ChatResult:
-        """Return params.n completions; raise errors.Cancelled if cancel fired mid-way."""
+    def submit(self, messages: list[dict[str, str]], params: SamplingParams, cancel: CancelToken,
+               sink: Sink, stream: bool = False) -> None:
+        """Queue a generation; raise errors.Overloaded when full, errors.InputTooLong when too long.
 
-    @abstractmethod
-    def stream(
-        self,
-        messages: list[dict[str, str]],
-        params: SamplingParams,
-        cancel: CancelToken,
-        on_delta: Callable[[str], None],
-    ) -> ChatResult:
-        """Generate one completion, calling on_delta with text pieces as they are final.
-
-        The concatenated pieces equal the returned completion's text.
+        sink gets the events above; an error is errors.Cancelled once cancel fired.
         """
+
+    @property
+    def pending(self) -> int:
+        """Requests generating or waiting."""
+        return 0
+
+    def close(self) -> None:
+        """Stop background work; pending requests get an error."""
+
+    def generate(self, messages: list[dict[str, str]], params: SamplingParams, cancel: CancelToken) -> ChatResult:
+        """Blocking convenience over submit (tests, scripts): params.n completions."""
+        return self._wait(messages, params, cancel, None)
+
+    def stream(self, messages: list[dict[str, str]], params: SamplingParams, cancel: CancelToken,
+               on_delta: Callable[[str], None]) -> ChatResult:
+        """Blocking: one completion, on_delta called with text pieces that add up to its text."""
+        return self._wait(messages, params, cancel, on_delta)
+
+    def _wait(self, messages, params, cancel, on_delta) -> ChatResult:
+        finished = threading.Event()
+        outcome: list = []
+
+        def sink(kind: str, value) -> None:
+            if kind == "delta" and on_delta is not None:
+                on_delta(value)
+            elif kind in ("done", "error"):
+                outcome.append((kind, value))
+                finished.set()
+
+        self.submit(messages, params, cancel, sink, stream=on_delta is not None)
+        finished.wait()
+        kind, value = outcome[0]
+        if kind == "error":
+            raise value
+        return value
 
 
 class EmbeddingEngine(ABC):

@@ -1,7 +1,9 @@
-"""The serving layer: OpenAI requests in, engine calls on the workers, OpenAI responses out.
+"""The serving layer: OpenAI requests in, engine calls, OpenAI responses out.
 
-Routes stay thin; this is where request limits, model-name resolution, the queue,
-deadlines and the SSE framing live. Errors are raised as generator.errors types.
+Routes stay thin; this is where request limits, model-name resolution, deadlines,
+cancellation and the SSE framing live. Chat requests go to the chat engine's batching
+scheduler (which answers from its own thread); embeddings run on a worker thread.
+Errors are raised as generator.errors types.
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ import logging
 import time
 from typing import AsyncIterator
 
-from .engine import CancelToken, ChatEngine, EmbeddingEngine, SamplingParams
+from .engine import CancelToken, ChatEngine, ChatResult, EmbeddingEngine, SamplingParams
 from .errors import APIError, Cancelled, InputTooLong, InvalidRequest, ModelNotFound, NotReady, Timeout
 from .protocol import (
     AssistantMessage,
@@ -61,20 +63,47 @@ def _chunk_json(chunk: ChatCompletionChunk) -> dict:
     return data
 
 
-class Service:
-    """Holds the engines (None until loaded) and one worker per model.
+class _Events:
+    """Carries a chat engine's events (sent from its thread) onto the event loop."""
 
-    Two workers, not one: an embedding for retrieval takes milliseconds and should not
-    wait behind a ten-second generation. With one torch thread each they fit two cores.
+    def __init__(self, loop: asyncio.AbstractEventLoop, on_first_token=None):
+        self.loop = loop
+        self.queue: asyncio.Queue = asyncio.Queue()
+        self.on_first_token = on_first_token
+
+    def __call__(self, kind: str, value) -> None:
+        if kind == "token":
+            if self.on_first_token is not None:
+                self.on_first_token()
+            return
+        try:
+            self.loop.call_soon_threadsafe(self.queue.put_nowait, (kind, value))
+        except RuntimeError:  # the loop is gone (server shut down): nobody is listening
+            pass
+
+    async def until(self, kinds: tuple[str, ...], timeout: float | None):
+        while True:
+            kind, value = await asyncio.wait_for(self.queue.get(), timeout)
+            if kind in kinds:
+                return kind, value
+
+
+class Service:
+    """Holds the engines (None until loaded) and the embeddings worker.
+
+    Embeddings get their own worker thread: one for retrieval takes milliseconds and
+    should not wait behind a batch of generations. With one torch thread each, the chat
+    scheduler and the embeddings worker fit two cores.
     """
 
     def __init__(self, settings: Settings):
         self.settings = settings
         self.chat_engine: ChatEngine | None = None
         self.embedding_engine: EmbeddingEngine | None = None
+        self.owns_chat_engine = False  # True when this service loaded it (and so closes it)
         self.load_error: str | None = None
-        self.chat_worker = Worker("chat", settings.max_queue)
         self.embedding_worker = Worker("embeddings", settings.max_queue)
+        self.metrics = None  # generator.metrics.Metrics, set by the app
 
     @property
     def ready(self) -> bool:
@@ -86,8 +115,14 @@ class Service:
     def models(self) -> ModelList:
         return ModelList(data=[ModelCard(id=m) for m in self.model_ids()])
 
+    @property
+    def chat_pending(self) -> int:
+        """Chat requests generating or waiting."""
+        return self.chat_engine.pending if self.chat_engine is not None else 0
+
     def shutdown(self) -> None:
-        self.chat_worker.shutdown()
+        if self.owns_chat_engine and self.chat_engine is not None:
+            self.chat_engine.close()
         self.embedding_worker.shutdown()
 
     # -- chat ---------------------------------------------------------------
@@ -117,12 +152,39 @@ class Service:
             seed=req.seed,
         )
 
-    async def chat(self, req: ChatCompletionRequest) -> ChatCompletionResponse:
+    def _start_chat(self, req: ChatCompletionRequest, stream: bool):
+        """Validate and queue the request (503 at once when the queue is full)."""
         engine = self._chat_engine_for(req.model)
         params = self._sampling(req)
+        if stream and params.n != 1:
+            raise InvalidRequest("stream=true supports only n=1", code="unsupported_parameter")
         messages = [m.model_dump() for m in req.messages]
-        cancel = CancelToken(time.monotonic() + self.settings.request_timeout_s)
-        result = await self.chat_worker.run(lambda: engine.generate(messages, params, cancel), cancel)
+        started = time.monotonic()
+        cancel = CancelToken(started + self.settings.request_timeout_s)
+        metrics = self.metrics
+        on_first = None if metrics is None else (lambda: metrics.ttft.observe(time.monotonic() - started))
+        events = _Events(asyncio.get_running_loop(), on_first)
+        engine.submit(messages, params, cancel, events, stream=stream)
+        return engine, cancel, events, started
+
+    def _observe(self, result: ChatResult, started: float) -> None:
+        if self.metrics is not None:
+            self.metrics.observe_chat(result, time.monotonic() - started)
+
+    async def chat(self, req: ChatCompletionRequest) -> ChatCompletionResponse:
+        engine, cancel, events, started = self._start_chat(req, stream=False)
+        try:
+            kind, value = await events.until(("done", "error"), cancel.remaining())
+        except asyncio.TimeoutError:
+            raise Timeout("the request did not finish within the server's time limit") from None
+        finally:  # a timeout, a client that went away (task cancelled), or just done
+            cancel.cancel()
+        if kind == "error":
+            if isinstance(value, Cancelled):  # the deadline, seen first by the scheduler
+                raise Timeout("the request did not finish within the server's time limit")
+            raise value
+        result: ChatResult = value
+        self._observe(result, started)
         completion_tokens = sum(c.completion_tokens for c in result.completions)
         return ChatCompletionResponse(
             model=engine.model_id,
@@ -135,44 +197,29 @@ class Service:
         )
 
     async def chat_stream(self, req: ChatCompletionRequest) -> AsyncIterator[str]:
-        """Queue the generation and wait until it starts, then hand back the SSE stream.
+        """Queue the generation and wait until it leaves the queue, then hand back the SSE stream.
 
         Waiting for the start here means a full queue (503) or a deadline missed while
         queued (504) is still a proper HTTP status, not an error inside a 200 stream.
         """
-        engine = self._chat_engine_for(req.model)
-        params = self._sampling(req)
-        if params.n != 1:
-            raise InvalidRequest("stream=true supports only n=1", code="unsupported_parameter")
-        messages = [m.model_dump() for m in req.messages]
-        cancel = CancelToken(time.monotonic() + self.settings.request_timeout_s)
-        loop = asyncio.get_running_loop()
-        events: asyncio.Queue = asyncio.Queue()
-
-        def push(kind: str, value=None) -> None:
-            loop.call_soon_threadsafe(events.put_nowait, (kind, value))
-
-        def job() -> None:
-            push("started")
-            try:
-                push("done", engine.stream(messages, params, cancel, lambda text: push("delta", text)))
-            except BaseException as exc:  # handed to the event loop, which reports it
-                push("error", exc)
-
-        future = self.chat_worker.submit(job, cancel)
+        engine, cancel, events, started = self._start_chat(req, stream=True)
         try:
-            await asyncio.wait_for(events.get(), cancel.remaining())
+            kind, value = await events.until(("started", "error"), cancel.remaining())
         except BaseException as exc:
             cancel.cancel()
-            future.cancel()
             if isinstance(exc, asyncio.TimeoutError):
                 raise Timeout("the request waited in the queue past the server's time limit") from None
             raise
+        if kind == "error":
+            cancel.cancel()
+            if isinstance(value, Cancelled):
+                raise Timeout("the request waited in the queue past the server's time limit")
+            raise value
         include_usage = bool(req.stream_options and req.stream_options.include_usage)
-        return self._sse_events(engine.model_id, events, cancel, include_usage)
+        return self._sse_events(engine.model_id, events, cancel, include_usage, started)
 
-    async def _sse_events(self, model_id: str, events: asyncio.Queue, cancel: CancelToken,
-                          include_usage: bool) -> AsyncIterator[str]:
+    async def _sse_events(self, model_id: str, events: _Events, cancel: CancelToken,
+                          include_usage: bool, started: float) -> AsyncIterator[str]:
         chunk_id, created = new_chat_id(), int(time.time())
 
         def chunk(delta: DeltaMessage, finish=None, usage=None, choices=True) -> str:
@@ -186,15 +233,16 @@ class Service:
             yield chunk(DeltaMessage(role="assistant", content=""))
             while True:
                 try:
-                    kind, value = await asyncio.wait_for(events.get(), cancel.remaining())
+                    kind, value = await events.until(("delta", "done", "error"), cancel.remaining())
                 except asyncio.TimeoutError:
                     kind, value = "error", Timeout("generation exceeded the server's time limit")
-                if kind == "error" and isinstance(value, Cancelled):  # the deadline, seen first by the worker
+                if kind == "error" and isinstance(value, Cancelled):  # the deadline, seen first by the scheduler
                     value = Timeout("generation exceeded the server's time limit")
                 if kind == "delta":
                     yield chunk(DeltaMessage(content=value))
                     continue
                 if kind == "done":
+                    self._observe(value, started)
                     completion = value.completions[0]
                     yield chunk(DeltaMessage(), finish=completion.finish_reason)
                     if include_usage:

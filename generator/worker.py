@@ -1,4 +1,4 @@
-"""A single worker thread with a bounded wait queue.
+"""A single worker thread with a bounded wait queue (the embeddings model's).
 
 Model calls are CPU-bound and hold the cores: running them one at a time keeps
 throughput steady (parallel generations thrash on two cores), and running them off

@@ -30,7 +30,9 @@ def engines(settings):
     from generator.chat import TransformersChatEngine
     from generator.embeddings import SentenceTransformerEngine
 
-    return TransformersChatEngine.load(settings), SentenceTransformerEngine.load(settings)
+    chat = TransformersChatEngine.load(settings)
+    yield chat, SentenceTransformerEngine.load(settings)
+    chat.close()
 
 
 @dataclass
@@ -85,19 +87,36 @@ def server(settings, engines):
     running.stop()
 
 
+# Settings the chat engine (its scheduler) reads when it is built, not the app.
+ENGINE_SETTINGS = {"max_batch", "max_queue", "prefill_tokens", "prefix_cache_entries", "threads"}
+
+
 @pytest.fixture
 def make_server(settings, engines):
-    """Start a server with some settings changed; stopped when the test ends."""
+    """Start a server with some settings changed; stopped when the test ends.
+
+    Engine settings get a new chat engine around the same (already loaded) model.
+    """
+    from generator.chat import TransformersChatEngine
+
     started: list[RunningServer] = []
+    built: list[TransformersChatEngine] = []
 
     def make(**overrides) -> RunningServer:
-        running = start_server(settings.with_overrides(**overrides), engines)
+        changed = settings.with_overrides(**overrides)
+        chat, embeddings = engines
+        if ENGINE_SETTINGS & overrides.keys():
+            chat = TransformersChatEngine(chat.model, chat.tokenizer, changed)
+            built.append(chat)
+        running = start_server(changed, (chat, embeddings))
         started.append(running)
         return running
 
     yield make
     for running in started:
         running.stop()
+    for chat in built:
+        chat.close()
 
 
 def assert_openai_error(response: httpx.Response, status: int, code: str | None = None) -> dict:

@@ -26,9 +26,12 @@ def test_cache_holds_a_plain_safetensors_model(settings, engines):
 def test_loading_from_the_cache_works(settings):
     started = time.perf_counter()
     engine = TransformersChatEngine.load(settings)
-    assert time.perf_counter() - started < 30
-    assert next(engine.model.parameters()).dtype.is_floating_point
-    assert engine.tokenizer.chat_template
+    try:
+        assert time.perf_counter() - started < 30
+        assert next(engine.model.parameters()).dtype.is_floating_point
+        assert engine.tokenizer.chat_template
+    finally:
+        engine.close()
 
 
 def test_convert_cli_is_a_no_op_when_cached(settings):

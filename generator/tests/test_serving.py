@@ -26,20 +26,20 @@ def test_health_answers_during_generation(server):
     with server.client.stream("POST", "/v1/chat/completions", json=LONG) as r:
         lines = r.iter_lines()
         _first_content(lines)
-        assert server.service.chat_worker.pending == 1
+        assert server.service.chat_pending == 1
         started = time.perf_counter()
         health = server.client.get("/health")
         elapsed = time.perf_counter() - started
         assert health.status_code == 200 and health.json()["status"] == "ok"
         assert elapsed < 0.5, elapsed
-        assert server.service.chat_worker.pending == 1  # still generating
+        assert server.service.chat_pending == 1  # still generating
         _first_content(lines)  # and still streaming afterwards
     # leaving the block closed the connection: the generation must stop
-    assert server.wait_until(lambda: server.service.chat_worker.pending == 0, 3)
+    assert server.wait_until(lambda: server.service.chat_pending == 0, 3)
 
 
 def test_queue_full_gets_503_with_retry_after(make_server):
-    small = make_server(max_queue=1)
+    small = make_server(max_batch=1, max_queue=1)
     results = {}
     with small.client.stream("POST", "/v1/chat/completions", json=LONG) as running:
         _first_content(running.iter_lines())
@@ -47,7 +47,7 @@ def test_queue_full_gets_503_with_retry_after(make_server):
             waiting=small.client.post("/v1/chat/completions",
                                       json={"messages": STORY, "temperature": 0, "max_tokens": 2})))
         waiting.start()
-        assert small.wait_until(lambda: small.service.chat_worker.pending == 2)
+        assert small.wait_until(lambda: small.service.chat_pending == 2)
         refused = small.client.post("/v1/chat/completions", json={"messages": STORY, "max_tokens": 2})
         assert_openai_error(refused, 503, "queue_full")
         assert int(refused.headers["Retry-After"]) >= 1
@@ -61,7 +61,7 @@ def test_timeout_gets_504_and_frees_the_worker(make_server):
     r = hasty.client.post("/v1/chat/completions", json={**LONG, "stream": False})
     assert_openai_error(r, 504, "timeout")
     assert time.perf_counter() - started < 3
-    assert hasty.wait_until(lambda: hasty.service.chat_worker.pending == 0, 2)
+    assert hasty.wait_until(lambda: hasty.service.chat_pending == 0, 2)
 
 
 def test_timeout_mid_stream_ends_with_error_event(make_server):
@@ -89,4 +89,4 @@ def test_client_that_gives_up_frees_the_worker(server):
         pass
     else:
         raise AssertionError("a 200-token reply should take longer than 0.5 s")
-    assert server.wait_until(lambda: server.service.chat_worker.pending == 0, 2)
+    assert server.wait_until(lambda: server.service.chat_pending == 0, 2)

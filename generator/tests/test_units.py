@@ -36,8 +36,18 @@ def test_settings_defaults_work_without_env(monkeypatch):
     assert (s.host, s.port, s.threads, s.api_key) == ("127.0.0.1", 8000, 1, None)
 
 
+def test_batching_settings_from_env(monkeypatch):
+    monkeypatch.setenv("GENERATOR_MAX_BATCH", "8")
+    monkeypatch.setenv("GENERATOR_PREFILL_TOKENS", "256")
+    monkeypatch.setenv("GENERATOR_PREFIX_CACHE_ENTRIES", "0")
+    monkeypatch.setenv("GENERATOR_DTYPE", "BFloat16")
+    s = Settings.from_env()
+    assert (s.max_batch, s.prefill_tokens, s.prefix_cache_entries, s.dtype) == (8, 256, 0, "bfloat16")
+
+
 @pytest.mark.parametrize("name, value", [("GENERATOR_PORT", "eighty"), ("GENERATOR_THREADS", "0"),
-                                         ("GENERATOR_DEFAULT_MAX_TOKENS", "999")])
+                                         ("GENERATOR_DEFAULT_MAX_TOKENS", "999"), ("GENERATOR_MAX_BATCH", "0"),
+                                         ("GENERATOR_DTYPE", "int4")])
 def test_bad_settings_are_refused(monkeypatch, name, value):
     monkeypatch.setenv(name, value)
     with pytest.raises(ValueError):
