@@ -32,7 +32,7 @@ def load_examples(path: Path) -> List[Tuple[str, str]]:
     return [(m.get("text"), m.get("intent")) for m in data.intent_examples]
 
 
-async def _predict(model: Path, texts: Sequence[str]) -> List[Tuple[str, float]]:
+async def predict(model: Path, texts: Sequence[str]) -> List[Tuple[str, float]]:
     """(top intent, confidence) per text, before the FallbackClassifier's override."""
     import logging
 
@@ -124,7 +124,7 @@ def evaluate(model: Path, out_dir: Path, full_report: bool = True, min_accuracy:
         if result.returncode != 0:
             raise EvaluationError(f"rasa test nlu failed with exit code {result.returncode}")
     examples = load_examples(settings.VALIDATION_FILE)
-    predicted = asyncio.run(_predict(model, [text for text, _ in examples]))
+    predicted = asyncio.run(predict(model, [text for text, _ in examples]))
     summary = summarise([intent for _, intent in examples], predicted)
     threshold = fallback_threshold()
     summary.update(model=model.name, fallback_threshold=threshold)

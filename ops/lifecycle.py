@@ -42,7 +42,7 @@ def api_token() -> str:
 
 def measure(model: Path) -> Dict:
     examples = evaluate.load_examples(settings.VALIDATION_FILE)
-    predicted = asyncio.run(evaluate._predict(model, [text for text, _ in examples]))
+    predicted = asyncio.run(evaluate.predict(model, [text for text, _ in examples]))
     summary = evaluate.summarise([intent for _, intent in examples], predicted)
     return {k: summary[k] for k in ("accuracy_in_scope", "macro_f1_in_scope", "accuracy_all")}
 

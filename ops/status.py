@@ -46,8 +46,8 @@ def check_rasa(port: int) -> Row:
     served_code, served = _get(f"http://127.0.0.1:{port}/status?token={api_token()}")
     if served_code == 200:
         detail += f"; serving {Path(json.loads(served).get('model_file', '?')).name}"
-    elif latest_model() is not None:
-        detail += f"; newest model in models/: {latest_model().name}"
+    elif (newest := latest_model()) is not None:
+        detail += f"; newest model in models/: {newest.name}"
     current = Registry().current()
     if current is not None:
         detail += f"; registry current: v{current['version']}"
