@@ -11,10 +11,10 @@ RASA_PY := $(RASA_VENV)/bin/python
 GEN_PY := $(GEN_VENV)/bin/python
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
-.PHONY: setup run shell train data validate generator-model embeddings-model evaluate evaluate-quick test test-generator test-bot clean
+.PHONY: setup run shell train data validate generator-model embeddings-model widget browser evaluate evaluate-quick test test-generator test-bot test-browser clean
 
 ## set up everything the assistant needs (idempotent: quick when done)
-setup: $(RASA_VENV)/.installed $(GEN_VENV)/.installed generator-model embeddings-model data
+setup: $(RASA_VENV)/.installed $(GEN_VENV)/.installed generator-model embeddings-model data widget
 
 ## set up, train if needed, start generator + action server + Rasa (Ctrl-C stops)
 run: setup
@@ -46,6 +46,17 @@ generator-model: $(GEN_VENV)/.installed
 embeddings-model: $(GEN_VENV)/.installed
 	$(GEN_PY) -m generator.export_onnx
 
+## build the chat widget (widget/dist: one JS file + CSS) with the locked npm packages
+WIDGET_SOURCES := $(wildcard widget/src/*) widget/build.mjs widget/package-lock.json
+widget: widget/dist/lakeside-chat.js
+widget/dist/lakeside-chat.js: $(WIDGET_SOURCES)
+	cd widget && npm ci --no-audit --no-fund --loglevel=error && npm run build --silent
+
+## Debian's Chromium for the browser tests (installed once, as root, if missing)
+CHROMIUM ?= /usr/bin/chromium
+browser:
+	@test -x $(CHROMIUM) || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; }
+
 ## build the NLU training and validation files from ../shared/data
 data: $(RASA_VENV)/.installed
 	$(RASA_PY) -m ops import-data
@@ -67,10 +78,14 @@ evaluate-quick: train
 	$(RASA_PY) -m ops evaluate --quick --min-accuracy $(NLU_ACCURACY_FLOOR)
 
 ## run every test: data validation, NLU accuracy floor, bot and stack tests, generator tests
-test: train validate evaluate-quick test-generator test-bot
+test: train validate evaluate-quick test-generator test-bot test-browser
 
 test-bot: train
-	$(RASA_PY) -m pytest tests -ra
+	$(RASA_PY) -m pytest tests -ra --ignore=tests/browser
+
+## the chat widget in headless Chromium against the real stack (screenshots: build/screenshots)
+test-browser: train browser
+	$(RASA_PY) -m pytest tests/browser -ra
 
 test-generator: setup
 	$(GEN_PY) -m pytest generator/tests -ra

@@ -1,22 +1,52 @@
-"""Rasa's REST channel with strict input checks in front of it.
+"""Rasa's REST and socket.io channels, hardened for a public website.
 
-Stock RestInput answers 500 to a JSON body that is not an object and takes messages
-of any size. This channel keeps the same URL (/webhooks/rest/webhook) and behaviour
-for valid requests, and answers bad ones with a 4xx and a JSON error instead.
+REST (`rest`, same URL /webhooks/rest/webhook): stock RestInput answers 500 to a JSON
+body that is not an object and takes messages of any size; this one answers bad
+requests with a 4xx and a JSON error, and requires `Authorization: Bearer
+$REST_CHANNEL_TOKEN` when that variable is set (server-to-server use).
+
+socket.io (`socketio`, for the chat widget): Rasa's channel plus
+- an optional JWT (`SOCKETIO_JWT_KEY`; Rasa's own `jwt_key` check on connect),
+- connections only from the web origins in `CORS_ORIGINS` (browsers send Origin),
+- `history_request` -> `history`: the conversation's messages from the tracker store,
+  so a reloaded or reconnected widget shows what it missed,
+- session persistence that works with python-socketio 5.10+ (Rasa 3.6 does not await
+  `enter_room`, so replies to a persisted session reached nobody),
+- custom responses sent as the message payload (`custom: {handoff: true}` arrives
+  as `{"handoff": true}`; Rasa's output would pass its keys to `emit` instead).
 """
 from __future__ import annotations
 
+import hmac
 import json
+import logging
 import os
-from typing import Any, Awaitable, Callable, Optional
+import uuid
+from typing import Any, Awaitable, Callable, Dict, List, Optional, Text
 
+from rasa.core.channels import rest, socketio
 from rasa.core.channels.channel import UserMessage
-from rasa.core.channels import rest
-from sanic import Blueprint, response
+from rasa.shared.core.events import BotUttered, UserUttered
+from sanic import Blueprint, Sanic, response
 from sanic.request import Request
+
+logger = logging.getLogger(__name__)
 
 # Longest user message accepted, in characters; longer ones get HTTP 413.
 MAX_MESSAGE_CHARS = int(os.environ.get("MAX_MESSAGE_CHARS", "4000"))
+# The most messages a `history` answer carries (the newest ones).
+HISTORY_MESSAGES = 200
+
+
+def allowed_origins() -> List[str]:
+    """Web origins allowed to use the channels from a browser (`CORS_ORIGINS`).
+
+    Space- or comma-separated; `*` allows any. Default: the demo page of `make run`.
+    """
+    web_port = os.environ.get("WEB_PORT", "8080")
+    default = f"http://localhost:{web_port} http://127.0.0.1:{web_port}"
+    raw = os.environ.get("CORS_ORIGINS", default)
+    return [o.rstrip("/") for o in raw.replace(",", " ").split() if o]
 
 
 def _error(status: int, message: str) -> response.HTTPResponse:
@@ -45,8 +75,14 @@ def check_body(body: bytes, max_chars: int = MAX_MESSAGE_CHARS) -> Optional[resp
     return None
 
 
+def _token_ok(request: Request, token: str) -> bool:
+    given = request.headers.get("Authorization", "")
+    given = given[7:] if given.lower().startswith("bearer ") else request.args.get("token", "")
+    return hmac.compare_digest(given.encode(), token.encode())
+
+
 class RestInput(rest.RestInput):
-    """The `rest` channel, answering malformed requests with a 4xx."""
+    """The `rest` channel: malformed requests get a 4xx; optional bearer token."""
 
     @classmethod
     def name(cls) -> str:
@@ -60,7 +96,112 @@ class RestInput(rest.RestInput):
         @blueprint.middleware("request")
         async def validate(request: Request) -> Optional[response.HTTPResponse]:
             if request.method == "POST" and request.path.endswith("/webhook"):
+                token = os.environ.get("REST_CHANNEL_TOKEN", "")
+                if token and not _token_ok(request, token):
+                    return _error(401, "A valid 'Authorization: Bearer <token>' header is required.")
                 return check_body(request.body or b"")
             return None
 
+        return blueprint
+
+
+def history(events: List[Any]) -> Dict[str, Any]:
+    """The widget's view of a conversation: user and bot messages, and handoff state.
+
+    A user message that is a button payload ("/request_human") shows as the button's
+    title, as it did when it was clicked.
+    """
+    messages: List[Dict[str, Any]] = []
+    handoff = False
+    titles: Dict[str, str] = {}
+    for event in events:
+        if isinstance(event, UserUttered) and event.text:
+            text = titles.get(event.text, event.text)
+            if text.startswith("/"):
+                continue  # an initial payload such as /greet, not typed by the customer
+            messages.append({"from": "user", "text": text, "ts": event.timestamp})
+        elif isinstance(event, BotUttered):
+            data = event.data or {}
+            buttons = data.get("buttons") or data.get("quick_replies") or []
+            titles = {b.get("payload"): b.get("title") for b in buttons if b.get("payload")}
+            custom = data.get("custom") or {}
+            if isinstance(custom, dict) and "handoff" in custom:
+                handoff = bool(custom["handoff"])
+            if event.text:
+                messages.append({
+                    "from": "bot", "text": event.text, "ts": event.timestamp,
+                    "buttons": [{"title": b.get("title"), "payload": b.get("payload")} for b in buttons],
+                })
+    return {"messages": messages[-HISTORY_MESSAGES:], "handoff": handoff}
+
+
+class SocketIOOutput(socketio.SocketIOOutput):
+    async def send_custom_json(self, recipient_id: Text, json_message: Dict[Text, Any], **kwargs: Any) -> None:
+        await self._send_message(recipient_id, json_message)
+
+
+class SocketIOInput(socketio.SocketIOInput):
+    """Rasa's `socketio` channel with JWT and origins from the environment, and history."""
+
+    @classmethod
+    def name(cls) -> str:
+        return "socketio"
+
+    @classmethod
+    def from_credentials(cls, credentials: Optional[Dict[Text, Any]]) -> "SocketIOInput":
+        credentials = dict(credentials or {})
+        if os.environ.get("SOCKETIO_JWT_KEY"):
+            credentials["jwt_key"] = os.environ["SOCKETIO_JWT_KEY"]
+            credentials["jwt_method"] = os.environ.get("SOCKETIO_JWT_METHOD", "HS256")
+        return super().from_credentials(credentials)  # type: ignore[return-value]
+
+    def get_output_channel(self) -> Optional[socketio.SocketIOOutput]:
+        return SocketIOOutput(self.sio, self.bot_message_evt) if self.sio else super().get_output_channel()
+
+    def blueprint(self, on_new_message: Callable[[UserMessage], Awaitable[Any]]) -> Blueprint:
+        async def with_our_output(message: UserMessage) -> Any:
+            message.output_channel = SocketIOOutput(self.sio, self.bot_message_evt)
+            return await on_new_message(message)
+
+        blueprint = super().blueprint(with_our_output)
+        sio = self.sio
+        assert sio is not None
+        rasa_connect = sio.handlers[self.namespace or "/"]["connect"]
+        origins = allowed_origins()
+
+        async def connect(sid: Text, environ: Dict, auth: Optional[Dict] = None) -> bool:
+            origin = (environ.get("HTTP_ORIGIN") or "").rstrip("/")
+            if origin and "*" not in origins and origin not in origins:
+                logger.warning("socket.io connection from origin %s refused (CORS_ORIGINS)", origin)
+                return False
+            return await rasa_connect(sid, environ, auth)
+
+        sio.on("connect", connect, namespace=self.namespace)
+
+        async def session_request(sid: Text, data: Optional[Dict]) -> None:
+            # Rasa 3.6 calls AsyncServer.enter_room without awaiting it, which
+            # python-socketio 5.10+ made a coroutine: the socket never joined its
+            # session's room, so replies to a persisted session reached nobody.
+            data = data if isinstance(data, dict) else {}
+            session_id = data.get("session_id")
+            if not isinstance(session_id, str) or not session_id:
+                session_id = uuid.uuid4().hex
+            if self.session_persistence:
+                await sio.enter_room(sid, session_id, namespace=self.namespace)
+            await sio.emit("session_confirm", session_id, room=sid, namespace=self.namespace)
+
+        sio.on("session_request", session_request, namespace=self.namespace)
+
+        async def history_request(sid: Text, data: Optional[Dict]) -> None:
+            session_id = (data or {}).get("session_id")
+            if not isinstance(session_id, str) or not session_id:
+                return
+            if session_id not in sio.rooms(sid, namespace=self.namespace):
+                return  # only the conversation this socket asked to join
+            agent = Sanic.get_app("rasa_server").ctx.agent
+            tracker = await agent.tracker_store.retrieve_full_tracker(session_id) if agent else None
+            payload = history(list(tracker.events) if tracker else [])
+            await sio.emit("history", payload, room=sid, namespace=self.namespace)
+
+        sio.on("history_request", history_request, namespace=self.namespace)
         return blueprint

@@ -39,6 +39,9 @@ def main(argv=None) -> int:
     exporter = commands.add_parser("exporter", help="Prometheus /metrics for Rasa's turns, read from the tracker store")
     exporter.add_argument("--host", default=os.environ.get("BIND_HOST", "127.0.0.1"))
     exporter.add_argument("--port", type=int, default=int(os.environ.get("EXPORTER_PORT", "9105")))
+    web = commands.add_parser("web", help="serve the demo page with the chat widget")
+    web.add_argument("--host", default=os.environ.get("BIND_HOST", "127.0.0.1"))
+    web.add_argument("--port", type=int, default=int(os.environ.get("WEB_PORT", "8080")))
     commands.add_parser("status", help="is every part up, and what does it run")
     commands.add_parser("run", help="start generator, action server and Rasa; Ctrl-C stops them")
     shell = commands.add_parser("shell", help="chat with the running assistant in the terminal")
@@ -155,6 +158,11 @@ def main(argv=None) -> int:
 
         print(f"serving Rasa turn metrics on http://{args.host}:{args.port}/metrics", flush=True)
         serve(tracker_store_url(), args.host, args.port)
+        return 0
+    if args.command == "web":
+        from ops.web import serve
+
+        serve(args.host, args.port)
         return 0
     if args.command == "status":
         from ops.status import status

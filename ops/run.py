@@ -43,6 +43,7 @@ def run() -> int:
             # a fresh one in build/rasa-api-token that `ops promote` and `ops rollback` read.
             extra_args=["--enable-api", "--auth-token", _api_token()],
         ),
+        stack.web_service(settings.WEB_PORT, log_dir),
     ]
     stopping = up = False
 
@@ -63,6 +64,7 @@ def run() -> int:
         up = True
         print(
             "\nThe assistant is up.\n"
+            f"  chat page:   http://localhost:{settings.WEB_PORT}/   (the web chat widget)\n"
             f"  REST:        POST http://{settings.BIND_HOST}:{settings.RASA_PORT}/webhooks/rest/webhook"
             ' {"sender": "me", "message": "hi"}\n'
             f"  socket.io:   http://{settings.BIND_HOST}:{settings.RASA_PORT}/socket.io\n"

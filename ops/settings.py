@@ -24,6 +24,7 @@ BIND_HOST = os.environ.get("BIND_HOST", "127.0.0.1")
 RASA_PORT = int(os.environ.get("RASA_PORT", "5005"))
 ACTIONS_PORT = int(os.environ.get("ACTIONS_PORT", "5055"))
 GENERATOR_PORT = int(os.environ.get("GENERATOR_PORT", "8000"))
+WEB_PORT = int(os.environ.get("WEB_PORT", "8080"))
 
 # Seconds to wait for each service to become healthy (the first generator start
 # converts the model, about a minute).

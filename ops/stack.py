@@ -164,12 +164,34 @@ def rasa_service(
             "--credentials", str(credentials),
             "--interface", settings.BIND_HOST,
             "--port", str(port),
+            # Browsers may call Rasa only from these web origins (CORS_ORIGINS).
+            "--cors", *allowed_origins(),
             *extra_args,
         ],
         health_url=f"http://127.0.0.1:{port}/",
         log_path=log_dir / "rasa.log",
         env=env or {},
     )
+
+
+def web_service(port: int, log_dir: Path, env: Optional[Dict[str, str]] = None) -> Service:
+    """The demo page with the chat widget (ops/web.py)."""
+    return Service(
+        name="web",
+        argv=[
+            str(settings.RASA_VENV / "bin" / "python"), "-m", "ops", "web",
+            "--host", settings.BIND_HOST, "--port", str(port),
+        ],
+        health_url=f"http://127.0.0.1:{port}/health",
+        log_path=log_dir / "web.log",
+        env=env or {},
+    )
+
+
+def allowed_origins() -> List[str]:
+    from addons.channels import allowed_origins as origins
+
+    return origins()
 
 
 def endpoints_for(actions_port: int, out_dir: Path) -> Path:

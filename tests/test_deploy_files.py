@@ -1,14 +1,41 @@
-"""The monitoring files name only series the services really export."""
+"""The deployment files are valid and say only what the services really do.
+
+- monitoring: the dashboard and the scrape configs name series and ports that exist;
+- compose: deploy/docker-compose.yml against the Compose Specification's JSON schema
+  (vendored in deploy/schemas/compose-spec/), the same commands as ops/stack.py;
+- Helm: `helm lint` and `helm template` of deploy/helm/lakeside-assistant with Helm's own
+  engine (helm-python-sdk: the Helm v4 Go SDK as a library), default values and vLLM,
+  then every rendered manifest against the Kubernetes JSON schemas (kubernetes-validate);
+- consistency: every environment variable compose and the chart give the services is
+  one the code reads; health checks and probes ask paths the services serve.
+"""
 from __future__ import annotations
 
+import inspect
 import json
 import re
+from pathlib import Path
+from typing import Dict, Iterable, List, Optional, Set
 
+import pytest
 import yaml
 
-from ops import settings
+from ops import settings, stack
 
 SOURCES = ["actions/metrics.py", "ops/exporter.py", "generator/metrics.py"]
+DEPLOY = settings.ROOT / "deploy"
+CHART = DEPLOY / "helm" / "lakeside-assistant"
+# Newest Kubernetes whose schemas kubernetes-validate (as pinned) ships.
+KUBERNETES_VERSION = "1.28.0"
+VLLM = {"generator": {"vllm": {"enabled": True}}}
+# Our services in compose and in the chart (the others are stock images).
+OWN_SERVICES = ("rasa", "actions", "generator", "exporter")
+MUST_BE_SET = {
+    "rasa": {"TRACKER_STORE_URL", "LOCK_STORE_URL", "EVENT_BROKER_URL", "ACTION_ENDPOINT_URL", "RASA_API_TOKEN"},
+    "actions": {"GENERATOR_URL", "GENERATOR_MODEL", "GENERATOR_API_KEY"},
+    "exporter": {"TRACKER_STORE_URL"},
+}
+PORTS = {"rasa": 5005, "actions": 5055, "generator": 8000, "exporter": 9105}
 
 
 def _exported() -> set:
@@ -35,3 +62,245 @@ def test_prometheus_scrapes_each_metrics_port():
     config = yaml.safe_load((settings.ROOT / "deploy" / "prometheus.yml").read_text())
     targets = {job["job_name"]: job["static_configs"][0]["targets"] for job in config["scrape_configs"]}
     assert targets == {"rasa": ["127.0.0.1:9105"], "actions": ["127.0.0.1:5055"], "generator": ["127.0.0.1:8000"]}
+
+
+def test_compose_prometheus_scrapes_the_same_jobs_by_service_name():
+    config = yaml.safe_load((DEPLOY / "prometheus-compose.yml").read_text())
+    targets = {job["job_name"]: job["static_configs"][0]["targets"] for job in config["scrape_configs"]}
+    assert targets == {"rasa": ["exporter:9105"], "actions": ["actions:5055"], "generator": ["generator:8000"]}
+    assert set(_compose()["services"]) >= {"exporter", "actions", "generator"}
+
+
+# --- what the code reads and serves -------------------------------------------------
+
+ENV_READ = re.compile(
+    r"""(?:environ(?:\.get)?|getenv|_env_int|_env_float|_int|_float)\s*[(\[]\s*["']([A-Z][A-Z0-9_]+)["']"""
+)
+
+
+def _env_read_by_code() -> Set[str]:
+    """Environment variables the project's code, Rasa itself or deploy/endpoints.yml read."""
+    import rasa.constants
+    import rasa.core.constants
+
+    names: Set[str] = set()
+    for folder in ("actions", "addons", "generator", "ops"):
+        for path in (settings.ROOT / folder).rglob("*.py"):
+            if "tests" not in path.parts:
+                names |= set(ENV_READ.findall(path.read_text()))
+    # Rasa's own settings (README: SANIC_WORKERS and the SQL pool knobs) ...
+    names |= {
+        rasa.constants.ENV_SANIC_WORKERS,
+        rasa.core.constants.POSTGRESQL_POOL_SIZE,
+        rasa.core.constants.POSTGRESQL_MAX_OVERFLOW,
+        rasa.core.constants.POSTGRESQL_SCHEMA,
+    }
+    # ... and the ${VARIABLES} Rasa expands when it reads the containers' endpoints file.
+    names |= set(re.findall(r"\$\{([A-Z][A-Z0-9_]+)\}", (DEPLOY / "endpoints.yml").read_text()))
+    return names
+
+
+def _served_paths() -> Dict[str, Set[str]]:
+    """The GET paths each service answers, read from the code that serves them."""
+    import rasa.server
+    import rasa_sdk.endpoint
+
+    import actions.server
+
+    def routes(source: str) -> Set[str]:
+        return set(re.findall(r"""@app\.get\(\s*["'](/[^"']*)["']""", source))
+
+    exporter = re.search(r"self\.path not in \(([^)]*)\)", (settings.ROOT / "ops" / "exporter.py").read_text())
+    return {
+        "rasa": routes(inspect.getsource(rasa.server)),
+        "actions": routes(inspect.getsource(rasa_sdk.endpoint)) | routes(inspect.getsource(actions.server)),
+        "generator": routes((settings.ROOT / "generator" / "app.py").read_text()),
+        "exporter": set(re.findall(r'"(/[^"]*)"', exporter.group(1))),
+    }
+
+
+def test_the_served_paths_are_found():
+    served = _served_paths()
+    assert "/" in served["rasa"] and "/health" in served["actions"] and "/metrics" in served["actions"]
+    assert {"/health", "/health/live", "/metrics"} <= served["generator"]
+    assert {"/health", "/metrics"} <= served["exporter"]
+    assert {"TRACKER_STORE_URL", "LOCK_STORE_URL", "EVENT_BROKER_URL", "GENERATOR_URL"} <= _env_read_by_code()
+
+
+def test_container_endpoints_differ_only_in_the_action_server_address():
+    ours = yaml.safe_load((settings.ROOT / "endpoints.yml").read_text())
+    containers = yaml.safe_load((DEPLOY / "endpoints.yml").read_text())
+    assert containers.pop("action_endpoint") == {"url": "${ACTION_ENDPOINT_URL}"}
+    ours.pop("action_endpoint")
+    assert containers == ours
+
+
+# --- compose --------------------------------------------------------------------------
+
+
+def _compose() -> dict:
+    return yaml.safe_load((DEPLOY / "docker-compose.yml").read_text())
+
+
+def _compose_env(service: dict) -> Dict[str, str]:
+    env = service.get("environment") or {}
+    if isinstance(env, list):
+        env = dict(item.split("=", 1) for item in env)
+    return env
+
+
+def test_compose_file_follows_the_compose_specification():
+    import jsonschema
+
+    schema = json.loads((DEPLOY / "schemas" / "compose-spec" / "compose-spec.json").read_text())
+    validator = jsonschema.Draft201909Validator(schema)
+    validator.check_schema(schema)
+    compose = _compose()
+    errors = [f"{'/'.join(map(str, e.path))}: {e.message}" for e in validator.iter_errors(compose)]
+    assert errors == []
+    # The schema is strict: a misspelt key is an error.
+    broken = {**compose, "services": {**compose["services"], "rasa": {**compose["services"]["rasa"], "helthcheck": {}}}}
+    assert not validator.is_valid(broken)
+
+
+def test_compose_has_the_whole_stack_with_secrets_from_the_env_file():
+    compose = _compose()
+    assert set(compose["services"]) >= {
+        "rasa", "actions", "generator", "exporter", "postgres", "redis", "rabbitmq", "prometheus", "grafana", "nginx"
+    }
+    assert compose["services"]["rasa"]["deploy"]["replicas"] == 2
+    text = (DEPLOY / "docker-compose.yml").read_text()
+    example = (DEPLOY / ".env.example").read_text()
+    for secret in ("POSTGRES_PASSWORD", "REDIS_PASSWORD", "RABBITMQ_PASSWORD", "RASA_API_TOKEN", "GRAFANA_ADMIN_PASSWORD"):
+        assert f"${{{secret}:?" in text, f"{secret} must come from deploy/.env, required"
+        assert re.search(rf"^{secret}=", example, re.M), f"{secret} missing from deploy/.env.example"
+
+
+def test_compose_and_the_images_run_what_ops_stack_runs(tmp_path):
+    compose = _compose()["services"]
+    dockerfile = (DEPLOY / "Dockerfile").read_text()
+    targets = set(re.findall(r"^FROM \S+ AS (\S+)$", dockerfile, re.M))
+    for name in OWN_SERVICES:
+        assert compose[name]["build"]["target"] in targets
+    actions = stack.actions_service(5055, tmp_path)
+    assert compose["actions"]["command"] == ["python", *actions.argv[1:3]]
+    assert compose["exporter"]["command"][:4] == ["python", "-m", "ops", "exporter"]
+    assert 'CMD ["python", "-m", "generator"]' in dockerfile
+    # Rasa: deploy/run-rasa.sh passes every option ops/stack.py and ops/run.py pass.
+    assert dockerfile.rstrip().endswith('CMD ["sh", "deploy/run-rasa.sh"]')
+    script = (DEPLOY / "run-rasa.sh").read_text().replace("\\\n", " ")
+    rasa_cmd = re.search(r"^exec (rasa run .*)$", script, re.M).group(1)
+    rasa = stack.rasa_service(5005, tmp_path, Path("m"), Path("e"), extra_args=["--enable-api", "--auth-token", "t"])
+    assert {arg for arg in rasa.argv if arg.startswith("--")} <= set(rasa_cmd.split())
+    assert "--endpoints deploy/endpoints.yml" in rasa_cmd
+    # What the image copies exists (data/nlu/banking77.yml is made by `make data`).
+    for source in re.findall(r"^COPY (?!--from)(.+) \S+$", dockerfile, re.M):
+        for path in source.split():
+            assert (settings.ROOT / path).exists(), f"deploy/Dockerfile copies missing {path}"
+
+
+# --- Helm -----------------------------------------------------------------------------
+
+
+def _render(values: Optional[dict] = None) -> List[dict]:
+    import helm_python as helm
+
+    rendered = helm.Chart.load(CHART).render(values, name="bank", namespace="lakeside", is_install=True)
+    return [doc for path, text in rendered.items() if path.endswith(".yaml") for doc in yaml.safe_load_all(text) if doc]
+
+
+def _containers(manifests: Iterable[dict]) -> Dict[str, dict]:
+    return {
+        container["name"]: container
+        for doc in manifests if doc["kind"] == "Deployment"
+        for container in doc["spec"]["template"]["spec"]["containers"]
+    }
+
+
+def _chart_env(container: dict) -> Dict[str, str]:
+    return {item["name"]: item.get("value", "<secret>") for item in container.get("env", [])}
+
+
+@pytest.mark.parametrize("values", [None, VLLM], ids=["defaults", "vllm"])
+def test_helm_lint_passes(values):
+    import helm_python as helm
+
+    report = helm.lint(CHART, values, strict=True)
+    problems = [m for m in report["messages"] if m["severity"] >= 2]  # 2: warning, 3: error
+    assert problems == [] and report["errors"] == []
+
+
+@pytest.mark.parametrize("values", [None, VLLM], ids=["defaults", "vllm"])
+def test_rendered_chart_is_valid_kubernetes(values):
+    import kubernetes_validate
+
+    manifests = _render(values)
+    kinds = sorted({doc["kind"] for doc in manifests})
+    assert kinds == ["Deployment", "HorizontalPodAutoscaler", "PodDisruptionBudget", "Secret", "Service"]
+    for doc in manifests:
+        kubernetes_validate.validate(doc, KUBERNETES_VERSION, strict=True)  # raises on any error
+    scaled = {doc["spec"]["scaleTargetRef"]["name"] for doc in manifests if doc["kind"] == "HorizontalPodAutoscaler"}
+    assert scaled == {"bank-lakeside-assistant-rasa", "bank-lakeside-assistant-actions"}
+
+
+def test_vllm_replaces_the_generator():
+    default, vllm = _containers(_render()), _containers(_render(VLLM))
+    assert "generator" in default and "vllm" not in default
+    assert "generator" not in vllm
+    server = vllm["vllm"]
+    assert server["image"].startswith("vllm/vllm-openai:")
+    assert server["args"][:2] == ["--model", "HuggingFaceTB/SmolLM2-135M-Instruct"]
+    assert server["resources"]["limits"]["nvidia.com/gpu"] == 1
+    for containers in (default, vllm):  # the action server's address does not change
+        assert _chart_env(containers["actions"])["GENERATOR_URL"] == "http://bank-lakeside-assistant-generator:8000/v1"
+    assert _chart_env(vllm["actions"])["GENERATOR_MODEL"] == server["args"][3]
+    service = next(d for d in _render(VLLM) if d["kind"] == "Service" and d["metadata"]["name"].endswith("-generator"))
+    assert service["spec"]["selector"]["app.kubernetes.io/component"] == "vllm"
+
+
+def test_several_rasa_pods_need_a_lock_store():
+    import helm_python as helm
+
+    with pytest.raises(helm.HelmError, match="lockStoreUrl"):
+        _render({"secrets": {"lockStoreUrl": ""}})
+    _render({"secrets": {"lockStoreUrl": ""}, "rasa": {"replicas": 1, "autoscaling": {"enabled": False}}})
+
+
+# --- consistency between compose, the chart and the code ------------------------------
+
+
+def test_services_get_only_variables_the_code_reads():
+    read = _env_read_by_code()
+    compose = _compose()["services"]
+    for name in OWN_SERVICES:
+        unknown = set(_compose_env(compose[name])) - read
+        assert not unknown, f"compose sets {unknown} for {name}, which no code reads"
+    for values in (None, VLLM):
+        for name, container in _containers(_render(values)).items():
+            if name == "vllm":  # vLLM's own image, configured by its flags and VLLM_API_KEY
+                continue
+            unknown = set(_chart_env(container)) - read
+            assert not unknown, f"the chart sets {unknown} for {name}, which no code reads"
+    chart = _containers(_render())
+    for name, names in MUST_BE_SET.items():
+        assert names <= set(_compose_env(compose[name])), f"compose: {name} lacks {names}"
+        assert names <= set(_chart_env(chart[name])), f"chart: {name} lacks {names}"
+
+
+def test_health_checks_and_probes_ask_served_paths():
+    served = _served_paths()
+    for name in OWN_SERVICES:
+        test = " ".join(_compose()["services"][name]["healthcheck"]["test"])
+        port, path = re.search(r"http://127\.0\.0\.1:(\d+)(/[^'\"]*)", test).groups()
+        assert int(port) == PORTS[name] and path in served[name], f"compose healthcheck of {name}: {test}"
+    for values in (None, VLLM):
+        for name, container in _containers(_render(values)).items():
+            probes = [container[p] for p in ("startupProbe", "readinessProbe", "livenessProbe") if p in container]
+            assert len(probes) >= 2, f"{name} needs readiness and liveness probes"
+            ports = {p["name"]: p["containerPort"] for p in container["ports"]}
+            for probe in probes:
+                assert ports[probe["httpGet"]["port"]] == PORTS.get(name, 8000)
+                if name == "vllm":  # vLLM's OpenAI server answers /health
+                    assert probe["httpGet"]["path"] == "/health"
+                else:
+                    assert probe["httpGet"]["path"] in served[name], f"{name} probe {probe}"

@@ -1,4 +1,4 @@
-"""The README's run command: starts the three services, answers, and Ctrl-C stops all."""
+"""The README's run command: starts the services and the chat page, answers, and Ctrl-C stops all."""
 from __future__ import annotations
 
 import json
@@ -8,6 +8,7 @@ import socket
 import subprocess
 import sys
 import time
+import urllib.request
 
 from ops import settings
 from ops.stack import free_port, post
@@ -19,7 +20,7 @@ def _port_open(port: int) -> bool:
 
 
 def test_run_starts_everything_and_ctrl_c_stops_everything(tmp_path, trained_model):
-    ports = {"RASA_PORT": free_port(), "ACTIONS_PORT": free_port(), "GENERATOR_PORT": free_port()}
+    ports = {"RASA_PORT": free_port(), "ACTIONS_PORT": free_port(), "GENERATOR_PORT": free_port(), "WEB_PORT": free_port()}
     env = {
         **os.environ,
         **{k: str(v) for k, v in ports.items()},
@@ -45,6 +46,14 @@ def test_run_starts_everything_and_ctrl_c_stops_everything(tmp_path, trained_mod
         body = json.dumps({"sender": "run-command", "message": "my card still hasn't arrived"}).encode()
         status, reply = post(f"http://127.0.0.1:{ports['RASA_PORT']}/webhooks/rest/webhook", body)
         assert status == 200 and "Track delivery" in reply[0]["text"]
+
+        page_url = f"http://127.0.0.1:{ports['WEB_PORT']}"
+        with urllib.request.urlopen(page_url, timeout=10) as page:
+            assert '<script src="/widget/lakeside-chat.js"' in page.read().decode()
+        with urllib.request.urlopen(f"{page_url}/config.js", timeout=10) as config:
+            assert f'"serverUrl": "http://127.0.0.1:{ports["RASA_PORT"]}"' in config.read().decode()
+        with urllib.request.urlopen(f"{page_url}/widget/lakeside-chat.js", timeout=10) as script:
+            assert script.headers["Content-Type"].startswith(("application/javascript", "text/javascript"))
     finally:
         process.send_signal(signal.SIGINT)
         remaining, _ = process.communicate(timeout=90)

@@ -1,0 +1,89 @@
+"""Rasa's event broker, chosen by one environment variable.
+
+With `EVENT_BROKER_URL` unset (the default) Rasa publishes no events. With
+`EVENT_BROKER_URL=amqp://user:password@rabbitmq:5672/%2F` this returns Rasa's own
+PikaEventBroker: every event the tracker store saves is also published, as Rasa's JSON
+(`{"sender_id": ..., "event": ..., ...}`), to RabbitMQ, for analytics or other
+consumers. The URL gives host, port (default 5672, amqps 5671), user, password
+(default guest/guest) and virtual host (the path; `%2F` is the default vhost `/`);
+`EVENT_BROKER_QUEUE` names the queue (default `rasa_events`). Other PikaEventBroker
+options (`exchange_name`, `connection_attempts`, `retry_delay_in_seconds`,
+`raise_on_failure`, ...) may be written under `event_broker:` in endpoints.yml.
+
+Rasa loads a custom broker by awaiting `from_endpoint_config` on the class named by
+`type:` and uses what it returns, so returning None means "no broker", exactly as an
+endpoints.yml without an `event_broker:` section.
+"""
+from __future__ import annotations
+
+import os
+from asyncio import AbstractEventLoop
+from typing import Any, Dict, Optional
+from urllib.parse import urlparse
+
+from rasa.core.brokers.broker import EventBroker
+from rasa.core.brokers.pika import PikaEventBroker
+from rasa.shared.exceptions import RasaException
+from rasa.utils.endpoints import EndpointConfig
+
+DEFAULT_QUEUE = "rasa_events"
+DEFAULT_PORTS = {"amqp": 5672, "amqps": 5671}
+
+
+def _redacted(url: str) -> str:
+    """The URL without its password, for error messages and logs."""
+    parsed = urlparse(url)
+    if parsed.password is None:
+        return url
+    return url.replace(f":{parsed.password}@", ":***@", 1)
+
+
+def pika_settings(url: str) -> Dict[str, Any]:
+    """PikaEventBroker's arguments (host, port, username, password, queues) for an AMQP URL.
+
+    `host` is the URL without its credentials: PikaEventBroker adds `username:password@`
+    itself and logs the host, so the password never reaches a log line. Percent-encoded
+    user names and passwords stay encoded, as the AMQP URL needs them.
+    """
+    parsed = urlparse(url)
+    if parsed.scheme not in DEFAULT_PORTS or not parsed.hostname:
+        raise RasaException(
+            f"EVENT_BROKER_URL must be an amqp:// or amqps:// URL of RabbitMQ, "
+            f"e.g. amqp://user:password@rabbitmq:5672/%2F, not '{_redacted(url)}'"
+        )
+    try:
+        port = parsed.port or DEFAULT_PORTS[parsed.scheme]
+    except ValueError as error:  # a port that is not a number
+        raise RasaException(f"EVENT_BROKER_URL has a bad port: '{_redacted(url)}'") from error
+    hostname = f"[{parsed.hostname}]" if ":" in parsed.hostname else parsed.hostname
+    host = f"{parsed.scheme}://{hostname}:{port}{parsed.path}"
+    if parsed.query:
+        host = f"{host}?{parsed.query}"
+    return {
+        "host": host,
+        "port": port,
+        "username": parsed.username or "guest",
+        "password": parsed.password or "guest",
+        "queues": [os.environ.get("EVENT_BROKER_QUEUE", "").strip() or DEFAULT_QUEUE],
+    }
+
+
+class EnvEventBroker(EventBroker):
+    """A factory in the shape Rasa loads custom event brokers with (a class)."""
+
+    @classmethod
+    async def from_endpoint_config(
+        cls,
+        broker_config: Optional[EndpointConfig],
+        event_loop: Optional[AbstractEventLoop] = None,
+    ) -> Optional[EventBroker]:
+        url = os.environ.get("EVENT_BROKER_URL", "").strip()
+        if not url:
+            return None
+        settings = pika_settings(url)
+        # Further options from endpoints.yml go to PikaEventBroker as they are; the URL
+        # and EVENT_BROKER_QUEUE win over the same keys there.
+        extra = dict(broker_config.kwargs) if broker_config else {}
+        pika_config = EndpointConfig(url=settings.pop("host"), **{**extra, **settings})
+        # Rasa's own construction and connection (retries, then ConnectionException).
+        return await PikaEventBroker.from_endpoint_config(pika_config, event_loop)

@@ -1,0 +1,76 @@
+"""The demo web page with the chat widget (http://localhost:8080 under `make run`).
+
+Serves widget/demo/index.html, the built widget (widget/dist, made by `make widget`)
+under /widget/, and /config.js: the widget's settings for this deployment: Rasa's
+URL as seen from the browser and, when the socket.io channel requires a JWT
+(`SOCKETIO_JWT_KEY`), a short-lived token for this visitor. A bank's own website
+does the same from its back end: it signs the token for its logged-in customer.
+"""
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import time
+from typing import Any, Dict
+
+from aiohttp import web
+
+from ops import settings
+
+WIDGET_DIR = settings.ROOT / "widget"
+TOKEN_LIFETIME_S = 3600
+
+
+def widget_config(host: str) -> Dict[str, Any]:
+    """The options the demo page passes to LakesideChat.init()."""
+    hostname = host.rsplit(":", 1)[0] if host and not host.endswith("]") else host
+    server_url = os.environ.get("PUBLIC_RASA_URL") or f"http://{hostname or '127.0.0.1'}:{settings.RASA_PORT}"
+    config: Dict[str, Any] = {"serverUrl": server_url, "title": "Lakeside Bank", "initialPayload": "/greet"}
+    key = os.environ.get("SOCKETIO_JWT_KEY", "")
+    method = os.environ.get("SOCKETIO_JWT_METHOD", "HS256")
+    if key and method.startswith("HS"):
+        import jwt
+
+        now = int(time.time())
+        claims = {"sub": f"visitor-{secrets.token_hex(8)}", "iat": now, "exp": now + TOKEN_LIFETIME_S}
+        config["token"] = jwt.encode(claims, key, algorithm=method)
+    return config
+
+
+async def config_js(request: web.Request) -> web.Response:
+    body = f"window.LAKESIDE_CHAT_CONFIG = {json.dumps(widget_config(request.host))};\n"
+    return web.Response(text=body, content_type="application/javascript", headers={"Cache-Control": "no-store"})
+
+
+async def index(_: web.Request) -> web.FileResponse:
+    return web.FileResponse(WIDGET_DIR / "demo" / "index.html")
+
+
+async def health(_: web.Request) -> web.Response:
+    built = (WIDGET_DIR / "dist" / "lakeside-chat.js").is_file()
+    return web.json_response({"status": "ok" if built else "widget not built"}, status=200 if built else 503)
+
+
+@web.middleware
+async def security_headers(request: web.Request, handler: Any) -> web.StreamResponse:
+    response = await handler(request)
+    response.headers.setdefault("X-Content-Type-Options", "nosniff")
+    response.headers.setdefault("Referrer-Policy", "same-origin")
+    return response
+
+
+def app() -> web.Application:
+    application = web.Application(middlewares=[security_headers])
+    application.router.add_get("/", index)
+    application.router.add_get("/config.js", config_js)
+    application.router.add_get("/health", health)
+    application.router.add_static("/widget/", WIDGET_DIR / "dist")
+    return application
+
+
+def serve(host: str, port: int) -> None:
+    dist = WIDGET_DIR / "dist" / "lakeside-chat.js"
+    if not dist.is_file():
+        raise SystemExit(f"{dist} is missing: run `make widget` (part of `make setup`)")
+    web.run_app(app(), host=host, port=port, print=lambda *_: None)
