@@ -91,7 +91,7 @@ export function botMessage(data) {
     if (data.attachment && data.attachment.payload && data.attachment.payload.src) {
       msg.image = data.attachment.payload.src;
     }
-    if (data.handoff) msg.handoff = data.handoff;
+    if (data.handoff !== undefined) msg.handoff = !!data.handoff;
     if (data.timestamp) msg.ts = data.timestamp;
   }
   return msg;
@@ -232,7 +232,6 @@ class ChatWidget {
       this.afterHistory();
     });
     socket.on("bot_uttered", (data) => this.receive(botMessage(data)));
-    socket.on("handoff", (data) => this.setHandoff(!!(data && data.active)));
     socket.on("disconnect", () => {
       this.confirmed = false;
       this.setStatus("Connection lost. Reconnecting…");
@@ -295,7 +294,7 @@ class ChatWidget {
 
   receive(msg) {
     this.showTyping(false);
-    if (msg.handoff) this.setHandoff(msg.handoff === true || msg.handoff === "started");
+    if (msg.handoff !== undefined) this.setHandoff(msg.handoff);
     if (!msg.text && !msg.buttons.length && !msg.image) return;
     this.messages.forEach((m) => delete m.pending);
     this.messages.push(msg);
