@@ -11,10 +11,10 @@ RASA_PY := $(RASA_VENV)/bin/python
 GEN_PY := $(GEN_VENV)/bin/python
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
-.PHONY: setup run shell train data validate generator-model embeddings-model widget browser evaluate evaluate-quick test test-generator test-bot test-browser clean
+.PHONY: setup run shell train data validate generator-model embeddings-model widget browser nginx bank-db knowledge evaluate evaluate-quick test test-conversations test-generator test-bot test-browser clean
 
 ## set up everything the assistant needs (idempotent: quick when done)
-setup: $(RASA_VENV)/.installed $(GEN_VENV)/.installed generator-model embeddings-model data widget
+setup: $(RASA_VENV)/.installed $(GEN_VENV)/.installed generator-model embeddings-model data knowledge widget bank-db
 
 ## set up, train if needed, start generator + action server + Rasa (Ctrl-C stops)
 run: setup
@@ -57,6 +57,19 @@ CHROMIUM ?= /usr/bin/chromium
 browser:
 	@test -x $(CHROMIUM) || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; }
 
+## embed knowledge/*.md and the NLU examples into build/knowledge/index.npz (skipped when up to date)
+knowledge: $(GEN_VENV)/.installed data
+	$(GEN_PY) -m actions.knowledge build
+
+## the demo bank database (BANK_DB_URL, default build/bank.db): tables + demo customers (idempotent)
+bank-db: $(RASA_VENV)/.installed
+	$(RASA_PY) -m actions.bank seed
+
+## Debian's nginx for the scale-out tests and load benchmark (installed once, as root, if missing)
+NGINX ?= /usr/sbin/nginx
+nginx:
+	@test -x $(NGINX) || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nginx >/dev/null; }
+
 ## build the NLU training and validation files from ../shared/data
 data: $(RASA_VENV)/.installed
 	$(RASA_PY) -m ops import-data
@@ -78,9 +91,14 @@ evaluate-quick: train
 	$(RASA_PY) -m ops evaluate --quick --min-accuracy $(NLU_ACCURACY_FLOOR)
 
 ## run every test: data validation, NLU accuracy floor, bot and stack tests, generator tests
-test: train validate evaluate-quick test-generator test-bot test-browser
+test: train validate evaluate-quick test-conversations test-generator test-bot test-browser
 
-test-bot: train
+## conversation tests: forms and handoff (tests/test_stories.yml), and the promotion gate's stories
+test-conversations: train
+	$(RASA) test core --stories tests/test_stories.yml --fail-on-prediction-errors --out results/conversations
+	$(RASA) test core --stories tests/conversations --fail-on-prediction-errors --out results/conversations-gate
+
+test-bot: train nginx
 	$(RASA_PY) -m pytest tests -ra --ignore=tests/browser
 
 ## the chat widget in headless Chromium against the real stack (screenshots: build/screenshots)

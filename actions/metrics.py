@@ -23,3 +23,13 @@ FALLBACKS = Counter(
     "action_server_fallback_replies_total",
     "Template replies sent because the generator could not answer",
 )
+LLM_REPLIES = Counter(
+    "action_server_llm_replies_total",
+    "Replies of action_llm_reply by source (llm, no_knowledge, no_safe_answer, fallback)",
+    ["source"],
+)
+REJECTED_CANDIDATES = Counter(
+    "action_server_llm_rejected_candidates_total",
+    "Candidate LLM replies rejected by the guardrails or the grounding check, by reason",
+    ["reason"],
+)

@@ -2,7 +2,7 @@
 
 REST (`rest`, same URL /webhooks/rest/webhook): stock RestInput answers 500 to a JSON
 body that is not an object and takes messages of any size; this one answers bad
-requests with a 4xx and a JSON error, and requires `Authorization: Bearer
+requests with a 4xx and a JSON error, a turn that could not be stored with a 503, and requires `Authorization: Bearer
 $REST_CHANNEL_TOKEN` when that variable is set (server-to-server use).
 
 socket.io (`socketio`, for the chat widget): Rasa's channel plus
@@ -22,6 +22,7 @@ import json
 import logging
 import os
 import uuid
+from contextvars import ContextVar
 from typing import Any, Awaitable, Callable, Dict, List, Optional, Text
 
 from rasa.core.channels import rest, socketio
@@ -30,7 +31,12 @@ from rasa.shared.core.events import BotUttered, UserUttered
 from sanic import Blueprint, Sanic, response
 from sanic.request import Request
 
+from addons.tracker_store import TrackerStoreError
+
 logger = logging.getLogger(__name__)
+
+# Set when the turn of the current request could not be stored (see RestInput).
+_turn_not_stored: ContextVar[bool] = ContextVar("turn_not_stored", default=False)
 
 # Longest user message accepted, in characters; longer ones get HTTP 413.
 MAX_MESSAGE_CHARS = int(os.environ.get("MAX_MESSAGE_CHARS", "4000"))
@@ -91,15 +97,35 @@ class RestInput(rest.RestInput):
     def blueprint(
         self, on_new_message: Callable[[UserMessage], Awaitable[Any]]
     ) -> Blueprint:
-        blueprint = super().blueprint(on_new_message)
+        async def guarded(message: UserMessage) -> Any:
+            try:
+                return await on_new_message(message)
+            except TrackerStoreError:
+                _turn_not_stored.set(True)
+                raise
+
+        blueprint = super().blueprint(guarded)
 
         @blueprint.middleware("request")
         async def validate(request: Request) -> Optional[response.HTTPResponse]:
+            # Sanic serves a keep-alive connection's requests in one task: reset per request.
+            _turn_not_stored.set(False)
             if request.method == "POST" and request.path.endswith("/webhook"):
                 token = os.environ.get("REST_CHANNEL_TOKEN", "")
                 if token and not _token_ok(request, token):
                     return _error(401, "A valid 'Authorization: Bearer <token>' header is required.")
                 return check_body(request.body or b"")
+            return None
+
+        @blueprint.middleware("response")
+        async def turn_not_stored(request: Request, resp: Any) -> Optional[response.HTTPResponse]:
+            # Rasa answers 200 with no (or unsaved) replies when the turn could not be
+            # stored; the client must know to send the message again.
+            if _turn_not_stored.get():
+                return response.json(
+                    {"error": "The conversation could not be saved; please send the message again."},
+                    status=503, headers={"Retry-After": "5"},
+                )
             return None
 
         return blueprint
@@ -116,6 +142,8 @@ def history(events: List[Any]) -> Dict[str, Any]:
     titles: Dict[str, str] = {}
     for event in events:
         if isinstance(event, UserUttered) and event.text:
+            if (event.metadata or {}).get("is_external"):
+                continue  # an intent triggered through the API (e.g. handoff_released), not typed
             text = titles.get(event.text, event.text)
             if text.startswith("/"):
                 continue  # an initial payload such as /greet, not typed by the customer

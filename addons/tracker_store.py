@@ -9,6 +9,23 @@ SQLTrackerStore.SQLEvent), so existing data, analytics and retention work with e
 - EnvSQLTrackerStore is Rasa's SQLTrackerStore: its queries block the event loop.
 - AsyncSQLTrackerStore runs the same queries with SQLAlchemy's asyncio support
   (aiosqlite, asyncpg), so one slow query never stalls the other conversations.
+
+AsyncSQLTrackerStore and a database that goes away (a restart, a failover):
+- a connection lost or refused, a server starting up or shutting down, a locked SQLite
+  file: the read or the save is retried with backoff (0.1 s doubling to 2 s) for up
+  to `TRACKER_STORE_RETRY_S` seconds (default 20). A save is safe to repeat: it
+  appends only the events the database does not have yet, in one transaction, under
+  the conversation's lock, so a commit whose answer was lost is not written twice.
+- still failing after that, or any other database error: TrackerStoreError. Rasa
+  wraps every tracker store in FailSafeTrackerStore, which on *any* error goes on with
+  an empty in-memory tracker (the conversation's history silently lost for that turn,
+  and the turn never stored). This module makes FailSafeTrackerStore let
+  TrackerStoreError through instead, so the turn fails rather than being answered
+  from a forgotten conversation. (Rasa's REST channel answers a failed turn with the
+  replies it collected so far: none when the read failed; those of the turn when the
+  final save failed, although the turn was not stored.)
+- events are published to the event broker after they are committed, so consumers
+  never see an event the database does not have (Rasa publishes before saving).
 """
 from __future__ import annotations
 
@@ -18,7 +35,8 @@ import itertools
 import json
 import logging
 import os
-from typing import Any, AsyncContextManager, Dict, Iterable, Optional, Text
+import time
+from typing import Any, AsyncContextManager, Awaitable, Callable, Dict, Iterable, Optional, Text, TypeVar
 
 import sqlalchemy as sa
 from rasa.core.brokers.broker import EventBroker
@@ -26,6 +44,7 @@ from rasa.core.constants import POSTGRESQL_MAX_OVERFLOW, POSTGRESQL_POOL_SIZE, P
 from rasa.core.tracker_store import (
     POSTGRESQL_DEFAULT_MAX_OVERFLOW,
     POSTGRESQL_DEFAULT_POOL_SIZE,
+    FailSafeTrackerStore,
     SerializedTrackerAsText,
     SQLTrackerStore,
     TrackerStore,
@@ -41,6 +60,72 @@ logger = logging.getLogger(__name__)
 DEFAULT_URL = "sqlite:///rasa.db"
 EVENTS = SQLTrackerStore.SQLEvent.__table__
 ASYNC_DRIVERS = {"sqlite": "sqlite+aiosqlite", "postgresql": "postgresql+asyncpg"}
+# Seconds one read or save keeps retrying a database that is unreachable.
+DEFAULT_RETRY_S = 20.0
+# Seconds to wait for a new PostgreSQL connection (asyncpg's default is 60).
+DEFAULT_CONNECT_TIMEOUT_S = 5.0
+FIRST_BACKOFF_S, MAX_BACKOFF_S = 0.1, 2.0
+
+T = TypeVar("T")
+
+
+class TrackerStoreError(RasaException):
+    """The tracker store could not read or save a conversation; the turn must fail."""
+
+
+def _retry_seconds() -> float:
+    return float(os.environ.get("TRACKER_STORE_RETRY_S", DEFAULT_RETRY_S))
+
+
+def transient(error: BaseException) -> bool:
+    """Whether the error means "the database is unreachable for now", worth a retry."""
+    if isinstance(error, sa.exc.DBAPIError):
+        return bool(error.connection_invalidated) or isinstance(
+            error, (sa.exc.OperationalError, sa.exc.InterfaceError)
+        )
+    if isinstance(error, (OSError, asyncio.TimeoutError, sa.exc.TimeoutError)):
+        return True  # refused, reset, timed out; a full connection pool
+    try:
+        import asyncpg.exceptions as pg
+    except ImportError:  # no PostgreSQL driver installed: not a PostgreSQL error
+        return False
+    # asyncpg raises these itself, unwrapped: while connecting (server starting up or
+    # shutting down, too many connections), and on a connection that broke under a
+    # query or its rollback (connection lost, "another operation is in progress").
+    if isinstance(error, pg.ClientConfigurationError):
+        return False
+    return isinstance(
+        error,
+        (pg.PostgresConnectionError, pg.OperatorInterventionError, pg.InsufficientResourcesError,
+         pg.InterfaceError, pg.InternalClientError),
+    )
+
+
+def _let_our_errors_through() -> None:
+    """Make Rasa's FailSafeTrackerStore re-raise TrackerStoreError (see the module doc).
+
+    Its two error hooks run inside its `except Exception` blocks, so raising there
+    propagates; every other error keeps Rasa's behaviour.
+    """
+    if getattr(FailSafeTrackerStore, "_raises_tracker_store_error", False):
+        return
+
+    def reraising(hook: Callable[[FailSafeTrackerStore, Exception], None]) -> Callable:
+        def on_error(self: FailSafeTrackerStore, error: Exception) -> None:
+            if isinstance(error, TrackerStoreError):
+                raise error
+            hook(self, error)
+
+        return on_error
+
+    FailSafeTrackerStore.on_tracker_store_error = reraising(FailSafeTrackerStore.on_tracker_store_error)
+    FailSafeTrackerStore.on_tracker_store_retrieve_error = reraising(
+        FailSafeTrackerStore.on_tracker_store_retrieve_error
+    )
+    FailSafeTrackerStore._raises_tracker_store_error = True
+
+
+_let_our_errors_through()
 
 
 def tracker_store_url(configured: Optional[str] = None) -> str:
@@ -71,9 +156,13 @@ def _engine_kwargs(url: sa.engine.URL) -> Dict[str, Any]:
         "max_overflow": int(os.environ.get(POSTGRESQL_MAX_OVERFLOW, POSTGRESQL_DEFAULT_MAX_OVERFLOW)),
         "pool_pre_ping": True,  # a restarted database costs one reconnect, not an error
     }
+    connect_args: Dict[str, Any] = {
+        "timeout": float(os.environ.get("TRACKER_STORE_CONNECT_TIMEOUT_S", DEFAULT_CONNECT_TIMEOUT_S))
+    }
     schema = os.environ.get(POSTGRESQL_SCHEMA)
     if schema:
-        kwargs["connect_args"] = {"server_settings": {"search_path": schema}}
+        connect_args["server_settings"] = {"search_path": schema}
+    kwargs["connect_args"] = connect_args
     return kwargs
 
 
@@ -103,6 +192,7 @@ class AsyncSQLTrackerStore(TrackerStore, SerializedTrackerAsText):
         from sqlalchemy.orm import sessionmaker
 
         super().__init__(domain, event_broker, **kwargs)
+        self.retry_s = _retry_seconds()
         url = async_url(tracker_store_url(host))
         self._create_tables(url)
         self.engine = create_async_engine(url, **_engine_kwargs(url))
@@ -142,10 +232,37 @@ class AsyncSQLTrackerStore(TrackerStore, SerializedTrackerAsText):
             )
         return query.order_by(EVENTS.c.id)
 
+    async def _retrying(self, what: str, operation: Callable[[], Awaitable[T]]) -> T:
+        """Run `operation`, retrying transient database errors for up to retry_s seconds."""
+        deadline = time.monotonic() + self.retry_s
+        backoff, attempt = FIRST_BACKOFF_S, 1
+        while True:
+            try:
+                return await operation()
+            except Exception as error:  # classified below; never swallowed
+                left = deadline - time.monotonic()
+                if not transient(error):
+                    raise TrackerStoreError(f"tracker store {what} failed: {error}") from error
+                if left <= 0:
+                    raise TrackerStoreError(
+                        f"tracker store {what} failed for {self.retry_s:.0f} s "
+                        f"({attempt} attempts), giving up: {error}"
+                    ) from error
+                logger.warning(
+                    "tracker store %s failed (attempt %d: %s: %s); retrying in %.1f s",
+                    what, attempt, type(error).__name__, str(error).splitlines()[0][:200] if str(error) else "",
+                    min(backoff, left),
+                )
+                await asyncio.sleep(min(backoff, left))
+                backoff, attempt = min(backoff * 2, MAX_BACKOFF_S), attempt + 1
+
     async def keys(self) -> Iterable[Text]:
-        async with self.sessionmaker() as session:
-            result = await session.execute(sa.select(EVENTS.c.sender_id).distinct())
-            return [sender_id for (sender_id,) in result]
+        async def query() -> Iterable[Text]:
+            async with self.sessionmaker() as session:
+                result = await session.execute(sa.select(EVENTS.c.sender_id).distinct())
+                return [sender_id for (sender_id,) in result]
+
+        return await self._retrying("keys", query)
 
     async def retrieve(self, sender_id: Text) -> Optional[DialogueStateTracker]:
         return await self._retrieve(sender_id, all_sessions=False)
@@ -154,25 +271,42 @@ class AsyncSQLTrackerStore(TrackerStore, SerializedTrackerAsText):
         return await self._retrieve(conversation_id, all_sessions=True)
 
     async def _retrieve(self, sender_id: Text, all_sessions: bool) -> Optional[DialogueStateTracker]:
-        async with self.sessionmaker() as session:
-            result = await session.execute(self._events_query(sender_id, all_sessions))
-            events = [json.loads(data) for (data,) in result]
+        async def query() -> list:
+            async with self.sessionmaker() as session:
+                result = await session.execute(self._events_query(sender_id, all_sessions))
+                return [json.loads(data) for (data,) in result]
+
+        events = await self._retrying("read", query)
         if self.domain and events:
             return DialogueStateTracker.from_dict(sender_id, events, self.domain.slots)
         return None
 
     async def save(self, tracker: DialogueStateTracker) -> None:
-        """Append the events the database does not have yet, in one transaction."""
-        await self.stream_events(tracker)
+        """Append the events the database does not have yet, in one transaction; then
+        publish them to the event broker, if there is one."""
         count = sa.select(sa.func.count()).select_from(
             self._events_query(tracker.sender_id, all_sessions=False).subquery()
         )
-        async with self._writing():
-            async with self.sessionmaker() as session, session.begin():
-                stored = (await session.execute(count)).scalar_one()
-                rows = [_row(tracker.sender_id, e) for e in itertools.islice(tracker.events, stored, None)]
-                if rows:
-                    await session.execute(sa.insert(EVENTS), rows)
+        # What the database held when this save began. A retry after a commit whose
+        # answer was lost finds those rows stored and appends nothing; they are still
+        # published, counted from here.
+        stored_before: Optional[int] = None
+
+        async def append() -> None:
+            nonlocal stored_before
+            async with self._writing():
+                async with self.sessionmaker() as session, session.begin():
+                    stored = (await session.execute(count)).scalar_one()
+                    if stored_before is None:
+                        stored_before = stored
+                    rows = [_row(tracker.sender_id, e) for e in itertools.islice(tracker.events, stored, None)]
+                    if rows:
+                        await session.execute(sa.insert(EVENTS), rows)
+
+        await self._retrying("save", append)
+        if self.event_broker is not None and stored_before is not None:
+            new_events = list(itertools.islice(tracker.events, stored_before, None))
+            await self._stream_new_events(self.event_broker, new_events, tracker.sender_id)
 
     def _writing(self) -> AsyncContextManager:
         return self._write_lock if self._write_lock is not None else contextlib.nullcontext()

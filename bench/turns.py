@@ -21,10 +21,9 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import Dict, List, Tuple
+from typing import Dict, List
 
-import aiohttp
-
+from bench import client
 from ops import settings, stack
 from ops.data import read_banking77
 from ops.stack import free_port
@@ -74,36 +73,15 @@ def train_stock(work: Path) -> Path:
     return next((work / "models").glob("*.tar.gz"))
 
 
-async def user(session, url: str, sender: str, texts: List[str], latencies: List[float]) -> int:
-    errors = 0
-    for text in texts:
-        started = time.perf_counter()
-        try:
-            async with session.post(url, json={"sender": sender, "message": text}) as response:
-                reply = await response.json(content_type=None)
-                ok = response.status == 200 and bool(reply)
-        except (aiohttp.ClientError, asyncio.TimeoutError, ValueError):
-            ok = False
-        latencies.append((time.perf_counter() - started) * 1000)
-        errors += not ok
-    return errors
-
-
 async def load(url: str, users: int, pool: List[str], tag: str) -> Dict:
-    latencies: List[float] = []
-    timeout = aiohttp.ClientTimeout(total=120)
-    async with aiohttp.ClientSession(timeout=timeout, connector=aiohttp.TCPConnector(limit=0)) as session:
-        started = time.perf_counter()
-        errors = await asyncio.gather(*[
-            user(session, url, f"{tag}-{users}-{u}",
-                 [pool[(u * TURNS + t) % len(pool)] for t in range(TURNS)], latencies)
-            for u in range(users)
-        ])
-        wall = time.perf_counter() - started
-    ordered = sorted(latencies)
-    pick = lambda q: ordered[min(len(ordered) - 1, int(round(q * (len(ordered) - 1))))]  # noqa: E731
-    return {"turns": len(latencies), "turns_s": len(latencies) / wall, "p50": pick(0.5),
-            "p95": pick(0.95), "p99": pick(0.99), "errors": sum(errors)}
+    """N users at once, TURNS intent-only turns each (bench/client.py's load client)."""
+    scripts = {
+        f"{tag}-{users}-{u}": [("intent", pool[(u * TURNS + t) % len(pool)]) for t in range(TURNS)]
+        for u in range(users)
+    }
+    turns, wall = await client.run_load(url, scripts, message_ids=False)
+    summary = client.summarize(turns, wall)
+    return {key: summary[key] for key in ("turns", "turns_s", "p50", "p95", "p99", "errors")}
 
 
 def serve(model: Path, work: Path, stock: bool, users: List[int], tag: str, extra_env=None) -> Dict[int, Dict]:

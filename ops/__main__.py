@@ -42,6 +42,12 @@ def main(argv=None) -> int:
     web = commands.add_parser("web", help="serve the demo page with the chat widget")
     web.add_argument("--host", default=os.environ.get("BIND_HOST", "127.0.0.1"))
     web.add_argument("--port", type=int, default=int(os.environ.get("WEB_PORT", "8080")))
+    handoffs = commands.add_parser("handoffs", help="conversations waiting for a person (the handoff queue)")
+    handoffs.add_argument("--all", action="store_true", help="also the released ones")
+    release = commands.add_parser("release", help="give a handed-off conversation back to the bot")
+    release.add_argument("sender_id")
+    release.add_argument("--rasa-url", default="", help="the running Rasa (default: the local one)")
+    release.add_argument("--by", default="", help="who releases it (default: the login name)")
     commands.add_parser("status", help="is every part up, and what does it run")
     commands.add_parser("run", help="start generator, action server and Rasa; Ctrl-C stops them")
     shell = commands.add_parser("shell", help="chat with the running assistant in the terminal")
@@ -158,6 +164,28 @@ def main(argv=None) -> int:
 
         print(f"serving Rasa turn metrics on http://{args.host}:{args.port}/metrics", flush=True)
         serve(tracker_store_url(), args.host, args.port)
+        return 0
+    if args.command in ("handoffs", "release"):
+        import sqlalchemy.exc
+
+        from actions import bank
+        from ops import handoff
+
+        try:
+            if args.command == "handoffs":
+                print(handoff.queue_text(bank.list_handoffs(include_released=args.all)))
+                return 0
+            result = handoff.release(args.sender_id, args.rasa_url or None, released_by=args.by or None)
+        except sqlalchemy.exc.SQLAlchemyError as error:
+            print(f"error: bank database {bank.display_url()}: {error}", file=sys.stderr)
+            return 1
+        except handoff.HandoffError as error:
+            print(f"error: {error}", file=sys.stderr)
+            return 1
+        print(f"released {args.sender_id} to the bot (by {result['handoff'].released_by})")
+        for message in result["messages"]:
+            if message.get("text"):
+                print(f"  bot: {message['text']}")
         return 0
     if args.command == "web":
         from ops.web import serve

@@ -19,6 +19,9 @@ from typing import Dict, Optional
 import sqlalchemy as sa
 from prometheus_client import CollectorRegistry, Counter, Histogram
 
+# metadata.source of action_llm_reply's messages (actions/llm_reply.py)
+LLM_SOURCES = ("llm", "no_knowledge", "no_safe_answer", "fallback")
+
 FALLBACK_INTENT = "nlu_fallback"
 
 
@@ -77,7 +80,7 @@ class TrackerStoreExporter:
             if sender in self._pending:
                 self.latency.observe(max(0.0, timestamp - self._pending.pop(sender)))
             source = ((json.loads(data).get("metadata") or {}).get("source")) if data else None
-            if source in ("llm", "fallback"):
+            if source in LLM_SOURCES:
                 self.llm_replies.labels(source).inc()
         elif kind == "action" and action == "utter_request_human":
             self.handoffs.inc()

@@ -2,7 +2,8 @@
 
 Gate: `rasa data validate` passes, the candidate's in-scope macro F1 on the validation split may not drop more
 than 0.5 points below the current model's, and every conversation test in
-tests/conversations/ must pass (`rasa test core --fail-on-prediction-errors`).
+tests/conversations/ and tests/test_stories.yml (the forms and the handoff) must pass
+(`rasa test core --fail-on-prediction-errors`).
 Hot-swap: PUT /model on the running Rasa (its HTTP API, behind a token), which loads
 the new model while the old one keeps answering; conversations stay in the tracker store.
 """
@@ -11,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import shutil
 import subprocess
 import tempfile
 import urllib.error
@@ -22,7 +24,7 @@ from ops import evaluate, settings
 from ops.registry import Registry
 
 MAX_F1_DROP = 0.005
-CONVERSATION_TESTS = settings.ROOT / "tests" / "conversations"
+CONVERSATION_TESTS = [settings.ROOT / "tests" / "conversations", settings.ROOT / "tests" / "test_stories.yml"]
 TOKEN_FILE = settings.ROOT / "build" / "rasa-api-token"
 
 
@@ -48,10 +50,14 @@ def measure(model: Path) -> Dict:
 
 
 def conversation_tests(model: Path) -> None:
-    with tempfile.TemporaryDirectory() as out:
+    with tempfile.TemporaryDirectory() as out, tempfile.TemporaryDirectory() as stories:
+        # one `rasa test core` run (one model load) over every test story file
+        files = [f for path in CONVERSATION_TESTS for f in ([path] if path.is_file() else sorted(path.glob("*.yml")))]
+        for number, source in enumerate(files):
+            shutil.copy(source, Path(stories) / f"{number:02d}-{source.name}")
         result = subprocess.run(
             [str(settings.RASA_VENV / "bin" / "rasa"), "test", "core", "--model", str(model),
-             "--stories", str(CONVERSATION_TESTS), "--out", out, "--fail-on-prediction-errors"],
+             "--stories", stories, "--out", out, "--fail-on-prediction-errors"],
             cwd=settings.ROOT, capture_output=True, text=True,
         )
     if result.returncode != 0:

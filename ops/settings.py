@@ -20,7 +20,13 @@ LOG_DIR = ROOT / "build" / "logs"
 RASA_VENV = ROOT / ".venvs" / "rasa"
 GENERATOR_VENV = ROOT / ".venvs" / "generator"
 
+# Interface of what customers reach: Rasa (or the load balancer in front of its
+# replicas) and the demo page.
 BIND_HOST = os.environ.get("BIND_HOST", "127.0.0.1")
+# The action server and the generator have no business being public (the action server
+# has no authentication): loopback unless set on purpose, whatever BIND_HOST says.
+ACTIONS_HOST = os.environ.get("ACTIONS_HOST", "127.0.0.1")
+GENERATOR_HOST = os.environ.get("GENERATOR_HOST", "127.0.0.1")
 RASA_PORT = int(os.environ.get("RASA_PORT", "5005"))
 ACTIONS_PORT = int(os.environ.get("ACTIONS_PORT", "5055"))
 GENERATOR_PORT = int(os.environ.get("GENERATOR_PORT", "8000"))

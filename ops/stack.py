@@ -1,13 +1,23 @@
-"""Start, health-check and stop the three services of the embedded stack.
+"""Start, health-check and stop the services of the embedded and scale-out stacks.
 
-Used by the run command and by the end-to-end tests, so both exercise the same
-process wiring: each service runs in its own process group with its log in a file,
-and is stopped with SIGTERM (then SIGKILL) so a Ctrl-C never leaves orphans.
+Used by the run command, the end-to-end and reliability tests and the benchmarks, so
+all exercise the same process wiring: each service runs in its own process group with
+its log in a file, and is stopped with SIGTERM (then SIGKILL) so a Ctrl-C never leaves
+orphans.
+
+The scale-out stack (`scale_out_services`) is the same code and files with other
+environment variables: several `rasa run` replicas sharing a PostgreSQL tracker store,
+a Redis lock store and a RabbitMQ event broker, behind nginx (Debian's package, run
+with a generated configuration in a work folder), the action servers behind the same
+nginx, and the generator (or any OpenAI-compatible server named by GENERATOR_URL).
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import secrets
+import shutil
 import signal
 import socket
 import subprocess
@@ -29,6 +39,17 @@ def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
+
+
+def free_ports(count: int) -> List[int]:
+    """`count` distinct free ports (all held open until every one is chosen)."""
+    with contextlib.ExitStack() as stack:
+        ports = []
+        for _ in range(count):
+            sock = stack.enter_context(socket.socket())
+            sock.bind(("127.0.0.1", 0))
+            ports.append(sock.getsockname()[1])
+        return ports
 
 
 def post(url: str, body: bytes, timeout: float = 60) -> Tuple[int, Any]:
@@ -123,25 +144,29 @@ def wait_healthy(services: Iterable[Service], timeout: float) -> None:
             time.sleep(0.5)
 
 
-def generator_service(port: int, log_dir: Path, env: Optional[Dict[str, str]] = None) -> Service:
+def generator_service(
+    port: int, log_dir: Path, env: Optional[Dict[str, str]] = None, name: str = "generator"
+) -> Service:
     return Service(
-        name="generator",
+        name=name,
         argv=[str(settings.GENERATOR_VENV / "bin" / "python"), "-m", "generator"],
         health_url=f"http://127.0.0.1:{port}/health",
-        log_path=log_dir / "generator.log",
-        env={"GENERATOR_HOST": settings.BIND_HOST, "GENERATOR_PORT": str(port), **(env or {})},
+        log_path=log_dir / f"{name}.log",
+        env={"GENERATOR_HOST": settings.GENERATOR_HOST, "GENERATOR_PORT": str(port), **(env or {})},
     )
 
 
-def actions_service(port: int, log_dir: Path, env: Optional[Dict[str, str]] = None) -> Service:
+def actions_service(
+    port: int, log_dir: Path, env: Optional[Dict[str, str]] = None, name: str = "actions"
+) -> Service:
     return Service(
-        name="actions",
+        name=name,
         argv=[
             str(settings.RASA_VENV / "bin" / "python"), "-m", "actions.server",
-            "--host", settings.BIND_HOST, "--port", str(port),
+            "--host", settings.ACTIONS_HOST, "--port", str(port),
         ],
         health_url=f"http://127.0.0.1:{port}/health",
-        log_path=log_dir / "actions.log",
+        log_path=log_dir / f"{name}.log",
         env=env or {},
     )
 
@@ -154,22 +179,24 @@ def rasa_service(
     credentials: Path = settings.ROOT / "credentials.yml",
     env: Optional[Dict[str, str]] = None,
     extra_args: Iterable[str] = (),
+    name: str = "rasa",
+    interface: Optional[str] = None,
 ) -> Service:
     return Service(
-        name="rasa",
+        name=name,
         argv=[
             str(settings.RASA_VENV / "bin" / "rasa"), "run",
             "--model", str(model),
             "--endpoints", str(endpoints),
             "--credentials", str(credentials),
-            "--interface", settings.BIND_HOST,
+            "--interface", interface or settings.BIND_HOST,
             "--port", str(port),
             # Browsers may call Rasa only from these web origins (CORS_ORIGINS).
             "--cors", *allowed_origins(),
             *extra_args,
         ],
         health_url=f"http://127.0.0.1:{port}/",
-        log_path=log_dir / "rasa.log",
+        log_path=log_dir / f"{name}.log",
         env=env or {},
     )
 
@@ -194,16 +221,21 @@ def allowed_origins() -> List[str]:
     return origins()
 
 
-def endpoints_for(actions_port: int, out_dir: Path) -> Path:
-    """endpoints.yml as it is, or a copy in out_dir whose action URL uses actions_port."""
+def endpoints_for(
+    actions_port: int, out_dir: Path, event_broker: Optional[Dict[str, Any]] = None
+) -> Path:
+    """endpoints.yml as it is, or a copy in out_dir whose action URL uses actions_port
+    (and whose event_broker section has these extra options, e.g. exchange_name)."""
     import yaml
 
     source = settings.ROOT / "endpoints.yml"
     endpoints = yaml.safe_load(source.read_text())
     url = f"http://127.0.0.1:{actions_port}/webhook"
-    if endpoints["action_endpoint"]["url"] == url:
+    if endpoints["action_endpoint"]["url"] == url and not event_broker:
         return source
     endpoints["action_endpoint"]["url"] = url
+    if event_broker:
+        endpoints["event_broker"] = {**(endpoints.get("event_broker") or {}), **event_broker}
     out_dir.mkdir(parents=True, exist_ok=True)
     target = out_dir / "endpoints.yml"
     target.write_text(yaml.safe_dump(endpoints))
@@ -213,3 +245,336 @@ def endpoints_for(actions_port: int, out_dir: Path) -> Path:
 def stop_all(services: Iterable[Service]) -> None:
     for service in reversed(list(services)):
         service.stop()
+
+
+# --- Scale-out: Rasa replicas behind nginx, shared stores -----------------------------
+
+NGINX = os.environ.get("NGINX") or shutil.which("nginx") or "/usr/sbin/nginx"
+
+# The shared services of this machine (the test and benchmark defaults); each is
+# overridden by the environment variable of the same name.
+SCALE_OUT_DEFAULTS = {
+    "TRACKER_STORE_URL": "postgresql://postgres@127.0.0.1:5432/test",
+    "LOCK_STORE_URL": "redis://127.0.0.1:6379/1",
+    "EVENT_BROKER_URL": "amqp://guest:guest@127.0.0.1:5672/%2F",
+}
+
+# What the action servers' load balancer answers when no action server can run an
+# action (connection refused, crashed, 5xx), by action; any other action gets the error,
+# as it would without the load balancer (Rasa logs it and drops the action's events).
+# - action_llm_reply: the polite template, as the action itself sends when the generator
+#   fails, instead of no answer.
+# - action_session_start: Rasa's own session start (SessionStarted, action_listen),
+#   without the project's carry-over of a handoff pause. Without it a new conversation
+#   has no session and no action_listen, and the policies then predict action_llm_reply
+#   again and again until Rasa's circuit breaker stops them.
+DEGRADED_ACTIONS: Dict[str, Dict[str, Any]] = {
+    "action_llm_reply": {
+        "events": [],
+        "responses": [
+            {"response": "utter_llm_fallback", "source": "fallback", "llm_error": "action server unavailable"}
+        ],
+    },
+    "action_session_start": {
+        "events": [{"event": "session_started"}, {"event": "action", "name": "action_listen"}],
+        "responses": [],
+    },
+}
+
+
+def scale_out_env(overrides: Optional[Dict[str, str]] = None) -> Dict[str, str]:
+    """TRACKER_STORE_URL, LOCK_STORE_URL, EVENT_BROKER_URL: overrides, else the
+    environment, else this machine's PostgreSQL, Redis and RabbitMQ. An empty
+    EVENT_BROKER_URL in the environment means no event broker."""
+    env = {name: os.environ.get(name) or default for name, default in SCALE_OUT_DEFAULTS.items()}
+    if os.environ.get("EVENT_BROKER_URL") == "":
+        env["EVENT_BROKER_URL"] = ""
+    env.update(overrides or {})
+    return env
+
+
+def scale_out_missing(env: Dict[str, str]) -> Optional[str]:
+    """Why the scale-out stack cannot run here (nginx, PostgreSQL, Redis or RabbitMQ
+    missing or unreachable), or None."""
+    if not (os.path.isfile(NGINX) and os.access(NGINX, os.X_OK)):
+        return f"nginx is not installed ({NGINX}); `apt-get install nginx` (Debian's package)"
+    try:
+        import sqlalchemy as sa
+
+        engine = sa.create_engine(env["TRACKER_STORE_URL"], connect_args={"connect_timeout": 3})
+        with engine.connect() as connection:
+            connection.execute(sa.text("SELECT 1"))
+        engine.dispose()
+    except Exception as error:  # noqa: BLE001 - any failure: no database to use here
+        return f"PostgreSQL is not reachable at {_redact(env['TRACKER_STORE_URL'])}: {type(error).__name__}"
+    try:
+        import redis
+
+        redis.Redis.from_url(env["LOCK_STORE_URL"], socket_timeout=2).ping()
+    except Exception as error:  # noqa: BLE001
+        return f"Redis is not reachable at {_redact(env['LOCK_STORE_URL'])}: {type(error).__name__}"
+    if not env.get("EVENT_BROKER_URL"):
+        return None
+    try:
+        import asyncio
+
+        import aio_pika
+
+        async def amqp() -> None:
+            connection = await asyncio.wait_for(aio_pika.connect(env["EVENT_BROKER_URL"]), timeout=5)
+            await connection.close()
+
+        asyncio.run(amqp())
+    except Exception as error:  # noqa: BLE001
+        return f"RabbitMQ is not reachable at {_redact(env['EVENT_BROKER_URL'])}: {type(error).__name__}"
+    return None
+
+
+def _redact(url: str) -> str:
+    from urllib.parse import urlparse
+
+    password = urlparse(url).password
+    return url.replace(f":{password}@", ":***@", 1) if password else url
+
+
+def nginx_config(
+    work_dir: Path,
+    port: int,
+    rasa_ports: List[int],
+    actions_port: Optional[int] = None,
+    actions_ports: Iterable[int] = (),
+    listen: Optional[str] = None,
+    expose_upstream: bool = False,
+) -> str:
+    """nginx in front of the Rasa replicas (and the action servers), as deploy/nginx.conf
+    does in compose: REST and the HTTP API round-robin, socket.io sticky by client
+    address. A replica that refuses connections is skipped (nginx passes the request to
+    the next one); a request it accepted and then failed gets 502, which the client
+    retries. `expose_upstream` adds an X-Upstream header naming the replica (tests)."""
+    tmp = work_dir / "nginx-tmp"
+    rasa = "\n".join(f"        server 127.0.0.1:{p} max_fails=1 fail_timeout=5s;" for p in rasa_ports)
+    sticky = "\n".join(f"        server 127.0.0.1:{p};" for p in rasa_ports)
+    upstream_header = "        add_header X-Upstream $upstream_addr always;\n" if expose_upstream else ""
+    actions = ""
+    if actions_port is not None:
+        servers = "\n".join(f"        server 127.0.0.1:{p} max_fails=1 fail_timeout=5s;" for p in actions_ports)
+        degraded = "\n".join(
+            f"""        "~\\"next_action\\"\\s*:\\s*\\"{name}\\"" '{json.dumps(body)}';"""
+            for name, body in DEGRADED_ACTIONS.items()
+        )
+        actions = f"""
+    # The action servers. Rasa calls one URL; a refused connection goes to the next
+    # server. When none can run the action, the degraded answers of DEGRADED_ACTIONS
+    # (ops/stack.py). Rasa names the action in the JSON body ("next_action"), which is
+    # kept in memory to be read.
+    map $request_body $degraded_action {{
+        default "";
+{degraded}
+    }}
+    upstream actions {{
+{servers}
+        keepalive 16;
+        keepalive_timeout 4s;
+    }}
+    server {{
+        listen 127.0.0.1:{actions_port};
+        client_max_body_size 10m;
+        client_body_buffer_size 10m;
+        client_body_in_single_buffer on;
+        proxy_http_version 1.1;
+        proxy_set_header Connection "";
+        proxy_connect_timeout 2s;
+        # Rasa waits up to 300 s for an action.
+        proxy_read_timeout 300s;
+        proxy_max_temp_file_size 0;
+        proxy_intercept_errors on;
+        location / {{
+            proxy_pass http://actions;
+            error_page 500 502 503 504 = @degraded;
+        }}
+        location @degraded {{
+            default_type application/json;
+            if ($degraded_action != "") {{
+                return 200 $degraded_action;
+            }}
+            return 502;
+        }}
+    }}
+"""
+    return f"""# Generated by ops/stack.py (scale_out_services) from the ideas of deploy/nginx.conf.
+daemon off;
+worker_processes 1;
+pid {work_dir}/nginx.pid;
+error_log {work_dir}/nginx-error.log warn;
+events {{
+    worker_connections 4096;
+}}
+http {{
+    access_log off;
+    client_body_temp_path {tmp}/body;
+    proxy_temp_path {tmp}/proxy;
+    fastcgi_temp_path {tmp}/fastcgi;
+    uwsgi_temp_path {tmp}/uwsgi;
+    scgi_temp_path {tmp}/scgi;
+
+    upstream rasa {{
+{rasa}
+        # Reused connections to the replicas; closed before Sanic's 5 s keep-alive
+        # ends, so a request never goes out on a connection the replica is closing.
+        keepalive 64;
+        keepalive_timeout 4s;
+    }}
+    upstream rasa_sticky {{
+        ip_hash;
+{sticky}
+    }}
+    map $http_upgrade $connection_upgrade {{
+        default upgrade;
+        ''      close;
+    }}
+    server {{
+        listen {listen or settings.BIND_HOST}:{port};
+        # REST messages are at most MAX_MESSAGE_CHARS (4000) characters; model uploads
+        # through PUT /model send a path, not the file.
+        client_max_body_size 1m;
+        client_body_buffer_size 1m;
+        proxy_http_version 1.1;
+        proxy_set_header Host $host;
+        proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;
+        proxy_connect_timeout 2s;
+        # An LLM turn on CPUs takes seconds; Rasa waits for the action server up to 300 s.
+        proxy_read_timeout 300s;
+        proxy_max_temp_file_size 0;
+{upstream_header}
+        location = /lb-health {{
+            default_type text/plain;
+            return 200 "ok\n";
+        }}
+        location /socket.io/ {{
+            proxy_pass http://rasa_sticky;
+            proxy_set_header Upgrade $http_upgrade;
+            proxy_set_header Connection $connection_upgrade;
+        }}
+        location / {{
+            proxy_pass http://rasa;
+            proxy_set_header Connection "";
+        }}
+    }}
+{actions}}}
+"""
+
+
+def nginx_service(work_dir: Path, port: int, config: str, name: str = "nginx") -> Service:
+    work_dir.mkdir(parents=True, exist_ok=True)
+    for folder in ("body", "proxy", "fastcgi", "uwsgi", "scgi"):
+        (work_dir / "nginx-tmp" / folder).mkdir(parents=True, exist_ok=True)
+    conf = work_dir / f"{name}.conf"
+    conf.write_text(config)
+    return Service(
+        name=name,
+        # -e: the error log before the configuration is read (else /var/log/nginx).
+        argv=[NGINX, "-p", str(work_dir), "-c", str(conf), "-e", str(work_dir / f"{name}-error.log")],
+        health_url=f"http://127.0.0.1:{port}/lb-health",
+        log_path=work_dir / f"{name}.log",
+    )
+
+
+@dataclass
+class ScaleOut:
+    """The scale-out stack's services; `url` is the load balancer customers use."""
+
+    work: Path
+    generator: Optional[Service]
+    actions: List[Service]
+    rasa: List[Service]
+    nginx: Service
+    url: str
+    rasa_urls: List[str]
+    rasa_env: Dict[str, str]
+    api_token: str
+
+    @property
+    def services(self) -> List[Service]:
+        return [*([self.generator] if self.generator else []), *self.actions, *self.rasa, self.nginx]
+
+    def start(self, timeout: float = settings.STARTUP_TIMEOUT_S) -> None:
+        """Start everything (the back ends together, nginx once they answer)."""
+        backends = [s for s in self.services if s is not self.nginx]
+        for service in backends:
+            service.start()
+        wait_healthy(backends, timeout)
+        self.nginx.start()
+        wait_healthy([self.nginx], 30)
+
+    def stop(self) -> None:
+        stop_all(self.services)
+
+    def restart(self, service: Service, timeout: float = settings.STARTUP_TIMEOUT_S) -> None:
+        service.stop()
+        service.start()
+        wait_healthy([service], timeout)
+
+
+def scale_out_services(
+    work: Path,
+    model: Path,
+    *,
+    replicas: int = 2,
+    action_servers: int = 1,
+    stores: Optional[Dict[str, str]] = None,
+    rasa_env: Optional[Dict[str, str]] = None,
+    actions_env: Optional[Dict[str, str]] = None,
+    generator_env: Optional[Dict[str, str]] = None,
+    api_token: Optional[str] = None,
+    event_broker: Optional[Dict[str, Any]] = None,
+    expose_upstream: bool = False,
+    replica_env: Iterable[Dict[str, str]] = (),
+    port: Optional[int] = None,
+) -> ScaleOut:
+    """The scale-out stack on this machine (not started: call .start()).
+
+    `replicas` Rasa processes (`rasa run`, one Sanic worker each, on loopback) with the
+    stores of `scale_out_env(stores)`, `action_servers` action servers, both behind one
+    nginx; the generator unless GENERATOR_URL (in actions_env or the environment)
+    names another OpenAI-compatible server. Rasa's HTTP API is on, behind `api_token`
+    (RASA_API_TOKEN, or a new random one). `replica_env` adds variables to the first
+    replicas, one dict each. nginx listens on BIND_HOST:`port` (default: a free port).
+    """
+    shared = scale_out_env(stores)
+    if replicas > 1 and not shared.get("LOCK_STORE_URL"):
+        raise ValueError("several Rasa replicas need a shared lock store: set LOCK_STORE_URL")
+    work.mkdir(parents=True, exist_ok=True)
+    token = api_token or os.environ.get("RASA_API_TOKEN") or secrets.token_urlsafe(24)
+    ports = free_ports(replicas + action_servers + 3)
+    rasa_ports, actions_ports = ports[:replicas], ports[replicas:replicas + action_servers]
+    lb_port, actions_lb_port, generator_port = ports[-3:]
+    lb_port = port or lb_port
+
+    generator_url = (actions_env or {}).get("GENERATOR_URL") or os.environ.get("GENERATOR_URL", "")
+    generator = None
+    if not generator_url:
+        generator = generator_service(generator_port, work, env=generator_env)
+        generator_url = f"http://127.0.0.1:{generator_port}/v1"
+    actions = [
+        actions_service(actions_port, work, env={**(actions_env or {}), "GENERATOR_URL": generator_url},
+                        name=f"actions-{i + 1}")
+        for i, actions_port in enumerate(actions_ports)
+    ]
+    endpoints = endpoints_for(actions_lb_port, work, event_broker=event_broker)
+    env = {**shared, "SANIC_WORKERS": "1", **(rasa_env or {})}
+    extra = list(replica_env)
+    rasa = [
+        rasa_service(rasa_port, work, model, endpoints, env={**env, **(extra[i] if i < len(extra) else {})},
+                     name=f"rasa-{i + 1}", interface="127.0.0.1",
+                     extra_args=["--enable-api", "--auth-token", token])
+        for i, rasa_port in enumerate(rasa_ports)
+    ]
+    nginx = nginx_service(
+        work, lb_port,
+        nginx_config(work, lb_port, rasa_ports, actions_lb_port, actions_ports, expose_upstream=expose_upstream),
+    )
+    return ScaleOut(
+        work=work, generator=generator, actions=actions, rasa=rasa, nginx=nginx,
+        url=f"http://127.0.0.1:{lb_port}", rasa_urls=[f"http://127.0.0.1:{p}" for p in rasa_ports],
+        rasa_env=env, api_token=token,
+    )

@@ -47,6 +47,23 @@ def store_url(request, tmp_path):
     return POSTGRES_URL
 
 
+@pytest.fixture(params=["sqlite", "postgresql"])
+def bank_url(request, tmp_path):
+    """An empty bank database (actions/bank.py) on SQLite, then on PostgreSQL."""
+    from actions import bank
+
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path / 'bank.db'}"
+        return
+    if not _postgres_available():
+        pytest.skip(f"PostgreSQL is not reachable at {POSTGRES_URL} (set TEST_POSTGRES_URL)")
+    engine = sa.create_engine(POSTGRES_URL)
+    bank.metadata.drop_all(engine)
+    yield POSTGRES_URL
+    bank.metadata.drop_all(engine)
+    engine.dispose()
+
+
 
 @dataclass
 class Stack:
@@ -55,6 +72,7 @@ class Stack:
     rasa: stack.Service
     rasa_url: str
     db_path: Path
+    bank_url: str = ""  # the action server's bank database (seeded with the demo customers)
 
     def say(self, sender: str, text: str, timeout: float = 90) -> Tuple[int, Any]:
         body = json.dumps({"sender": sender, "message": text}).encode()
@@ -99,6 +117,10 @@ def running_stack(tmp_path_factory, trained_model) -> Stack:
     gen_port, act_port, rasa_port = free_port(), free_port(), free_port()
     endpoints_path = stack.endpoints_for(act_port, work)
     db_path = work / "tracker.db"
+    from actions import bank
+
+    bank_url = f"sqlite:///{work / 'bank.db'}"
+    bank.seed(bank_url)
 
     services = [
         stack.generator_service(gen_port, work),
@@ -108,6 +130,7 @@ def running_stack(tmp_path_factory, trained_model) -> Stack:
             env={
                 "GENERATOR_URL": f"http://127.0.0.1:{gen_port}/v1",
                 "GENERATOR_TIMEOUT_S": str(GENERATOR_TIMEOUT_S),
+                "BANK_DB_URL": bank_url,
             },
         ),
         stack.rasa_service(
@@ -123,7 +146,7 @@ def running_stack(tmp_path_factory, trained_model) -> Stack:
         for service in services:
             service.start()
         stack.wait_healthy(services, settings.STARTUP_TIMEOUT_S)
-        yield Stack(*services, rasa_url=f"http://127.0.0.1:{rasa_port}", db_path=db_path)
+        yield Stack(*services, rasa_url=f"http://127.0.0.1:{rasa_port}", db_path=db_path, bank_url=bank_url)
     finally:
         stack.stop_all(services)
 

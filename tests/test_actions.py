@@ -1,19 +1,31 @@
-"""Action server pieces: prompt building and the generator client's failure modes.
+"""Action server pieces: prompt building, the generator client's failure modes, and
+action_llm_reply run on trackers built from events.
 
 The client tests talk HTTP to small aiohttp servers that misbehave on purpose
 (HTTP 500, a non-JSON body, no answer at all): failure modes the real generator
-cannot be made to produce on demand. The real generator is used in test_stack_e2e.
+cannot be made to produce on demand. The action tests use a small OpenAI-compatible
+server whose embeddings are bags of words and whose chat answers with the candidates
+a test gives it, so every decision of the action is known in advance. The real
+generator is used in test_grounding and test_stack_e2e.
 """
 from __future__ import annotations
 
 import asyncio
+import json
+import re
 import time
+import zlib
 
+import numpy as np
 import pytest
 from aiohttp import web
+from rasa_sdk import Tracker
+from rasa_sdk.executor import CollectingDispatcher
 
+from actions import knowledge, llm_reply, settings
 from actions.clients import generator
-from actions.conversation import build_prompt, recent_messages
+from actions.conversation import build_prompt, recent_messages, system_prompt
+from actions.knowledge import Passage
 
 
 def _user(text):
@@ -34,13 +46,16 @@ def test_prompt_has_system_then_recent_turns_ending_with_the_user():
         _user("/request_human"),
         _user("what is the tallest building?"),
     ]
-    prompt = build_prompt(events)
-    assert prompt[0]["role"] == "system" and "Lakeside Bank" in prompt[0]["content"]
-    assert prompt[1:] == [
-        {"role": "user", "content": "hi"},
-        {"role": "assistant", "content": "Hello! How can I help?"},
-        {"role": "user", "content": "what is the tallest building?"},
-    ]
+    passage = Passage("fees", "Fees", "Transfer fees", "Transfers within the UK are free.")
+    prompt = build_prompt(events, [passage])
+    assert prompt[0] == {"role": "system", "content": system_prompt()}
+    assert "Lakeside Bank" in prompt[0]["content"]
+    assert prompt[1] == {
+        "role": "user",
+        "content": "Help article: Fees\nTransfers within the UK are free.\n\n"
+        'Conversation so far:\nCustomer: """hi"""\nAssistant: Hello! How can I help?\n\n'
+        'Customer question: """what is the tallest building?"""',
+    }
 
 
 def test_history_is_limited_and_long_messages_are_cut():
@@ -53,7 +68,8 @@ def test_history_is_limited_and_long_messages_are_cut():
 async def _serve(handler):
     app = web.Application()
     app.router.add_post("/v1/chat/completions", handler)
-    runner = web.AppRunner(app)
+    # Handlers still running at cleanup (the silent one) are cancelled at once, not awaited.
+    runner = web.AppRunner(app, shutdown_timeout=0.1)
     await runner.setup()
     site = web.TCPSite(runner, "127.0.0.1", 0)
     await site.start()
@@ -122,3 +138,257 @@ def test_a_refused_connection_is_an_error():
     with pytest.raises(generator.GeneratorError) as error:
         asyncio.run(scenario())
     assert error.value.reason.startswith("connection")
+
+
+# -- action_llm_reply on trackers built from events ------------------------------------
+
+PAGES = {
+    "card-delivery": """---
+id: card-delivery
+title: Card delivery and tracking
+intents:
+  - card_arrival
+---
+
+## How long card delivery takes
+
+A new Lakeside card usually arrives within 3–5 working days at a UK address. Delivery to an
+address outside the UK takes up to 10 working days.
+
+## Express delivery
+
+Express delivery costs £5 and the card arrives the next working day at a UK address.
+""",
+    "fees": """---
+id: fees
+title: Fees
+intents:
+  - transfer_fee_charged
+---
+
+## Transfer fees
+
+Transfers within the UK are free. International transfers have a fixed £3 fee, which is shown
+before you confirm the transfer.
+""",
+}
+STOP = {"a", "an", "the", "to", "of", "and", "or", "is", "it", "my", "i", "do", "does", "how", "at", "in", "on"}
+MESSAGE_KEYS = {"buttons": [], "elements": [], "custom": {}, "template": None, "response": None, "image": None,
+                "attachment": None}
+DELIVERY_QUESTION = "How long does card delivery take to a UK address? My card is 4111 1111 1111 1111."
+GOOD = "A new Lakeside card usually arrives within 3–5 working days at a UK address."
+
+
+def bag_of_words(text: str, dims: int = 512) -> np.ndarray:
+    vector = np.zeros(dims, np.float32)
+    for word in re.findall(r"[a-z]+", text.lower()):
+        if word not in STOP:
+            vector[zlib.crc32(word.encode()) % dims] += 1
+    return vector / max(float(np.linalg.norm(vector)), 1e-9)
+
+
+@pytest.fixture
+def small_knowledge(tmp_path, monkeypatch):
+    """Two pages indexed with bag-of-words vectors, loaded as the action's index."""
+    for page, text in PAGES.items():
+        (tmp_path / f"{page}.md").write_text(text)
+    index = knowledge.build(lambda texts: np.stack([bag_of_words(t) for t in texts]), tmp_path,
+                            nlu_file=tmp_path / "no-examples.yml")
+    monkeypatch.setattr(llm_reply, "_index", index)
+    monkeypatch.setattr(settings, "KNOWLEDGE_MIN_SCORE", 0.3)
+    monkeypatch.setattr(settings, "LLM_MIN_SUPPORT", 0.3)
+    return index
+
+
+class FakeGenerator:
+    """OpenAI-compatible: bag-of-words embeddings; chat answers with self.candidates."""
+
+    def __init__(self, candidates):
+        self.candidates = candidates
+        self.requests = []
+
+    async def chat(self, request):
+        body = await request.json()
+        self.requests.append(("chat", body))
+        return web.json_response({
+            "model": "fake-model",
+            "choices": [{"index": i, "message": {"role": "assistant", "content": c}, "finish_reason": "stop"}
+                        for i, c in enumerate(self.candidates)],
+            "usage": {"prompt_tokens": 100, "completion_tokens": 42, "total_tokens": 142},
+        })
+
+    async def embeddings(self, request):
+        body = await request.json()
+        self.requests.append(("embeddings", body))
+        data = [{"index": i, "embedding": bag_of_words(t).tolist()} for i, t in enumerate(body["input"])]
+        return web.json_response({"model": "fake-embeddings", "data": data})
+
+
+def run_action(events, candidates=(), monkeypatch=None, url=None):
+    """Run action_llm_reply on a tracker with these events; (returned events, messages, requests)."""
+    fake = FakeGenerator(list(candidates))
+
+    async def scenario():
+        app = web.Application()
+        app.router.add_post("/v1/chat/completions", fake.chat)
+        app.router.add_post("/v1/embeddings", fake.embeddings)
+        runner = web.AppRunner(app, shutdown_timeout=0.1)
+        await runner.setup()
+        site = web.TCPSite(runner, "127.0.0.1", 0)
+        await site.start()
+        port = site._server.sockets[0].getsockname()[1]
+        monkeypatch.setattr(settings, "GENERATOR_URL", url or f"http://127.0.0.1:{port}/v1")
+        user = [e for e in events if e["event"] == "user"]
+        latest = {"text": user[-1]["text"], "intent": {"name": "nlu_fallback", "confidence": 0.2}} if user else {}
+        tracker = Tracker("tester", {}, latest, events, False, None, {}, "action_listen")
+        dispatcher = CollectingDispatcher()
+        try:
+            returned = await llm_reply.ActionLLMReply().run(dispatcher, tracker, {})
+        finally:
+            await runner.cleanup()
+        return returned, dispatcher.messages
+
+    returned, messages = asyncio.run(scenario())
+    return returned, messages, fake.requests
+
+
+def _pop_variable_parts(message):
+    """Latency and retrieval scores vary with the machine: check their form, return the rest."""
+    message = dict(message)
+    if "llm" in message:
+        message["llm"] = dict(message["llm"])
+        assert isinstance(message["llm"].pop("latency_ms"), int)
+    retrieval = message.pop("retrieval", [])
+    scores = [r.pop("score") for r in retrieval]
+    assert scores == sorted(scores, reverse=True)
+    return message, retrieval
+
+
+def test_grounded_reply_picks_the_safe_candidate_and_cites_its_page(small_knowledge, monkeypatch):
+    events = [{"event": "session_started"}, _user("hello"), _bot("Hi! How can I help?"), _user(DELIVERY_QUESTION)]
+    candidates = [
+        "Your balance is £120, so the card is on its way.",
+        GOOD,
+        "Call 0800 123 4567 to ask where your card is.",
+    ]
+    returned, messages, requests = run_action(events, candidates, monkeypatch)
+    assert returned == []
+    assert len(messages) == 1
+    message, retrieval = _pop_variable_parts(messages[0])
+    assert message == {
+        **MESSAGE_KEYS,
+        "text": f"{GOOD}\n\nSource: Card delivery and tracking",
+        "source": "llm",
+        "sources": ["card-delivery"],
+        "llm": {"model": "fake-model", "completion_tokens": 42, "candidates": 3,
+                "rejected": ["account_claim", "personal_data"]},
+    }
+    assert [(r["page"], r["section"]) for r in retrieval][0] == ("card-delivery", "How long card delivery takes")
+    # query embedding, one chat request for all candidates, one embedding call for the survivors
+    assert [kind for kind, _ in requests] == ["embeddings", "chat", "embeddings"]
+    query, chat, survivors = (body for _, body in requests)
+    assert query["input"] == ["How long does card delivery take to a UK address? My card is [card number]."]
+    assert chat["n"] == settings.LLM_CANDIDATES and chat["temperature"] == settings.LLM_CANDIDATE_TEMPERATURE
+    assert chat["seed"] == zlib.crc32(query["input"][0].encode())
+    assert chat["messages"][0] == {"role": "system", "content": system_prompt()}
+    prompt = chat["messages"][1]["content"]
+    assert prompt.startswith("Help article: Card delivery and tracking\nA new Lakeside card usually arrives")
+    assert "Transfers within the UK" not in prompt  # one page answers
+    assert prompt.endswith('Customer question: """How long does card delivery take to a UK address? '
+                           'My card is [card number]."""')
+    assert "4111" not in json.dumps(requests)
+    assert survivors["input"] == [GOOD]
+
+
+def test_a_question_the_pages_do_not_answer_gets_an_honest_reply_and_a_person(small_knowledge, monkeypatch):
+    returned, messages, requests = run_action([_user("Who won the football match last night?")], [GOOD], monkeypatch)
+    assert returned == []
+    message, retrieval = _pop_variable_parts(messages[0])
+    assert message == {
+        **MESSAGE_KEYS,
+        "text": llm_reply.NO_KNOWLEDGE_TEXT,
+        "buttons": [{"title": "Talk to a person", "payload": "/request_human"}],
+        "source": "no_knowledge",
+    }
+    assert len(retrieval) == 3
+    assert [kind for kind, _ in requests] == ["embeddings"]  # nothing generated
+
+
+@pytest.mark.parametrize(
+    "candidates, rejected",
+    [
+        (["Your balance is £120.", "Delivery takes 7 working days at a UK address."],
+         ["account_claim", "unsupported_number"]),
+        (["Penguins enjoy cold water and eat plenty of fresh fish every single day."], ["ungrounded"]),
+        (["How long does card delivery take to a UK address? My card is [card number]."], ["echo"]),
+    ],
+    ids=["unsafe", "ungrounded", "echo"],
+)
+def test_no_acceptable_candidate_means_an_honest_reply_and_a_person(small_knowledge, monkeypatch, candidates,
+                                                                    rejected):
+    returned, messages, _ = run_action([_user(DELIVERY_QUESTION)], candidates, monkeypatch)
+    assert returned == []
+    message, _ = _pop_variable_parts(messages[0])
+    assert message == {
+        **MESSAGE_KEYS,
+        "text": llm_reply.NO_SAFE_ANSWER_TEXT,
+        "buttons": [{"title": "Talk to a person", "payload": "/request_human"}],
+        "source": "no_safe_answer",
+        "llm": {"model": "fake-model", "completion_tokens": 42, "candidates": len(candidates), "rejected": rejected},
+    }
+
+
+def test_generator_down_gives_the_fallback_template(small_knowledge, monkeypatch):
+    returned, messages, _ = run_action([_user(DELIVERY_QUESTION)], [GOOD], monkeypatch, url="http://127.0.0.1:9/v1")
+    assert returned == []
+    assert len(messages) == 1
+    error = messages[0].pop("llm_error")
+    assert error.startswith("connection")
+    assert messages[0] == {**MESSAGE_KEYS, "text": None, "template": "utter_llm_fallback",
+                           "response": "utter_llm_fallback", "source": "fallback"}
+
+
+def test_no_user_text_gives_the_fallback_template(small_knowledge, monkeypatch):
+    returned, messages, requests = run_action([_user("")], [GOOD], monkeypatch)
+    assert returned == [] and requests == []
+    assert messages == [{**MESSAGE_KEYS, "text": None, "template": "utter_llm_fallback",
+                         "response": "utter_llm_fallback", "source": "fallback", "llm_error": "no user text"}]
+
+
+def test_a_stale_index_is_refused(tmp_path):
+    for page, text in PAGES.items():
+        (tmp_path / f"{page}.md").write_text(text)
+    path = tmp_path / "index.npz"
+    embed = lambda texts: np.stack([bag_of_words(t) for t in texts])  # noqa: E731
+    knowledge.build(embed, tmp_path, model="m", nlu_file=tmp_path / "none.yml").save(path)
+    index, why = knowledge.load_current(path, tmp_path, "m", tmp_path / "none.yml")
+    assert index is not None and why == "" and len(index.passages) == 3
+    (tmp_path / "fees.md").write_text(PAGES["fees"].replace("£3", "£4"))
+    index, why = knowledge.load_current(path, tmp_path, "m", tmp_path / "none.yml")
+    assert index is None and "stale" in why
+    assert knowledge.load_current(path, tmp_path, "other-model", tmp_path / "none.yml")[0] is None
+    assert "does not exist" in knowledge.load_current(tmp_path / "nope.npz", tmp_path, "m")[1]
+
+
+def test_pages_split_into_passages(tmp_path):
+    (tmp_path / "card-delivery.md").write_text(PAGES["card-delivery"])
+    passages = knowledge.load_passages(tmp_path)
+    assert [(p.page_id, p.title, p.heading) for p in passages] == [
+        ("card-delivery", "Card delivery and tracking", "How long card delivery takes"),
+        ("card-delivery", "Card delivery and tracking", "Express delivery"),
+    ]
+    assert passages[0].text == ("A new Lakeside card usually arrives within 3–5 working days at a UK address. "
+                                "Delivery to an address outside the UK takes up to 10 working days.")
+
+
+def test_the_action_server_refuses_to_start_without_a_current_index(tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    env = {**os.environ, "KNOWLEDGE_INDEX": str(tmp_path / "missing.npz")}
+    done = subprocess.run([sys.executable, "-m", "actions.server", "--port", "0"], env=env, capture_output=True,
+                          text=True, timeout=120, cwd=settings.ROOT)
+    assert done.returncode == 2, done.stderr
+    assert "missing.npz does not exist" in done.stderr
+    assert "python -m actions.knowledge build" in done.stderr

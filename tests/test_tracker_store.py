@@ -101,3 +101,119 @@ def test_the_async_store_refuses_an_unsupported_database(monkeypatch):
     monkeypatch.setenv("TRACKER_STORE_URL", "mysql://root@127.0.0.1/test")
     with pytest.raises(RasaException, match="EnvSQLTrackerStore"):
         AsyncSQLTrackerStore(domain=Domain.empty())
+
+
+class _FlakySessions:
+    """Wraps a store's sessionmaker: the first `refuse` sessions fail to connect, and the
+    next `lose_after_commit` ones commit and then report a lost connection."""
+
+    def __init__(self, real, refuse: int = 0, lose_after_commit: int = 0, error=None):
+        self.real, self.refuse, self.lose_after_commit = real, refuse, lose_after_commit
+        self.error = error
+        self.sessions = 0
+
+    def __call__(self):
+        flaky, real = self, self.real()
+        self.sessions += 1
+
+        class Session:
+            async def __aenter__(self):
+                if flaky.error is not None:
+                    raise flaky.error
+                if flaky.refuse:
+                    flaky.refuse -= 1
+                    raise ConnectionRefusedError(111, "Connect call failed")
+                return await real.__aenter__()
+
+            async def __aexit__(self, *exc):
+                result = await real.__aexit__(*exc)
+                if exc[0] is None and flaky.lose_after_commit:
+                    flaky.lose_after_commit -= 1
+                    raise ConnectionResetError(104, "Connection reset by peer")
+                return result
+
+        return Session()
+
+
+class _Broker:
+    def __init__(self):
+        self.published = []
+
+    def publish(self, event, *args, **kwargs):
+        self.published.append(event)
+
+
+def test_a_database_outage_is_retried_and_each_event_stored_once(store_url, monkeypatch):
+    monkeypatch.setenv("TRACKER_STORE_URL", store_url)
+    sender = f"retry-{uuid.uuid4().hex}"
+    broker = _Broker()
+
+    async def scenario():
+        store = AsyncSQLTrackerStore(domain=Domain.empty(), event_broker=broker)
+        real = store.sessionmaker
+        tracker = DialogueStateTracker.from_events(sender, _turn("hi", "greet", "Hello!"))
+        store.sessionmaker = _FlakySessions(real, refuse=2)  # down, then back
+        await store.save(tracker)
+        for event in _turn("thanks", "thank", "You're welcome."):
+            tracker.update(event)
+        # committed, but the answer was lost: the retry must not append the turn again
+        store.sessionmaker = _FlakySessions(real, lose_after_commit=1)
+        await store.save(tracker)
+        store.sessionmaker = _FlakySessions(real, refuse=1)
+        return await store.retrieve(sender)
+
+    restored = asyncio.run(scenario())
+    assert [e.text for e in restored.events if isinstance(e, UserUttered)] == ["hi", "thanks"]
+    assert _row_count(store_url, sender) == 8
+    # published once each, after the commit, in order
+    assert [e["event"] for e in broker.published] == ["user", "action", "bot", "action"] * 2
+    assert [e["text"] for e in broker.published if e["event"] == "user"] == ["hi", "thanks"]
+
+
+def test_a_database_down_too_long_fails_the_turn_instead_of_forgetting_it(tmp_path, monkeypatch):
+    """Rasa's FailSafeTrackerStore would answer from an empty in-memory tracker; ours raises."""
+    import time
+
+    from rasa.core.tracker_store import FailSafeTrackerStore
+
+    from addons.tracker_store import TrackerStoreError
+
+    monkeypatch.setenv("TRACKER_STORE_URL", f"sqlite:///{tmp_path / 'down.db'}")
+    monkeypatch.setenv("TRACKER_STORE_RETRY_S", "0.6")
+    sender = f"down-{uuid.uuid4().hex}"
+
+    async def scenario():
+        store = AsyncSQLTrackerStore(domain=Domain.empty())
+        await store.save(DialogueStateTracker.from_events(sender, _turn("hi", "greet", "Hello!")))
+        store.sessionmaker = _FlakySessions(store.sessionmaker, refuse=10**6)
+        failsafe = FailSafeTrackerStore(store)  # what Rasa's Agent wraps every store in
+        started = time.monotonic()
+        with pytest.raises(TrackerStoreError, match="giving up"):
+            await failsafe.get_or_create_tracker(sender)
+        elapsed = time.monotonic() - started
+        tracker = DialogueStateTracker.from_events(sender, _turn("thanks", "thank", "You're welcome."))
+        with pytest.raises(TrackerStoreError):
+            await failsafe.save(tracker)
+        assert failsafe._fallback_tracker_store is None  # nothing went to memory
+        return elapsed, store.sessionmaker.sessions
+
+    elapsed, attempts = asyncio.run(scenario())
+    assert 0.5 <= elapsed < 3
+    assert attempts >= 3  # retried with backoff before giving up
+    assert _row_count(f"sqlite:///{tmp_path / 'down.db'}", sender) == 4  # the first turn only
+
+
+def test_a_non_transient_database_error_is_not_retried(tmp_path, monkeypatch):
+    from addons.tracker_store import TrackerStoreError
+
+    monkeypatch.setenv("TRACKER_STORE_URL", f"sqlite:///{tmp_path / 'bad.db'}")
+    error = sa.exc.ProgrammingError("SELECT", {}, Exception("no such column"))
+
+    async def scenario():
+        store = AsyncSQLTrackerStore(domain=Domain.empty())
+        store.sessionmaker = _FlakySessions(store.sessionmaker, error=error)
+        with pytest.raises(TrackerStoreError, match="no such column"):
+            await store.retrieve("anyone")
+        return store.sessionmaker.sessions
+
+    assert asyncio.run(scenario()) == 1

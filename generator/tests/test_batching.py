@@ -99,6 +99,19 @@ def test_sampled_rows_are_repeatable_with_a_seed(engine):
     assert len(first.completions) == 2
 
 
+def test_n_sampled_rows_share_one_prefill_and_decode_together(engine):
+    """OpenAI's n: the prompt is computed once and its n rows decode in the same steps."""
+    story = conversation("Write a long story about a dragon who learns to bake bread.")
+    prompt_len = len(engine.prompt_tokens(story)[0])
+    result = engine.generate(story, SamplingParams(max_tokens=6, temperature=1.0, n=3, seed=5), CancelToken())
+    stats = engine.scheduler.stats
+    assert len(result.completions) == 3
+    assert all(c.completion_tokens == 6 for c in result.completions)  # no row ended early
+    assert stats.prefilled_tokens == prompt_len  # once, not three times
+    assert stats.steps == 5 and stats.batch_rows_sum == 15  # first tokens come from the prefill
+    assert len({c.text for c in result.completions}) > 1  # sampled rows differ
+
+
 def test_a_tiny_top_p_keeps_only_the_likeliest_token(engine):
     nucleus = SamplingParams(max_tokens=12, temperature=1.0, top_p=1e-6, seed=3)
     greedy = SamplingParams(max_tokens=12, temperature=0)

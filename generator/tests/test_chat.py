@@ -75,6 +75,16 @@ def test_n_returns_n_choices(server):
     assert len({c["message"]["content"] for c in greedy["choices"]}) == 1
 
 
+def test_n_candidates_repeat_with_a_seed_and_count_the_prompt_once(server):
+    body = {"messages": STORY, "temperature": 0.7, "n": 3, "max_tokens": 6, "seed": 42}
+    first, again = chat(server, **body).json(), chat(server, **body).json()
+    texts = [c["message"]["content"] for c in first["choices"]]
+    assert texts == [c["message"]["content"] for c in again["choices"]]
+    assert all(texts) and len(set(texts)) > 1
+    one = chat(server, messages=STORY, temperature=0, max_tokens=1).json()
+    assert first["usage"]["prompt_tokens"] == one["usage"]["prompt_tokens"]  # one prompt for the n rows
+
+
 def test_seed_makes_sampling_repeatable(server):
     a = chat(server, messages=STORY, temperature=1.0, max_tokens=8, seed=123).json()
     b = chat(server, messages=STORY, temperature=1.0, max_tokens=8, seed=123).json()

@@ -47,6 +47,10 @@ def web_stack(tmp_path_factory, trained_model, request):
     work = tmp_path_factory.mktemp("web-stack")
     gen_port, act_port, rasa_port, web_port = free_port(), free_port(), free_port(), free_port()
     db_path = work / "tracker.db"
+    from actions import bank
+
+    bank_url = f"sqlite:///{work / 'bank.db'}"  # not the demo database in build/
+    bank.seed(bank_url)
     page_url = f"http://127.0.0.1:{web_port}"
     security = {
         "CORS_ORIGINS": page_url,
@@ -62,6 +66,7 @@ def web_stack(tmp_path_factory, trained_model, request):
         stack.actions_service(act_port, work, env={
             "GENERATOR_URL": f"http://127.0.0.1:{gen_port}/v1",
             "GENERATOR_TIMEOUT_S": str(GENERATOR_TIMEOUT_S),
+            "BANK_DB_URL": bank_url,
         }),
         stack.rasa_service(
             rasa_port, work, trained_model, stack.endpoints_for(act_port, work),

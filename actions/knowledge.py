@@ -1,0 +1,313 @@
+"""The knowledge base as retrieval passages, and its embedding index.
+
+knowledge/<id>.md pages (YAML front matter: id, title, intents) are split at their
+`##` headings: one section is one passage. The index holds one unit vector per
+passage, plus one per example question of the intents each page lists (the NLU
+training examples in data/nlu/banking77.yml), all embedded with all-MiniLM-L6-v2,
+the model the generator's /v1/embeddings serves.
+
+Retrieval scores a passage by the mean of two cosine similarities to the query: the
+passage's own, and the best one among its page's example questions. A question is
+much closer to other questions than to a paragraph of facts, so the second term finds
+the right page far more often (bench/results/grounding.md: the best passage is on the
+right page for 74.5 % of the benchmark questions with passages alone, 89.6 % with
+both); the first picks the section within the page. A page without examples scores
+by its passages alone.
+
+The index is built ahead of time into build/knowledge/index.npz (about 15 MB; a
+minute on one CPU core), with a digest of the files it was built from:
+
+    .venvs/generator/bin/python -m actions.knowledge build     # offline, with the generator's own code
+    python -m actions.knowledge build --url http://127.0.0.1:8000/v1
+                                        # any venv, through a running OpenAI-compatible /v1/embeddings
+    python -m actions.knowledge check   # exit 1 when missing or stale
+
+`build` does nothing when the index is up to date (--force rebuilds anyway). The
+action server reads the index once at start and refuses to start when it is missing
+or stale (actions/server.py). At request time it only embeds the query (through the
+generator's /v1/embeddings) and takes cosine similarities in numpy.
+
+This module needs only numpy and PyYAML, so both virtual environments can import it.
+"""
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import os
+import re
+import sys
+import tempfile
+import urllib.request
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Callable, List, Optional, Sequence, Tuple
+
+import numpy as np
+import yaml
+
+from actions import settings
+
+# Bump when the way pages become passages (or passages become embedded text) changes:
+# an index built by an older version is then stale.
+FORMAT_VERSION = 2
+EMBED_BATCH = 32
+
+Embedder = Callable[[List[str]], np.ndarray]
+
+
+class KnowledgeError(RuntimeError):
+    """The knowledge pages are malformed, or the index cannot be read."""
+
+
+@dataclass(frozen=True)
+class Passage:
+    page_id: str
+    title: str
+    heading: str
+    text: str
+
+    def embedding_text(self) -> str:
+        """What is embedded: the page title and section heading give a short section its topic."""
+        return f"{self.title}. {self.heading}. {self.text}"
+
+
+@dataclass(frozen=True)
+class Hit:
+    score: float  # the retrieval score: mean of similarity and page_similarity
+    similarity: float  # cosine similarity of the passage to the query
+    page_similarity: float  # best cosine similarity of its page's example questions
+    passage: Passage
+    row: int  # the passage's row in the index
+
+
+def _front_matter(path: Path) -> Tuple[dict, str]:
+    text = path.read_text(encoding="utf-8")
+    match = re.match(r"---\n(.*?)\n---\n(.*)", text, re.S)
+    if not match:
+        raise KnowledgeError(f"{path}: no YAML front matter (--- ... ---) at the top")
+    meta = yaml.safe_load(match.group(1)) or {}
+    if meta.get("id") != path.stem or not meta.get("title"):
+        raise KnowledgeError(f"{path}: front matter needs id: {path.stem} and a title")
+    return meta, match.group(2)
+
+
+def page_files(directory: Path) -> List[Path]:
+    return sorted(p for p in directory.glob("*.md") if p.name.lower() != "readme.md")
+
+
+def split_page(path: Path) -> List[Passage]:
+    """One passage per `##` section; text before the first heading, if any, is ignored."""
+    meta, body = _front_matter(path)
+    passages = []
+    for section in re.split(r"^## +", body, flags=re.M)[1:]:
+        heading, _, text = section.partition("\n")
+        text = " ".join(text.split())
+        if text:
+            passages.append(Passage(meta["id"], str(meta["title"]).strip(), heading.strip(), text))
+    if not passages:
+        raise KnowledgeError(f"{path}: no `##` sections")
+    return passages
+
+
+def load_passages(directory: Path = settings.KNOWLEDGE_DIR) -> List[Passage]:
+    files = page_files(directory)
+    if not files:
+        raise KnowledgeError(f"no knowledge pages in {directory}")
+    return [passage for path in files for passage in split_page(path)]
+
+
+def load_examples(directory: Path = settings.KNOWLEDGE_DIR, nlu_file: Path = settings.KNOWLEDGE_EXAMPLES
+                  ) -> List[Tuple[str, str]]:
+    """(question, page id) for every NLU example of an intent that a page lists; [] without the file."""
+    page_of = {}
+    for path in page_files(directory):
+        meta, _ = _front_matter(path)
+        for intent in meta.get("intents") or []:
+            page_of[intent] = meta["id"]
+    if not nlu_file.exists():
+        return []
+    examples = []
+    for block in (yaml.safe_load(nlu_file.read_text(encoding="utf-8")) or {}).get("nlu") or []:
+        page = page_of.get(block.get("intent"))
+        if page is None:
+            continue
+        for line in str(block.get("examples") or "").splitlines():
+            text = line.strip()[2:].strip() if line.strip().startswith("- ") else ""
+            if text:
+                examples.append((text, page))
+    return examples
+
+
+def digest(directory: Path = settings.KNOWLEDGE_DIR, nlu_file: Path = settings.KNOWLEDGE_EXAMPLES) -> str:
+    """Changes whenever a page or the examples change, or the way they are split."""
+    h = hashlib.sha256(f"format {FORMAT_VERSION}\n".encode())
+    for path in [*page_files(directory), nlu_file]:
+        content = path.read_bytes() if path.exists() else b"(absent)"
+        h.update(path.name.encode() + b"\0" + content + b"\0")
+    return h.hexdigest()
+
+
+class KnowledgeIndex:
+    def __init__(self, passages: Sequence[Passage], vectors: np.ndarray, model: str, source_digest: str,
+                 example_pages: Sequence[str] = (), example_vectors: Optional[np.ndarray] = None):
+        if len(passages) != len(vectors):
+            raise KnowledgeError("passages and vectors differ in number")
+        self.passages = list(passages)
+        self.vectors = np.asarray(vectors, dtype=np.float32)
+        self.model = model
+        self.digest = source_digest
+        self.titles = {p.page_id: p.title for p in self.passages}
+        self.example_pages = list(example_pages)
+        dims = self.vectors.shape[1]
+        self.example_vectors = (np.zeros((0, dims), np.float32) if example_vectors is None
+                                else np.asarray(example_vectors, dtype=np.float32))
+        if len(self.example_pages) != len(self.example_vectors):
+            raise KnowledgeError("example pages and vectors differ in number")
+        pages = sorted(self.titles)
+        self._page_index = {page: i for i, page in enumerate(pages)}
+        self._passage_page = np.array([self._page_index[p.page_id] for p in self.passages])
+        self._example_page = np.array([self._page_index[p] for p in self.example_pages], dtype=np.int64)
+
+    def search(self, query: np.ndarray, k: int) -> List[Hit]:
+        """The k best passages for the query vector, best first (see the module's docstring)."""
+        query = unit(query)
+        similarity = self.vectors @ query
+        page_best = np.full(len(self._page_index), np.nan, dtype=np.float32)
+        if len(self.example_vectors):
+            np.fmax.at(page_best, self._example_page, self.example_vectors @ query)
+        page_similarity = page_best[self._passage_page]
+        page_similarity = np.where(np.isnan(page_similarity), similarity, page_similarity)  # no examples
+        scores = (similarity + page_similarity) / 2
+        order = np.argsort(-scores, kind="stable")[:k]
+        return [Hit(float(scores[i]), float(similarity[i]), float(page_similarity[i]), self.passages[i], int(i))
+                for i in order]
+
+    def vectors_of(self, hits: Sequence[Hit]) -> np.ndarray:
+        """The passage vectors of some hits, in order (to compare replies with what was retrieved)."""
+        return self.vectors[[hit.row for hit in hits]]
+
+    def save(self, path: Path) -> None:
+        meta = {"format": FORMAT_VERSION, "model": self.model, "digest": self.digest,
+                "passages": [asdict(p) for p in self.passages], "example_pages": self.example_pages}
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".npz")
+        try:
+            with os.fdopen(fd, "wb") as out:
+                np.savez(out, vectors=self.vectors, example_vectors=self.example_vectors,
+                         meta=np.array(json.dumps(meta)))
+            os.chmod(tmp, 0o644)
+            os.replace(tmp, path)  # readers never see half a file
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+
+    @classmethod
+    def load(cls, path: Path) -> "KnowledgeIndex":
+        try:
+            with np.load(path, allow_pickle=False) as data:
+                meta = json.loads(str(data["meta"]))
+                if meta.get("format") != FORMAT_VERSION:
+                    raise KnowledgeError(f"{path} has format {meta.get('format')}, expected {FORMAT_VERSION}")
+                return cls([Passage(**p) for p in meta["passages"]], data["vectors"], meta["model"],
+                           meta["digest"], meta["example_pages"], data["example_vectors"])
+        except (OSError, KeyError, ValueError) as error:
+            raise KnowledgeError(f"cannot read the knowledge index {path}: {error}") from error
+
+
+def unit(vectors: np.ndarray) -> np.ndarray:
+    vectors = np.asarray(vectors, dtype=np.float32)
+    norms = np.linalg.norm(vectors, axis=-1, keepdims=True)
+    return vectors / np.maximum(norms, 1e-12)
+
+
+def _embed_all(embed: Embedder, texts: List[str], dims: int = 0) -> np.ndarray:
+    if not texts:
+        return np.zeros((0, dims), np.float32)
+    return unit(np.concatenate([embed(texts[i : i + EMBED_BATCH]) for i in range(0, len(texts), EMBED_BATCH)]))
+
+
+def build(embed: Embedder, directory: Path = settings.KNOWLEDGE_DIR, model: str = settings.EMBEDDING_MODEL,
+          nlu_file: Path = settings.KNOWLEDGE_EXAMPLES) -> KnowledgeIndex:
+    passages = load_passages(directory)
+    source_digest = digest(directory, nlu_file)
+    vectors = _embed_all(embed, [p.embedding_text() for p in passages])
+    examples = load_examples(directory, nlu_file)
+    example_vectors = _embed_all(embed, [text for text, _ in examples], vectors.shape[1])
+    return KnowledgeIndex(passages, vectors, model, source_digest, [page for _, page in examples], example_vectors)
+
+
+def load_current(path: Path = settings.KNOWLEDGE_INDEX, directory: Path = settings.KNOWLEDGE_DIR,
+                 model: str = settings.EMBEDDING_MODEL, nlu_file: Path = settings.KNOWLEDGE_EXAMPLES
+                 ) -> Tuple[Optional[KnowledgeIndex], str]:
+    """(index, "") when the file exists and matches the files and model; else (None, why not)."""
+    if not path.exists():
+        return None, f"{path} does not exist"
+    try:
+        index = KnowledgeIndex.load(path)
+    except KnowledgeError as error:
+        return None, str(error)
+    if index.model != model:
+        return None, f"{path} was built with {index.model}, not {model}"
+    if index.digest != digest(directory, nlu_file):
+        return None, f"{path} is stale: {directory} or {nlu_file.name} changed since it was built"
+    return index, ""
+
+
+# -- the build command --------------------------------------------------------------
+
+
+def local_embedder() -> Embedder:
+    """The generator's own embedding code (generator venv only), fully offline."""
+    from generator.embeddings import SentenceTransformerEngine
+    from generator.settings import Settings, force_offline
+
+    force_offline()
+    engine = SentenceTransformerEngine.load(Settings.from_env())
+    return lambda texts: engine.embed(texts).vectors
+
+
+def http_embedder(base_url: str, model: str = settings.EMBEDDING_MODEL, timeout: float = 120) -> Embedder:
+    """A running OpenAI-compatible server's /v1/embeddings."""
+
+    def embed(texts: List[str]) -> np.ndarray:
+        body = json.dumps({"model": model, "input": texts}).encode()
+        headers = {"Content-Type": "application/json"}
+        if settings.GENERATOR_API_KEY:
+            headers["Authorization"] = f"Bearer {settings.GENERATOR_API_KEY}"
+        request = urllib.request.Request(f"{base_url.rstrip('/')}/embeddings", data=body, headers=headers)
+        with urllib.request.urlopen(request, timeout=timeout) as response:
+            data = sorted(json.loads(response.read())["data"], key=lambda item: item["index"])
+        return np.array([item["embedding"] for item in data], dtype=np.float32)
+
+    return embed
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m actions.knowledge", description=__doc__.split("\n\n")[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+    build_cmd = sub.add_parser("build", help="embed the pages into the index (skipped when up to date)")
+    build_cmd.add_argument("--url", help="embed through this OpenAI-compatible base URL (…/v1) "
+                                         "instead of the generator's code in this venv")
+    build_cmd.add_argument("--force", action="store_true", help="rebuild even when up to date")
+    sub.add_parser("check", help="exit 1 when the index is missing or stale")
+    args = parser.parse_args(argv)
+    path = settings.KNOWLEDGE_INDEX
+
+    index, why = load_current(path)
+    if args.command == "check":
+        print(f"knowledge index: {'up to date' if index else why}")
+        return 0 if index else 1
+    if index is not None and not args.force:
+        print(f"knowledge index {path} is up to date ({len(index.passages)} passages)")
+        return 0
+    embed = http_embedder(args.url) if args.url else local_embedder()
+    index = build(embed)
+    index.save(path)
+    print(f"knowledge index {path}: {len(index.passages)} passages from {len(index.titles)} pages, "
+          f"{len(index.example_pages)} example questions, {index.vectors.shape[1]} dimensions ({index.model})")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,225 @@
+"""Grounding benchmark: does action_llm_reply cite the page that answers the question?
+
+Runs the action's answer pipeline (actions.llm_reply.answer: retrieval, one batched
+generation of N candidates, selection, citation) against the real generator, one
+question at a time, for every question in bench/grounding/questions.yml:
+
+  - answerable questions: the fraction whose reply is an LLM answer citing the
+    expected page (a refusal counts as a miss), with 1 candidate (greedy) and with N
+    (sampled, one request with n=N); latency p50/p95 of the whole turn;
+  - unanswerable questions: the fraction that get the honest no-knowledge reply
+    (and the fraction that get either honest reply: no_knowledge or no_safe_answer).
+
+It starts its own generator on a free port (as the tests do, ops.stack), unless
+--url names a running OpenAI-compatible server. Writes bench/results/grounding.md.
+
+    .venvs/rasa/bin/python -m bench.grounding [--candidates 1 3] [--limit N] [--url URL]
+"""
+from __future__ import annotations
+
+import argparse
+import asyncio
+import collections
+import sys
+import time
+from typing import Any, Dict, List, Optional
+
+import numpy as np
+import yaml
+
+from actions import settings as action_settings
+from actions.clients import generator
+from actions.knowledge import unit
+from actions.llm_reply import answer, load_index
+from ops import settings, stack
+
+QUESTIONS = settings.ROOT / "bench" / "grounding" / "questions.yml"
+RESULTS = settings.ROOT / "bench" / "results" / "grounding.md"
+
+
+def percentile(values: List[float], p: float) -> float:
+    if not values:
+        return float("nan")
+    ordered = sorted(values)
+    k = (len(ordered) - 1) * p / 100
+    lo, hi = int(k), min(int(k) + 1, len(ordered) - 1)
+    return ordered[lo] + (ordered[hi] - ordered[lo]) * (k - lo)
+
+
+async def ask(question: str, n: int, url: str) -> Dict[str, Any]:
+    started = time.perf_counter()
+    result = await answer([{"event": "user", "text": question}], candidates=n, base_url=url, timeout_s=120)
+    return {
+        "source": result.source,
+        "cited": result.sources[0] if result.sources else None,
+        "retrieved": result.hits[0].passage.page_id if result.hits else None,
+        "score": result.hits[0].score if result.hits else 0.0,
+        "rejected": result.rejected,
+        "seconds": time.perf_counter() - started,
+        "text": result.text,
+    }
+
+
+async def retrieval(answerable: List[dict], unanswerable: List[dict], url: str) -> Dict[str, Any]:
+    """Retrieval alone: which page comes first, and how the no-knowledge threshold splits the questions."""
+    index = load_index()
+    texts = [q["question"] for q in answerable + unanswerable]
+    vectors = (await generator.embed(texts, base_url=url, timeout_s=120)).vectors
+    first = [index.search(v, 1)[0] for v in vectors]
+    passages_only = [index.passages[int(np.argmax(index.vectors @ unit(v)))].page_id for v in vectors]
+    n = len(answerable)
+    right = np.array([hit.passage.page_id == q["page"] for hit, q in zip(first, answerable)])
+    best_a = np.array([hit.score for hit in first[:n]])
+    best_u = np.array([hit.score for hit in first[n:]])
+    sweep = []
+    for t in np.round(np.arange(0.40, 0.621, 0.02), 2):
+        sweep.append((t, float(np.mean(best_a >= t)), float(np.mean((best_a >= t) & right)),
+                      float(np.mean(best_u < t)) if len(best_u) else float("nan")))
+    return {
+        "passages_only": float(np.mean([p == q["page"] for p, q in zip(passages_only, answerable)])),
+        "fused": float(np.mean(right)),
+        "sweep": sweep,
+    }
+
+
+async def run_config(n: int, answerable: List[dict], unanswerable: List[dict], url: str) -> Dict[str, Any]:
+    rows, refusals = [], []
+    for i, item in enumerate(answerable, 1):
+        row = await ask(item["question"], n, url)
+        row["expected"] = item["page"]
+        rows.append(row)
+        mark = "ok " if row["cited"] == item["page"] else "MISS"
+        print(f"  n={n} {i:3d}/{len(answerable)} {mark} {row['source']:14s} {row['cited'] or '-':34s} "
+              f"want {item['page']:34s} {row['seconds']:.1f}s", flush=True)
+    for item in unanswerable:
+        row = await ask(item["question"], n, url)
+        refusals.append(row)
+        print(f"  n={n} unanswerable: {row['source']:14s} {item['question']}", flush=True)
+    seconds = [r["seconds"] for r in rows + refusals]
+    rejected = collections.Counter(reason for r in rows + refusals for reason in r["rejected"])
+    return {
+        "n": n,
+        "rows": rows,
+        "refusals": refusals,
+        "cited_right": sum(r["cited"] == r["expected"] for r in rows) / len(rows),
+        "retrieved_right": sum(r["retrieved"] == r["expected"] for r in rows) / len(rows),
+        "answered": sum(r["source"] == "llm" for r in rows) / len(rows),
+        "no_knowledge": sum(r["source"] == "no_knowledge" for r in refusals) / max(1, len(refusals)),
+        "honest": sum(r["source"] in ("no_knowledge", "no_safe_answer") for r in refusals) / max(1, len(refusals)),
+        "p50": percentile(seconds, 50),
+        "p95": percentile(seconds, 95),
+        "rejected": rejected,
+    }
+
+
+def report(configs: List[Dict[str, Any]], answerable: int, unanswerable: int, started: float,
+           found: Dict[str, Any]) -> str:
+    s = action_settings
+    lines = [
+        "# Grounding benchmark",
+        "",
+        f"`.venvs/rasa/bin/python -m bench.grounding` on {time.strftime('%Y-%m-%d')}: "
+        f"{answerable} answerable and {unanswerable} unanswerable questions from "
+        "`bench/grounding/questions.yml`, asked one at a time (a new conversation each) through "
+        "`actions.llm_reply.answer` against the local generator (SmolLM2-135M-Instruct, "
+        "all-MiniLM-L6-v2, CPU, one torch thread). "
+        f"Settings: KNOWLEDGE_TOP_K={s.KNOWLEDGE_TOP_K}, KNOWLEDGE_MIN_SCORE={s.KNOWLEDGE_MIN_SCORE}, "
+        f"LLM_MIN_SUPPORT={s.LLM_MIN_SUPPORT}, LLM_MAX_TOKENS={s.LLM_MAX_TOKENS}, "
+        f"LLM_CANDIDATE_TEMPERATURE={s.LLM_CANDIDATE_TEMPERATURE} (n > 1; n = 1 is greedy). "
+        f"Run time {(time.monotonic() - started) / 60:.0f} min.",
+        "",
+        "| candidates | cites the right page | answered (not refused) | retrieval top-1 page right "
+        "| unanswerable: no_knowledge | unanswerable: honest reply | turn p50 | turn p95 |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for c in configs:
+        lines.append(
+            f"| {c['n']} | {c['cited_right']:.1%} | {c['answered']:.1%} | {c['retrieved_right']:.1%} "
+            f"| {c['no_knowledge']:.0%} | {c['honest']:.0%} | {c['p50']:.2f} s | {c['p95']:.2f} s |"
+        )
+    lines += [
+        "",
+        "- *cites the right page*: the reply is an LLM answer whose `Source:` (metadata.sources) is the "
+        "page the question names; a refusal or a wrong page is a miss.",
+        "- *unanswerable: honest reply*: `no_knowledge` (retrieval below the threshold, nothing "
+        "generated) or `no_safe_answer` (every candidate rejected).",
+        "- Latency is the whole turn (query embedding, generation, candidate embeddings) over all questions.",
+        "",
+        "## Retrieval and the no-knowledge threshold",
+        "",
+        "Which page comes first for the answerable questions (the page the reply cites): "
+        f"{found['passages_only']:.1%} by passage similarity alone, {found['fused']:.1%} with each passage scored by "
+        "the mean of its own similarity and the best similarity among its page's example questions "
+        "(`actions/knowledge.py`). KNOWLEDGE_MIN_SCORE against the best passage's score:",
+        "",
+        "| threshold | answerable kept | kept and right page | unanswerable refused |",
+        "|---|---|---|---|",
+        *[f"| {t:.2f}{' (default)' if abs(t - s.KNOWLEDGE_MIN_SCORE) < 1e-9 else ''} | {kept:.1%} | {ok:.1%} | "
+          f"{refused:.0%} |" for t, kept, ok, refused in found["sweep"]],
+        "",
+        "## Candidates",
+        "",
+        "Rejected candidates by reason: "
+        + "; ".join(f"n={c['n']}: " + (", ".join(f"{k} {v}" for k, v in c["rejected"].most_common()) or "none")
+                    for c in configs),
+        "",
+    ]
+    for c in configs:
+        misses = [r for r in c["rows"] if r["cited"] != r["expected"]]
+        lines.append(f"## Misses with {c['n']} candidate{'s' if c['n'] > 1 else ''} ({len(misses)})")
+        lines.append("")
+        lines.append("| expected | got | retrieval score | rejected |")
+        lines.append("|---|---|---|---|")
+        for r in misses:
+            got = r["cited"] or r["source"]
+            lines.append(f"| {r['expected']} | {got} | {r['score']:.3f} | {', '.join(r['rejected']) or '-'} |")
+        answered = [r for r in c["refusals"] if r["source"] == "llm"]
+        lines.append("")
+        lines.append(f"Unanswerable questions that got an answer: {len(answered)}")
+        for r in answered:
+            lines.append(f"- {r['text'].splitlines()[0][:160]} ({r['cited']})")
+        lines.append("")
+    return "\n".join(lines)
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--candidates", type=int, nargs="+", default=[1, action_settings.LLM_CANDIDATES])
+    parser.add_argument("--limit", type=int, help="only N questions of each kind (a quick look; nothing written)")
+    parser.add_argument("--url", help="a running OpenAI-compatible base URL (…/v1) instead of starting one")
+    parser.add_argument("--no-write", action="store_true", help="print, do not write bench/results")
+    args = parser.parse_args(argv)
+
+    data = yaml.safe_load(QUESTIONS.read_text())
+    answerable, unanswerable = data["questions"], data["unanswerable"]
+    if args.limit:  # spread over the pages
+        answerable = answerable[:: max(1, len(answerable) // args.limit)][: args.limit]
+        unanswerable = unanswerable[:: max(1, len(unanswerable) // args.limit)][: args.limit]
+    load_index()  # fails with the build command when missing or stale
+
+    started = time.monotonic()
+    services = []
+    url = args.url
+    if url is None:
+        port = stack.free_port()
+        services = [stack.generator_service(port, settings.ROOT / "build" / "bench-grounding")]
+        url = f"http://127.0.0.1:{port}/v1"
+    try:
+        for service in services:
+            service.start()
+        stack.wait_healthy(services, settings.STARTUP_TIMEOUT_S)
+        found = asyncio.run(retrieval(answerable, unanswerable, url))
+        configs = [asyncio.run(run_config(n, answerable, unanswerable, url)) for n in args.candidates]
+    finally:
+        stack.stop_all(services)
+    text = report(configs, len(answerable), len(unanswerable), started, found)
+    print(text)
+    if not args.no_write and not args.limit:
+        RESULTS.parent.mkdir(parents=True, exist_ok=True)
+        RESULTS.write_text(text)
+        print(f"written to {RESULTS}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

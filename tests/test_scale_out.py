@@ -1,0 +1,678 @@
+"""Reliability of the scale-out configuration, on the real stack.
+
+Two `rasa run` replicas behind nginx, sharing the PostgreSQL tracker store, the Redis
+lock store and the RabbitMQ event broker (selected by environment variables only,
+endpoints.yml as shipped), the action server behind the same nginx, and the generator:
+ops.stack.scale_out_services, as the load benchmark (bench/load.py) runs it. Customers
+are bench/client.py's simulated ones; what they were told is compared with what the
+tracker store (the `events` table) and the RabbitMQ queue hold.
+
+Skips, saying why, when nginx, PostgreSQL, Redis or RabbitMQ is missing. One replica
+reaches PostgreSQL through a relay the tests can cut (a network partition that leaves
+the shared PostgreSQL server running); the restart test restarts the real server.
+"""
+from __future__ import annotations
+
+import asyncio
+import collections
+import fcntl
+import json
+import os
+import re
+import shutil
+import signal
+import socket
+import struct
+import subprocess
+import threading
+import time
+import urllib.error
+import urllib.request
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Dict, List, Optional
+
+import pytest
+
+from bench import client
+from ops import stack
+from tests.conftest import POSTGRES_URL, get_json
+
+API_TOKEN = "scale-out-test-token"
+RABBITMQ_URL = os.environ.get("TEST_RABBITMQ_URL", "amqp://guest:guest@127.0.0.1:5672/%2F")
+REDIS_URL = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/1")
+# Short enough to keep the module quick; the lock must outlive the longest turn.
+GENERATOR_TIMEOUT_S = 15
+LOCK_LIFETIME_S = 25
+# How long a replica keeps retrying an unreachable database before failing the turn
+# (more than a PostgreSQL restart takes here under load: up to about 6 s).
+TRACKER_STORE_RETRY_S = 12
+OPEN_QUESTION = "what is the tallest building in the world"  # always action_llm_reply
+LLM_SOURCES = {"llm", "no_knowledge", "no_safe_answer", "fallback"}
+
+
+class DatabaseLink:
+    """A TCP relay between one Rasa replica and PostgreSQL. Cutting it is a network
+    partition between that replica and its database, without stopping the PostgreSQL
+    server that other jobs on this machine share."""
+
+    def __init__(self, host: str, port: int) -> None:
+        self.target = (host, port)
+        self.port = stack.free_port()
+        self.loop = asyncio.new_event_loop()
+        self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
+        self.server: Optional[asyncio.AbstractServer] = None
+        self.transports: set = set()
+
+    def _call(self, coroutine) -> Any:
+        return asyncio.run_coroutine_threadsafe(coroutine, self.loop).result(10)
+
+    def start(self) -> None:
+        self.thread.start()
+        self.restore()
+
+    def restore(self) -> None:
+        async def listen() -> None:
+            self.server = await asyncio.start_server(self._relay, "127.0.0.1", self.port)
+
+        self._call(listen())
+
+    def cut(self) -> None:
+        """Refuse new connections and reset the open ones."""
+
+        async def cut() -> None:
+            if self.server is not None:
+                self.server.close()
+            for transport in list(self.transports):
+                transport.abort()
+
+        self._call(cut())
+
+    def close(self) -> None:
+        self.cut()
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self.thread.join(5)
+
+    async def _relay(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            upstream_reader, upstream_writer = await asyncio.open_connection(*self.target)
+        except OSError:
+            writer.transport.abort()
+            return
+        ends = {writer.transport, upstream_writer.transport}
+        self.transports |= ends
+
+        async def pipe(source: asyncio.StreamReader, sink: asyncio.StreamWriter) -> None:
+            try:
+                while True:
+                    data = await source.read(65536)
+                    if not data:
+                        break
+                    sink.write(data)
+                    await sink.drain()
+            except (ConnectionError, OSError):
+                pass
+            finally:
+                sink.transport.abort()
+
+        await asyncio.gather(pipe(reader, upstream_writer), pipe(upstream_reader, writer))
+        self.transports -= ends
+
+
+@dataclass
+class Ctx:
+    so: stack.ScaleOut
+    db_url: str
+    queue: str
+    exchange: str
+    tag: str
+    link: DatabaseLink  # between rasa-2 and PostgreSQL
+
+    @property
+    def webhook(self) -> str:
+        return f"{self.so.url}/webhooks/rest/webhook"
+
+    def load(self, name: str, customers: int, turns: int, **kwargs) -> tuple:
+        scripts = client.mixed_scripts(f"{self.tag}-{name}", customers, turns)
+        result, wall = asyncio.run(client.run_load(self.webhook, scripts, **kwargs))
+        return scripts, result, wall
+
+    def say(self, sender: str, text: str, timeout: float = 60) -> tuple:
+        body = json.dumps({"sender": sender, "message": text}).encode()
+        return stack.post(self.webhook, body, timeout)
+
+    def events(self, sender: str) -> List[Dict[str, Any]]:
+        return client.stored_events(self.db_url, [sender])[sender]
+
+    def last_bot(self, sender: str) -> Dict[str, Any]:
+        return [e for e in self.events(sender) if e["event"] == "bot"][-1]
+
+    def replica_port(self, service: stack.Service) -> str:
+        return service.health_url.split(":")[2].split("/")[0]
+
+
+@pytest.fixture(scope="module")
+def ctx(tmp_path_factory, trained_model):
+    stores = stack.scale_out_env({
+        "TRACKER_STORE_URL": POSTGRES_URL, "LOCK_STORE_URL": REDIS_URL, "EVENT_BROKER_URL": RABBITMQ_URL,
+    })
+    missing = stack.scale_out_missing(stores)
+    if missing:
+        pytest.skip(f"scale-out stack unavailable: {missing}")
+    tag = f"so{uuid.uuid4().hex[:8]}"
+    queue, exchange = f"test_scale_out_{tag}", f"test-scale-out-{tag}"
+    import sqlalchemy as sa
+
+    database = sa.engine.make_url(stores["TRACKER_STORE_URL"])
+    link = DatabaseLink(database.host or "127.0.0.1", database.port or 5432)
+    link.start()
+    via_link = database.set(host="127.0.0.1", port=link.port).render_as_string(hide_password=False)
+    work = tmp_path_factory.mktemp("scale-out")
+    so = stack.scale_out_services(
+        work, trained_model,
+        replicas=2, stores=stores, api_token=API_TOKEN, expose_upstream=True,
+        # The broker's queue and exchange of this module only (deleted at the end).
+        event_broker={"exchange_name": exchange},
+        rasa_env={
+            "EVENT_BROKER_QUEUE": queue, "LOCK_STORE_KEY_PREFIX": tag,
+            "TICKET_LOCK_LIFETIME": str(LOCK_LIFETIME_S), "TRACKER_STORE_RETRY_S": str(TRACKER_STORE_RETRY_S),
+        },
+        # Short LLM replies: these tests are about delivery, not about the answers.
+        # A bank database of this module's own (handoffs, disputes), not build/bank.db.
+        actions_env={"GENERATOR_TIMEOUT_S": str(GENERATOR_TIMEOUT_S), "LLM_MAX_TOKENS": "24", "LLM_CANDIDATES": "1",
+                     "BANK_DB_URL": f"sqlite:///{work / 'bank.db'}"},
+        # rasa-2 reaches the database through a link the tests can cut
+        replica_env=[{}, {"TRACKER_STORE_URL": via_link}],
+    )
+    try:
+        so.start()
+        yield Ctx(so, stores["TRACKER_STORE_URL"], queue, exchange, tag, link)
+    finally:
+        so.stop()
+        link.close()
+        asyncio.run(_delete_queue(queue, exchange))
+
+
+@pytest.fixture(scope="module")
+def responses(ctx) -> Dict[str, List[str]]:
+    """The response texts of the model the replicas serve (Rasa's GET /domain)."""
+    request = urllib.request.Request(f"{ctx.so.url}/domain?token={API_TOKEN}",
+                                     headers={"Accept": "application/json"})
+    with urllib.request.urlopen(request, timeout=30) as response:
+        domain = json.loads(response.read())
+    return {name: [v.get("text", "") for v in variants] for name, variants in domain["responses"].items()}
+
+
+# --- helpers ------------------------------------------------------------------------------
+
+async def _delete_queue(queue: str, exchange: str) -> None:
+    import aio_pika
+
+    try:
+        connection = await aio_pika.connect(RABBITMQ_URL)
+    except Exception:  # noqa: BLE001 - nothing to clean up without a broker
+        return
+    async with connection:
+        channel = await connection.channel()
+        await channel.queue_delete(queue)
+        await channel.exchange_delete(exchange)
+
+
+async def _drain(queue: str, settle_s: float = 2.0) -> List[Dict[str, Any]]:
+    """Every message in the queue, until none arrives for settle_s seconds."""
+    import aio_pika
+
+    messages: List[Dict[str, Any]] = []
+    async with await aio_pika.connect(RABBITMQ_URL) as connection:
+        channel = await connection.channel()
+        source = await channel.get_queue(queue, ensure=True)
+        quiet_since = time.monotonic()
+        while time.monotonic() - quiet_since < settle_s:
+            message = await source.get(no_ack=True, fail=False)
+            if message is None:
+                await asyncio.sleep(0.1)
+                continue
+            messages.append(json.loads(message.body))
+            quiet_since = time.monotonic()
+    return messages
+
+
+def _texts(reply) -> List[str]:
+    return [m.get("text") for m in reply or []]
+
+
+def _served_by(turn: client.Turn) -> Optional[str]:
+    """The replica port that answered ($upstream_addr lists every one nginx tried)."""
+    return turn.upstream.split(",")[-1].strip().rsplit(":", 1)[1] if turn.upstream else None
+
+
+def _check_conversations(scripts, turns, stored, *, retried_ok: bool = False) -> Dict[str, int]:
+    """Each conversation in the tracker store is what its customer sent and was told.
+
+    Per conversation: it starts with a session; every message is followed by the bot's
+    actions and messages and then action_listen before the next message (one replica
+    at a time: a second replica working on the same conversation would interleave its
+    events or lose some); messages in the order sent; timestamps never go back. A
+    message the client sent once is stored exactly once; with `retried_ok`, a message
+    the client had to send again may be stored twice (detectable: same
+    client_message_id); an acknowledged message is always stored.
+    """
+    by_sender = collections.defaultdict(list)
+    for turn in turns:
+        by_sender[turn.sender].append(turn)
+    duplicates = 0
+    for sender, script in scripts.items():
+        events = stored[sender]
+        opening = events[: next(i for i, e in enumerate(events) if e["event"] == "user")]
+        assert ("action", "action_session_start") in [(e["event"], e.get("name")) for e in opening], opening
+        assert "session_started" in [e["event"] for e in opening]
+        assert (opening[-1]["event"], opening[-1].get("name")) == ("action", "action_listen")
+        stamps = [e["timestamp"] for e in events]
+        assert stamps == sorted(stamps), f"{sender}: timestamps go back in insertion order"
+        kept = client.stored_turns(events)
+        sent = sorted(by_sender[sender], key=lambda t: t.index)
+        # every message of the script, unless the bot handed the conversation to a person
+        assert len(sent) == len(script) or (sent and sent[-1].handoff), sent[-1:]
+        for turn in kept:
+            assert turn.complete, f"{sender}: a turn without action_listen: {turn}"
+            assert turn.bot, f"{sender}: a turn without a bot message: {turn}"
+            assert not any(a.startswith("after listen") for a in turn.actions), turn
+        counts = collections.Counter(t.message_id for t in kept)
+        for turn in sent:
+            stored_times = counts.pop(turn.message_id, 0)
+            if turn.ok:
+                assert stored_times >= 1, f"{sender} #{turn.index}: acknowledged but not stored"
+            if turn.attempts == 1 or not retried_ok:
+                assert stored_times <= 1, f"{sender} #{turn.index}: sent once, stored {stored_times} times"
+            duplicates += max(0, stored_times - 1)
+        assert not counts, f"{sender}: stored messages nobody sent: {counts}"
+        # the order of first appearance is the order sent, and each is what was sent
+        first_seen = list(dict.fromkeys(t.message_id for t in kept))
+        assert first_seen == [t.message_id for t in sent if t.message_id in first_seen]
+        texts = {t.message_id: t.text for t in sent}
+        assert all(t.text == texts[t.message_id] for t in kept)
+    return {"duplicates": duplicates}
+
+
+def _log(service: stack.Service) -> str:
+    return service.log_path.read_text(errors="replace")
+
+
+# --- 1. many conversations at once ------------------------------------------------------------
+
+def test_concurrent_conversations_are_stored_once_in_order_and_published(ctx):
+    scripts, turns, _ = ctx.load("load", customers=20, turns=5)
+    assert [t for t in turns if not t.ok] == []
+
+    ports = {ctx.replica_port(r) for r in ctx.so.rasa}
+    served = collections.Counter(_served_by(t) for t in turns)
+    assert set(served) == ports, served  # both replicas worked
+    crossed = sum(len({_served_by(t) for t in turns if t.sender == s}) > 1 for s in scripts)
+    assert crossed >= len(scripts) // 2  # conversations went back and forth between replicas
+
+    stored = client.stored_events(ctx.db_url, scripts)
+    _check_conversations(scripts, turns, stored)
+    # what each customer was told is what the tracker store says the bot said (the REST
+    # channel sends each paragraph of a text as a message of its own)
+    by_id = {t.message_id: t for events in stored.values() for t in client.stored_turns(events)}
+    for turn in turns:
+        told = "\n\n".join(text for text in _texts(turn.reply) if text)
+        assert told == "\n\n".join(b["text"] for b in by_id[turn.message_id].bot if b.get("text"))
+    routes = client.routes(turns, stored)
+    assert sum(n for k, n in routes["llm"].items() if k.startswith("llm: ")) >= len(scripts) // 2, routes
+    for turn in by_id.values():
+        if "action_llm_reply" in turn.actions:
+            assert turn.sources() and set(turn.sources()) <= LLM_SOURCES, turn
+
+    # RabbitMQ got every stored event of these conversations, once, after it was stored.
+    published = collections.defaultdict(list)
+    for message in asyncio.run(_drain(ctx.queue)):
+        published[message.pop("sender_id")].append(message)
+    for sender in scripts:
+        expected = collections.Counter(
+            json.dumps({k: v for k, v in e.items() if k not in ("_id",)} | {"event": e["event"]}, sort_keys=True)
+            for e in stored[sender]
+        )
+        got = collections.Counter(json.dumps(m, sort_keys=True) for m in published[sender])
+        assert got == expected, f"{sender}: broker and tracker store differ"
+
+
+# --- 2. a replica dies mid-load ---------------------------------------------------------------
+
+def test_a_killed_replica_loses_no_acknowledged_message(ctx):
+    victim, survivor = ctx.so.rasa
+    scripts = client.mixed_scripts(f"{ctx.tag}-kill", 20, 6)
+    killed_at: Dict[str, float] = {}
+
+    async def scenario():
+        load = asyncio.ensure_future(client.run_load(
+            ctx.webhook, scripts, retries=8, retry_delay_s=1.0, timeout_s=LOCK_LIFETIME_S + 60,
+        ))
+        await asyncio.sleep(4)  # conversations are under way on both replicas
+        os.killpg(victim.process.pid, signal.SIGKILL)
+        killed_at["t"] = time.monotonic()
+        return await load
+
+    try:
+        turns, _ = asyncio.run(scenario())
+        victim.process.wait(10)
+        assert victim.process.returncode == -signal.SIGKILL
+
+        assert [t for t in turns if not t.ok] == []  # every customer got every answer
+        cut = [t for t in turns if t.started < killed_at["t"] < t.finished]
+        assert any(t.attempts > 1 for t in cut), "the kill hit no turn in flight"
+        survivor_port = ctx.replica_port(survivor)
+        later = [t for t in turns if t.started > killed_at["t"] + 1]
+        assert later and all(_served_by(t) == survivor_port for t in later)
+
+        stored = client.stored_events(ctx.db_url, scripts)
+        found = _check_conversations(scripts, turns, stored, retried_ok=True)
+        failures = collections.Counter(f for t in turns for f in t.failures)
+        print(f"kill: {len(cut)} turns in flight, {sum(t.attempts > 1 for t in turns)} retried "
+              f"({dict(failures)}), {found['duplicates']} stored twice")
+    finally:
+        if not victim.running():
+            ctx.so.restart(victim)
+    # the restarted replica serves again
+    victim_port = ctx.replica_port(victim)
+    for i in range(20):
+        reply = asyncio.run(client.run_load(ctx.webhook, {f"{ctx.tag}-back-{i}": [("intent", "hello")]}))[0][0]
+        assert reply.ok
+        if _served_by(reply) == victim_port:
+            break
+        time.sleep(0.5)
+    else:
+        pytest.fail("the restarted replica got no request")
+
+
+# --- 3. the action server dies --------------------------------------------------------------
+
+def test_action_server_down_gives_the_fallback_and_the_bot_recovers(ctx, responses):
+    actions = ctx.so.actions[0]
+    sender = f"{ctx.tag}-actions"
+    assert ctx.say(sender, "hello")[0] == 200  # the conversation exists before the outage
+    os.killpg(actions.process.pid, signal.SIGKILL)
+    actions.process.wait(10)
+    try:
+        # intent turns are answered from templates: no action server needed
+        status, reply = ctx.say(sender, "my card still hasn't arrived")
+        assert status == 200 and _texts(reply)[0] in responses["utter_card_arrival"]
+        # an LLM turn gets the polite template from the action servers' load balancer
+        started = time.monotonic()
+        status, reply = ctx.say(sender, OPEN_QUESTION)
+        assert time.monotonic() - started < 5
+        assert status == 200 and _texts(reply)[0] in responses["utter_llm_fallback"]
+        bot = ctx.last_bot(sender)
+        assert bot["metadata"]["source"] == "fallback"
+        assert bot["metadata"]["llm_error"] == "action server unavailable"
+        assert [e["name"] for e in ctx.events(sender) if e["event"] == "action"][-2:] == [
+            "action_llm_reply", "action_listen"]  # one fallback, then the bot listens
+        # A new conversation starts (action_session_start is a custom action): Rasa's
+        # own session start from the load balancer, then the template answer.
+        newcomer = f"{ctx.tag}-actions-new"
+        status, reply = ctx.say(newcomer, "hello")
+        assert status == 200 and _texts(reply) and _texts(reply)[0] in responses["utter_greet"]
+        events = ctx.events(newcomer)
+        assert [e["event"] for e in events].count("bot") == 1
+        assert "session_started" in [e["event"] for e in events]
+    finally:
+        ctx.so.restart(actions)
+    status, reply = ctx.say(sender, OPEN_QUESTION)
+    assert status == 200
+    bot = ctx.last_bot(sender)
+    assert bot["metadata"]["source"] in LLM_SOURCES - {"fallback"}  # the action server answered
+    user_texts = [e["text"] for e in ctx.events(sender) if e["event"] == "user"]
+    assert user_texts == ["hello", "my card still hasn't arrived", OPEN_QUESTION, OPEN_QUESTION]
+
+
+# --- 4. PostgreSQL restarts -------------------------------------------------------------------
+
+def _pg_ctl(action: str) -> None:
+    versions = sorted(Path("/etc/postgresql").glob("*/main"))
+    subprocess.run(["pg_ctlcluster", "--skip-systemctl-redirect", versions[-1].parent.name, "main", action],
+                   check=True, capture_output=True, timeout=60)
+
+
+def _local_cluster() -> Optional[str]:
+    if not POSTGRES_URL.split("@")[-1].startswith(("127.0.0.1", "localhost")):
+        return f"PostgreSQL at {POSTGRES_URL} is not this machine's"
+    if not list(Path("/etc/postgresql").glob("*/main")) or not shutil.which("pg_ctlcluster"):
+        return "no local PostgreSQL cluster to restart (pg_ctlcluster)"
+    return None
+
+
+def test_postgresql_restart_under_load_loses_nothing_and_needs_no_rasa_restart(ctx):
+    why = _local_cluster()
+    if why:
+        pytest.skip(why)
+    pids = [r.process.pid for r in ctx.so.rasa]
+    logs_before = [len(_log(r)) for r in ctx.so.rasa]
+    scripts = client.mixed_scripts(f"{ctx.tag}-pg", 16, 6, llm_every=0)  # intent turns, back to back
+    restarted: Dict[str, float] = {}
+
+    async def scenario():
+        load = asyncio.ensure_future(client.run_load(ctx.webhook, scripts, timeout_s=60))
+        await asyncio.sleep(1.5)
+        started = time.monotonic()
+        await asyncio.get_running_loop().run_in_executor(None, _pg_ctl, "restart")
+        restarted["s"] = time.monotonic() - started
+        return await load
+
+    turns, _ = asyncio.run(scenario())
+    # no client saw an error: replicas retried the database until it was back
+    assert [t for t in turns if not t.ok] == []
+    stored = client.stored_events(ctx.db_url, scripts)
+    _check_conversations(scripts, turns, stored)
+    new_logs = "".join(_log(r)[n:] for r, n in zip(ctx.so.rasa, logs_before))
+    retries = len(re.findall(r"tracker store (?:read|save) failed \(attempt \d+", new_logs))
+    assert re.search(r"tracker store (read|save) failed \(attempt 1", new_logs), \
+        "the restart hit no database call in flight"
+    print(f"PostgreSQL restart: {restarted['s']:.1f} s, {len(turns)} turns, none failed; "
+          f"{retries} database calls retried by the replicas")
+    assert "InMemoryTrackerStore" not in new_logs
+    assert [r.process.pid for r in ctx.so.rasa] == pids and all(r.running() for r in ctx.so.rasa)
+
+
+def test_a_database_out_of_reach_fails_the_turn_visibly_and_forgets_nothing(ctx, responses):
+    """Unreachable for longer than TRACKER_STORE_RETRY_S: the replica answers with an
+    error instead of a reply from an empty in-memory conversation (what Rasa's
+    FailSafeTrackerStore would do), and the conversation is intact afterwards."""
+    cut_off, other = ctx.so.rasa_urls[1], ctx.so.rasa_urls[0]  # rasa-2 is behind the link
+    logs_before = len(_log(ctx.so.rasa[1]))
+    sender = f"{ctx.tag}-partition"
+
+    def say(base: str, text: str, timeout: float = 60) -> tuple:
+        body = json.dumps({"sender": sender, "message": text}).encode()
+        return stack.post(f"{base}/webhooks/rest/webhook", body, timeout)
+
+    assert say(cut_off, "hello")[0] == 200
+    before = ctx.events(sender)
+    ctx.link.cut()
+    try:
+        started = time.monotonic()
+        status, reply = say(cut_off, "my card still hasn't arrived", timeout=TRACKER_STORE_RETRY_S + 30)
+        elapsed = time.monotonic() - started
+        # the other replica, with its own connection, serves meanwhile
+        other_status, other_reply = stack.post(
+            f"{other}/webhooks/rest/webhook",
+            json.dumps({"sender": f"{sender}-other", "message": "hello"}).encode(), 30)
+    finally:
+        ctx.link.restore()
+    print(f"database out of reach: the turn failed after {elapsed:.1f} s with HTTP {status} {reply}")
+    # No reply: 503 from the channel, or Rasa's REST channel's empty list for a failed turn.
+    assert status == 503 or (status == 200 and reply == []), (status, reply)
+    assert TRACKER_STORE_RETRY_S - 1 < elapsed < TRACKER_STORE_RETRY_S + 15
+    assert other_status == 200 and _texts(other_reply)[0] in responses["utter_greet"]
+    # The customer sends it again: answered, and the conversation is the one from before.
+    status, reply = say(cut_off, "my card still hasn't arrived")
+    assert status == 200 and _texts(reply)[0] in responses["utter_card_arrival"]
+    after = ctx.events(sender)
+    assert after[: len(before)] == before
+    assert [e["text"] for e in after if e["event"] == "user"] == ["hello", "my card still hasn't arrived"]
+    log = _log(ctx.so.rasa[1])[logs_before:]
+    assert "giving up" in log and "InMemoryTrackerStore" not in log
+
+
+# --- 5. the generator is overloaded -----------------------------------------------------------
+
+def _metric(text: str, name: str, labels: str = "") -> float:
+    pattern = r"(?m)^" + re.escape(name) + (r"\{" + labels + r"\}" if labels else r"(\{[^}]*\})?") + r" ([0-9.e+-]+)"
+    return sum(float(m.group(m.lastindex)) for m in re.finditer(pattern, text))
+
+
+def test_an_overloaded_generator_sheds_into_polite_fallbacks(ctx, responses):
+    generator = ctx.so.generator
+    if generator is None:
+        pytest.skip("GENERATOR_URL names an external server: its limits are not ours to set")
+    metrics_url = generator.health_url.replace("/health", "/metrics")
+    normal_env = dict(generator.env)
+    # one request at a time, none waiting: the second concurrent request is refused
+    generator.env.update({"GENERATOR_MAX_BATCH": "1", "GENERATOR_MAX_QUEUE": "0"})
+    ctx.so.restart(generator)
+    try:
+        customers = 12
+        scripts = {f"{ctx.tag}-busy-{i}": [("llm", f"{OPEN_QUESTION}, asked by customer {i}")]
+                   for i in range(customers)}
+        depths: List[float] = []
+        stop = threading.Event()
+
+        def sample() -> None:
+            while not stop.is_set():
+                try:
+                    with urllib.request.urlopen(metrics_url, timeout=2) as response:
+                        depths.append(_metric(response.read().decode(), "generator_queue_depth"))
+                except OSError:
+                    pass
+                time.sleep(0.1)
+
+        async def burst():
+            # All the LLM turns reach the generator at the same moment: it is paused
+            # while they arrive (its socket queues them), then let go.
+            os.kill(generator.process.pid, signal.SIGSTOP)
+            try:
+                load = asyncio.ensure_future(client.run_load(ctx.webhook, scripts, timeout_s=60))
+                await asyncio.sleep(3)
+            finally:
+                os.kill(generator.process.pid, signal.SIGCONT)
+            return await load
+
+        sampler = threading.Thread(target=sample, daemon=True)
+        sampler.start()
+        try:
+            turns, wall = asyncio.run(burst())
+        finally:
+            os.kill(generator.process.pid, signal.SIGCONT)
+            stop.set()
+            sampler.join(5)
+        assert [t for t in turns if not t.ok] == []
+        assert max(t.latency_ms for t in turns) / 1000 < GENERATOR_TIMEOUT_S + 5  # nothing waits long
+        stored = client.stored_events(ctx.db_url, scripts)
+        sources = collections.Counter()
+        for sender, events in stored.items():
+            bot = [e for e in events if e["event"] == "bot"][-1]
+            metadata = bot.get("metadata") or {}
+            sources[metadata.get("source")] += 1
+            if metadata.get("source") == "fallback":
+                assert bot["text"] in responses["utter_llm_fallback"]
+                assert "503" in str(metadata.get("llm_error")), metadata
+        print(f"overload: {customers} LLM turns at once, answered by {dict(sources)}; slowest "
+              f"{max(t.latency_ms for t in turns) / 1000:.1f} s; generator queue depth at most {max(depths):.0f}")
+        assert sources["fallback"] >= 1, sources  # the generator shed load ...
+        assert sum(sources.values()) == customers  # ... and every customer was answered
+        with urllib.request.urlopen(metrics_url, timeout=5) as response:
+            text = response.read().decode()
+        assert _metric(text, "generator_requests_total", r'[^}]*status="503"[^}]*') >= 1
+        assert depths and max(depths) <= 2  # chat (1 running) + embeddings (1 running)
+        assert _metric(text, "generator_queue_depth") == 0  # nothing left piling up
+    finally:
+        generator.env.clear()
+        generator.env.update(normal_env)
+        ctx.so.restart(generator)
+
+
+# --- 6. security ------------------------------------------------------------------------------
+
+def _status(url: str, method: str = "GET", body: Optional[bytes] = None) -> int:
+    request = urllib.request.Request(url, data=body, method=method,
+                                     headers={"Content-Type": "application/json"})
+    try:
+        with urllib.request.urlopen(request, timeout=30) as response:
+            return response.status
+    except urllib.error.HTTPError as error:
+        return error.code
+
+
+def _non_loopback_ipv4() -> List[str]:
+    addresses = []
+    for _, name in socket.if_nameindex():
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+            try:
+                packed = fcntl.ioctl(sock.fileno(), 0x8915, struct.pack("256s", name[:15].encode()))  # SIOCGIFADDR
+            except OSError:
+                continue
+        address = socket.inet_ntoa(packed[20:24])
+        if not address.startswith("127."):
+            addresses.append(address)
+    return addresses
+
+
+def _listening_addresses(port: int) -> List[str]:
+    """Local addresses with a TCP socket listening on `port` (from /proc/net/tcp, tcp6)."""
+    found = []
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        try:
+            lines = Path(table).read_text().splitlines()[1:]
+        except OSError:
+            continue
+        for line in lines:
+            local, state = line.split()[1], line.split()[3]
+            address, hex_port = local.rsplit(":", 1)
+            if state == "0A" and int(hex_port, 16) == port:
+                if len(address) == 8:
+                    found.append(socket.inet_ntoa(struct.pack("<I", int(address, 16))))
+                else:
+                    found.append(socket.inet_ntop(socket.AF_INET6, struct.pack("<4I", *[
+                        int(address[i:i + 8], 16) for i in range(0, 32, 8)])))
+    return found
+
+
+def test_rasa_api_needs_the_token_and_internal_services_stay_on_loopback(ctx):
+    sender = f"{ctx.tag}-secret"
+    assert ctx.say(sender, "my card still hasn't arrived")[0] == 200
+    for base in [ctx.so.url, *ctx.so.rasa_urls]:  # the load balancer and each replica
+        tracker = f"{base}/conversations/{sender}/tracker"
+        assert _status(tracker) == 401
+        assert _status(f"{tracker}?token=wrong") == 401
+        assert _status(f"{base}/model", "PUT", json.dumps({"model_file": "/tmp/evil.tar.gz"}).encode()) == 401
+        assert _status(f"{base}/model", "DELETE") == 401
+        assert _status(f"{base}/conversations/{sender}/tracker/events", "POST",
+                       json.dumps({"event": "slot", "name": "x", "value": 1}).encode()) == 401
+    # with the token the API works, and the model was not changed by the refused calls
+    status = get_json(f"{ctx.so.url}/status?token={API_TOKEN}")
+    assert Path(status["model_file"]).name == Path(ctx.so.rasa[0].argv[ctx.so.rasa[0].argv.index("--model") + 1]).name
+    tracker = get_json(f"{ctx.so.url}/conversations/{sender}/tracker?token={API_TOKEN}")
+    assert [e["text"] for e in tracker["events"] if e["event"] == "user"] == ["my card still hasn't arrived"]
+
+    # The action server, the generator and the Rasa replicas listen on loopback only
+    # (customers reach Rasa through nginx). Their defaults are loopback, and
+    # BIND_HOST=0.0.0.0 (deploy/scale-out.env) opens Rasa, not them.
+    from generator.settings import Settings
+    from ops import settings
+
+    assert Settings().host == "127.0.0.1"
+    env = {k: v for k, v in os.environ.items() if k not in ("ACTIONS_HOST", "GENERATOR_HOST")}
+    hosts = subprocess.run(
+        [str(settings.RASA_VENV / "bin" / "python"), "-c",
+         "from ops import settings as s; print(s.BIND_HOST, s.ACTIONS_HOST, s.GENERATOR_HOST)"],
+        cwd=settings.ROOT, env={**env, "BIND_HOST": "0.0.0.0"}, capture_output=True, text=True, check=True,
+    ).stdout.split()
+    assert hosts == ["0.0.0.0", "127.0.0.1", "127.0.0.1"]
+    internal = [*ctx.so.actions, *ctx.so.rasa, *([ctx.so.generator] if ctx.so.generator else [])]
+    for service in internal:
+        port = int(ctx.replica_port(service))
+        assert _listening_addresses(port) == ["127.0.0.1"], (service.name, _listening_addresses(port))
+        for address in _non_loopback_ipv4():
+            with socket.socket() as sock:
+                sock.settimeout(2)
+                assert sock.connect_ex((address, port)) != 0, f"{service.name} reachable on {address}:{port}"
