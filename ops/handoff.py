@@ -21,31 +21,17 @@ import json
 import os
 import urllib.error
 import urllib.parse
-import urllib.request
-from typing import Any, Dict, List, Optional, Tuple
+from typing import Any, Dict, List, Optional
 
 from actions import bank
 from ops import settings
+from ops.stack import post
 
 RELEASE_INTENT = "handoff_released"
 
 
 class HandoffError(RuntimeError):
     pass
-
-
-def _post(url: str, body: Any, timeout: float) -> Tuple[int, Any]:
-    request = urllib.request.Request(url, data=json.dumps(body).encode(),
-                                     headers={"Content-Type": "application/json"}, method="POST")
-    try:
-        with urllib.request.urlopen(request, timeout=timeout) as response:
-            return response.status, json.loads(response.read() or b"null")
-    except urllib.error.HTTPError as error:
-        raw = error.read()
-        try:
-            return error.code, json.loads(raw)
-        except ValueError:
-            return error.code, raw.decode(errors="replace")
 
 
 def operator_name() -> str:
@@ -70,11 +56,11 @@ def release(sender_id: str, rasa_url: Optional[str] = None, token: Optional[str]
     base = f"{rasa_url}/conversations/{urllib.parse.quote(sender_id, safe='')}"
     events = [{"event": "resume"}, {"event": "slot", "name": "handoff_active", "value": False}]
     try:
-        status, body = _post(f"{base}/tracker/events?{query}", events, timeout)
+        status, body = post(f"{base}/tracker/events?{query}", json.dumps(events).encode(), timeout)
         if status != 200:
             raise HandoffError(f"resuming the conversation: Rasa answered {status}: {str(body)[:300]}")
         query_latest = urllib.parse.urlencode({"output_channel": "latest", **({"token": token} if token else {})})
-        status, body = _post(f"{base}/trigger_intent?{query_latest}", {"name": RELEASE_INTENT}, timeout)
+        status, body = post(f"{base}/trigger_intent?{query_latest}", json.dumps({"name": RELEASE_INTENT}).encode(), timeout)
         if status != 200:
             raise HandoffError(f"triggering {RELEASE_INTENT}: Rasa answered {status}: {str(body)[:300]}")
     except (urllib.error.URLError, OSError) as error:
