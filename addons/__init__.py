@@ -1,1 +1,4 @@
 """Rasa-side extensions loaded by module path from config.yml and endpoints.yml."""
+from addons import fixes
+
+fixes.apply()
