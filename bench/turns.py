@@ -168,7 +168,8 @@ def main() -> int:
         RESULTS.write_text(
             "# Turn throughput (latest run)\n\n"
             f"`.venvs/rasa/bin/python -m bench.turns` on {time.strftime('%Y-%m-%d')}: closed loop, "
-            f"{TURNS} intent-only turns per user through the REST channel, one Rasa process each.\n"
+            f"{TURNS} intent-only turns per user through the REST channel (Banking77 sentences of the "
+            f"{len(answered_by_one_response())} intents answered by one response), one Rasa process each.\n"
             "stock = `rasa init`'s DIET + TED pipeline and policies (bench/configs/stock_diet_ted.yml) with "
             "Rasa's SQLTrackerStore on SQLite; project = config.yml and endpoints.yml as shipped "
             "(async SQL tracker store on SQLite, in-memory lock store, one Sanic worker); "
