@@ -9,10 +9,17 @@ the model the generator's /v1/embeddings serves.
 Retrieval scores a passage by the mean of two cosine similarities to the query: the
 passage's own, and the best one among its page's example questions. A question is
 much closer to other questions than to a paragraph of facts, so the second term finds
-the right page far more often (bench/results/grounding.md: the best passage is on the
-right page for 74.5 % of the benchmark questions with passages alone, 89.6 % with
-both); the first picks the section within the page. A page without examples scores
-by its passages alone.
+the right page far more often; the first picks the section within the page. A page
+without examples scores by its passages alone. That mean (`Hit.score`) says how much
+the knowledge base has to say: the no-knowledge threshold applies to it.
+
+Passages are ranked by that score plus KNOWLEDGE_LEXICAL_WEIGHT times a lexical
+score: BM25 of the query's words (stop words left out) over the passages' text,
+divided by the best passage's BM25 for that query (0 to 1). Questions about one
+specific fact ("what does the envelope look like?", "what is an ARN?") share rare
+words with the one passage that states it, which a sentence embedding of a short
+question often misses. bench/results/grounding.md has the figures for each part on
+the development questions and on held-out ones.
 
 The index is built ahead of time into build/knowledge/index.npz (about 15 MB; a
 minute on one CPU core), with a digest of the files it was built from:
@@ -74,11 +81,50 @@ class Passage:
 
 @dataclass(frozen=True)
 class Hit:
-    score: float  # the retrieval score: mean of similarity and page_similarity
+    score: float  # the relevance score: mean of similarity and page_similarity
     similarity: float  # cosine similarity of the passage to the query
     page_similarity: float  # best cosine similarity of its page's example questions
     passage: Passage
     row: int  # the passage's row in the index
+    lexical: float = 0.0  # BM25 of the query over the passage, relative to the best passage's
+
+
+# Words too common to tell passages apart (BM25 would give them little weight anyway;
+# leaving them out keeps short questions from matching on "my" and "the").
+STOP_WORDS = frozenset(
+    "a about am an and any are as at be been but by can could did do does for from get got had has have "
+    "how i if in into is it its just me my no not of on or our please so than that the their them there "
+    "they this to up was we were what when where which who why will with would you your".split()
+)
+BM25_K1, BM25_B = 1.2, 0.75
+
+
+def words(text: str) -> List[str]:
+    return [w for w in re.findall(r"[a-z0-9]+", text.lower()) if w not in STOP_WORDS]
+
+
+class Lexical:
+    """Okapi BM25 over the passages (about a hundred: computed when the index is loaded)."""
+
+    def __init__(self, texts: Sequence[str]) -> None:
+        docs = [words(t) for t in texts]
+        self.vocabulary = {w: i for i, w in enumerate(sorted({w for d in docs for w in d}))}
+        counts = np.zeros((len(docs), len(self.vocabulary)), np.float32)
+        for row, doc in enumerate(docs):
+            for w in doc:
+                counts[row, self.vocabulary[w]] += 1
+        lengths = counts.sum(axis=1, keepdims=True)
+        norm = BM25_K1 * (1 - BM25_B + BM25_B * lengths / max(float(lengths.mean()), 1.0))
+        self.weights = counts * (BM25_K1 + 1) / (counts + norm)  # term-frequency part per passage and word
+        df = (counts > 0).sum(axis=0)
+        self.idf = np.log(1 + (len(docs) - df + 0.5) / (df + 0.5)).astype(np.float32)
+
+    def scores(self, query: str) -> np.ndarray:
+        """BM25 of each passage for the query, divided by the best one (all 0 when no word matches)."""
+        columns = sorted({self.vocabulary[w] for w in words(query) if w in self.vocabulary})
+        bm25 = self.weights[:, columns] @ self.idf[columns] if columns else np.zeros(len(self.weights), np.float32)
+        best = float(bm25.max()) if len(bm25) else 0.0
+        return bm25 / best if best > 0 else bm25
 
 
 def _front_matter(path: Path) -> Tuple[dict, str]:
@@ -168,9 +214,12 @@ class KnowledgeIndex:
         self._page_index = {page: i for i, page in enumerate(pages)}
         self._passage_page = np.array([self._page_index[p.page_id] for p in self.passages])
         self._example_page = np.array([self._page_index[p] for p in self.example_pages], dtype=np.int64)
+        self.lexical = Lexical([p.embedding_text() for p in self.passages])
 
-    def search(self, query: np.ndarray, k: int) -> List[Hit]:
-        """The k best passages for the query vector, best first (see the module's docstring)."""
+    def search(self, query: np.ndarray, k: int, text: Optional[str] = None,
+               lexical_weight: float = settings.KNOWLEDGE_LEXICAL_WEIGHT) -> List[Hit]:
+        """The k best passages for the query vector (and its text, for the lexical
+        score), best first (see the module's docstring)."""
         query = unit(query)
         similarity = self.vectors @ query
         page_best = np.full(len(self._page_index), np.nan, dtype=np.float32)
@@ -179,9 +228,10 @@ class KnowledgeIndex:
         page_similarity = page_best[self._passage_page]
         page_similarity = np.where(np.isnan(page_similarity), similarity, page_similarity)  # no examples
         scores = (similarity + page_similarity) / 2
-        order = np.argsort(-scores, kind="stable")[:k]
-        return [Hit(float(scores[i]), float(similarity[i]), float(page_similarity[i]), self.passages[i], int(i))
-                for i in order]
+        lexical = self.lexical.scores(text) if text else np.zeros_like(scores)
+        order = np.argsort(-(scores + lexical_weight * lexical), kind="stable")[:k]
+        return [Hit(float(scores[i]), float(similarity[i]), float(page_similarity[i]), self.passages[i], int(i),
+                    float(lexical[i])) for i in order]
 
     def vectors_of(self, hits: Sequence[Hit]) -> np.ndarray:
         """The passage vectors of some hits, in order (to compare replies with what was retrieved)."""

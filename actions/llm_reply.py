@@ -149,7 +149,7 @@ async def answer(
 
     query = await generator.embed([question], base_url=base_url, timeout_s=deadline.left())
     waited += query.latency_ms
-    hits = index.search(query.vectors[0], settings.KNOWLEDGE_TOP_K)
+    hits = index.search(query.vectors[0], settings.KNOWLEDGE_TOP_K, text=question)
     if not hits or hits[0].score < settings.KNOWLEDGE_MIN_SCORE:
         return Answer("no_knowledge", NO_KNOWLEDGE_TEXT, hits=hits, latency_ms=waited)
 

@@ -53,6 +53,8 @@ KNOWLEDGE_TOP_K = _int("KNOWLEDGE_TOP_K", 3)
 # Tuned on bench/grounding/questions.yml: keeps 95 % of the answerable questions and
 # refuses 80 % of the unanswerable ones (bench/results/grounding.md has the sweep).
 KNOWLEDGE_MIN_SCORE = _float("KNOWLEDGE_MIN_SCORE", 0.52)
+# Weight of the lexical (BM25) score in the ranking of passages (actions/knowledge.py).
+KNOWLEDGE_LEXICAL_WEIGHT = _float("KNOWLEDGE_LEXICAL_WEIGHT", 0.1)
 # Candidate replies generated in one batched request (n); sampled when > 1, greedy at 1.
 # 3 by the grounding benchmark: right citations 38 % (1), 83 % (3), 86 % (5), but 5
 # lets more unanswerable questions through and costs 2 s more per turn on CPU.

@@ -2,7 +2,9 @@
 
 Runs the action's answer pipeline (actions.llm_reply.answer: retrieval, one batched
 generation of N candidates, selection, citation) against the real generator, one
-question at a time, for every question in bench/grounding/questions.yml:
+question at a time, for every question of two sets: bench/grounding/questions.yml (the
+development set: the settings were chosen on it) and bench/grounding/heldout.yml (held
+out: written separately, never used to choose a setting):
 
   - answerable questions: the fraction whose reply is an LLM answer citing the
     expected page (a refusal counts as a miss), with 1 candidate (greedy) and with N
@@ -33,7 +35,10 @@ from actions.knowledge import unit
 from actions.llm_reply import answer, load_index
 from ops import settings, stack
 
-QUESTIONS = settings.ROOT / "bench" / "grounding" / "questions.yml"
+QUESTION_SETS = {
+    "development": settings.ROOT / "bench" / "grounding" / "questions.yml",
+    "held-out": settings.ROOT / "bench" / "grounding" / "heldout.yml",
+}
 RESULTS = settings.ROOT / "bench" / "results" / "grounding.md"
 
 
@@ -65,7 +70,8 @@ async def retrieval(answerable: List[dict], unanswerable: List[dict], url: str) 
     index = load_index()
     texts = [q["question"] for q in answerable + unanswerable]
     vectors = (await generator.embed(texts, base_url=url, timeout_s=120)).vectors
-    first = [index.search(v, 1)[0] for v in vectors]
+    first = [index.search(v, 1, text=t)[0] for v, t in zip(vectors, texts)]
+    dense = [index.search(v, 1)[0].passage.page_id for v in vectors]
     passages_only = [index.passages[int(np.argmax(index.vectors @ unit(v)))].page_id for v in vectors]
     n = len(answerable)
     right = np.array([hit.passage.page_id == q["page"] for hit, q in zip(first, answerable)])
@@ -77,6 +83,7 @@ async def retrieval(answerable: List[dict], unanswerable: List[dict], url: str) 
                       float(np.mean(best_u < t)) if len(best_u) else float("nan")))
     return {
         "passages_only": float(np.mean([p == q["page"] for p, q in zip(passages_only, answerable)])),
+        "dense": float(np.mean([p == q["page"] for p, q in zip(dense, answerable)])),
         "fused": float(np.mean(right)),
         "sweep": sweep,
     }
@@ -112,31 +119,35 @@ async def run_config(n: int, answerable: List[dict], unanswerable: List[dict], u
     }
 
 
-def report(configs: List[Dict[str, Any]], answerable: int, unanswerable: int, started: float,
-           found: Dict[str, Any]) -> str:
+def report(runs: Dict[str, List[Dict[str, Any]]], counts: Dict[str, tuple], started: float,
+           found: Dict[str, Dict[str, Any]]) -> str:
     s = action_settings
+    sizes = "; ".join(f"{name}: {a} answerable and {u} unanswerable (`{QUESTION_SETS[name].relative_to(settings.ROOT)}`)"
+                      for name, (a, u) in counts.items())
     lines = [
         "# Grounding benchmark",
         "",
-        f"`.venvs/rasa/bin/python -m bench.grounding` on {time.strftime('%Y-%m-%d')}: "
-        f"{answerable} answerable and {unanswerable} unanswerable questions from "
-        "`bench/grounding/questions.yml`, asked one at a time (a new conversation each) through "
+        f"`.venvs/rasa/bin/python -m bench.grounding` on {time.strftime('%Y-%m-%d')}. Questions: {sizes}. "
+        "The settings were chosen on the development set only; the held-out set was written separately "
+        "and never used to choose one. Each question is asked on its own (a new conversation) through "
         "`actions.llm_reply.answer` against the local generator (SmolLM2-135M-Instruct, "
         "all-MiniLM-L6-v2, CPU, one torch thread). "
         f"Settings: KNOWLEDGE_TOP_K={s.KNOWLEDGE_TOP_K}, KNOWLEDGE_MIN_SCORE={s.KNOWLEDGE_MIN_SCORE}, "
+        f"KNOWLEDGE_LEXICAL_WEIGHT={s.KNOWLEDGE_LEXICAL_WEIGHT}, "
         f"LLM_MIN_SUPPORT={s.LLM_MIN_SUPPORT}, LLM_MAX_TOKENS={s.LLM_MAX_TOKENS}, "
         f"LLM_CANDIDATE_TEMPERATURE={s.LLM_CANDIDATE_TEMPERATURE} (n > 1; n = 1 is greedy). "
         f"Run time {(time.monotonic() - started) / 60:.0f} min.",
         "",
-        "| candidates | cites the right page | answered (not refused) | retrieval top-1 page right "
+        "| questions | candidates | cites the right page | answered (not refused) | retrieval top-1 page right "
         "| unanswerable: no_knowledge | unanswerable: honest reply | turn p50 | turn p95 |",
-        "|---|---|---|---|---|---|---|---|",
+        "|---|---|---|---|---|---|---|---|---|",
     ]
-    for c in configs:
-        lines.append(
-            f"| {c['n']} | {c['cited_right']:.1%} | {c['answered']:.1%} | {c['retrieved_right']:.1%} "
-            f"| {c['no_knowledge']:.0%} | {c['honest']:.0%} | {c['p50']:.2f} s | {c['p95']:.2f} s |"
-        )
+    for name, configs in runs.items():
+        for c in configs:
+            lines.append(
+                f"| {name} | {c['n']} | {c['cited_right']:.1%} | {c['answered']:.1%} | {c['retrieved_right']:.1%} "
+                f"| {c['no_knowledge']:.0%} | {c['honest']:.0%} | {c['p50']:.2f} s | {c['p95']:.2f} s |"
+            )
     lines += [
         "",
         "- *cites the right page*: the reply is an LLM answer whose `Source:` (metadata.sources) is the "
@@ -147,54 +158,69 @@ def report(configs: List[Dict[str, Any]], answerable: int, unanswerable: int, st
         "",
         "## Retrieval and the no-knowledge threshold",
         "",
-        "Which page comes first for the answerable questions (the page the reply cites): "
-        f"{found['passages_only']:.1%} by passage similarity alone, {found['fused']:.1%} with each passage scored by "
-        "the mean of its own similarity and the best similarity among its page's example questions "
-        "(`actions/knowledge.py`). KNOWLEDGE_MIN_SCORE against the best passage's score:",
+        "Which page comes first for the answerable questions (the page the reply cites), by the parts of "
+        "the score (`actions/knowledge.py`):",
         "",
-        "| threshold | answerable kept | kept and right page | unanswerable refused |",
+        "| questions | passage similarity alone | + best similarity of the page's example questions "
+        "| + lexical (BM25) |",
         "|---|---|---|---|",
-        *[f"| {t:.2f}{' (default)' if abs(t - s.KNOWLEDGE_MIN_SCORE) < 1e-9 else ''} | {kept:.1%} | {ok:.1%} | "
-          f"{refused:.0%} |" for t, kept, ok, refused in found["sweep"]],
+        *[f"| {name} | {f['passages_only']:.1%} | {f['dense']:.1%} | {f['fused']:.1%} |" for name, f in found.items()],
         "",
+    ]
+    for name, f in found.items():
+        lines += [
+            f"KNOWLEDGE_MIN_SCORE against the best passage's score, {name} questions:",
+            "",
+            "| threshold | answerable kept | kept and right page | unanswerable refused |",
+            "|---|---|---|---|",
+            *[f"| {t:.2f}{' (default)' if abs(t - s.KNOWLEDGE_MIN_SCORE) < 1e-9 else ''} | {kept:.1%} | {ok:.1%} | "
+              f"{refused:.0%} |" for t, kept, ok, refused in f["sweep"]],
+            "",
+        ]
+    lines += [
         "## Candidates",
         "",
         "Rejected candidates by reason: "
-        + "; ".join(f"n={c['n']}: " + (", ".join(f"{k} {v}" for k, v in c["rejected"].most_common()) or "none")
-                    for c in configs),
+        + "; ".join(f"{name}, n={c['n']}: " + (", ".join(f"{k} {v}" for k, v in c["rejected"].most_common()) or "none")
+                    for name, configs in runs.items() for c in configs),
         "",
     ]
-    for c in configs:
-        misses = [r for r in c["rows"] if r["cited"] != r["expected"]]
-        lines.append(f"## Misses with {c['n']} candidate{'s' if c['n'] > 1 else ''} ({len(misses)})")
-        lines.append("")
-        lines.append("| expected | got | retrieval score | rejected |")
-        lines.append("|---|---|---|---|")
-        for r in misses:
-            got = r["cited"] or r["source"]
-            lines.append(f"| {r['expected']} | {got} | {r['score']:.3f} | {', '.join(r['rejected']) or '-'} |")
-        answered = [r for r in c["refusals"] if r["source"] == "llm"]
-        lines.append("")
-        lines.append(f"Unanswerable questions that got an answer: {len(answered)}")
-        for r in answered:
-            lines.append(f"- {r['text'].splitlines()[0][:160]} ({r['cited']})")
-        lines.append("")
+    for name, configs in runs.items():
+        for c in configs:
+            misses = [r for r in c["rows"] if r["cited"] != r["expected"]]
+            lines.append(f"## Misses, {name} questions, {c['n']} candidate{'s' if c['n'] > 1 else ''} ({len(misses)})")
+            lines.append("")
+            lines.append("| expected | got | retrieval score | rejected |")
+            lines.append("|---|---|---|---|")
+            for r in misses:
+                got = r["cited"] or r["source"]
+                lines.append(f"| {r['expected']} | {got} | {r['score']:.3f} | {', '.join(r['rejected']) or '-'} |")
+            answered = [r for r in c["refusals"] if r["source"] == "llm"]
+            lines.append("")
+            lines.append(f"Unanswerable questions that got an answer: {len(answered)}")
+            for r in answered:
+                lines.append(f"- {r['text'].splitlines()[0][:160]} ({r['cited']})")
+            lines.append("")
     return "\n".join(lines)
 
 
 def main(argv: Optional[List[str]] = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--candidates", type=int, nargs="+", default=[1, action_settings.LLM_CANDIDATES])
+    parser.add_argument("--sets", nargs="+", choices=list(QUESTION_SETS), default=list(QUESTION_SETS))
     parser.add_argument("--limit", type=int, help="only N questions of each kind (a quick look; nothing written)")
     parser.add_argument("--url", help="a running OpenAI-compatible base URL (…/v1) instead of starting one")
     parser.add_argument("--no-write", action="store_true", help="print, do not write bench/results")
     args = parser.parse_args(argv)
 
-    data = yaml.safe_load(QUESTIONS.read_text())
-    answerable, unanswerable = data["questions"], data["unanswerable"]
-    if args.limit:  # spread over the pages
-        answerable = answerable[:: max(1, len(answerable) // args.limit)][: args.limit]
-        unanswerable = unanswerable[:: max(1, len(unanswerable) // args.limit)][: args.limit]
+    sets = {}
+    for name in args.sets:
+        data = yaml.safe_load(QUESTION_SETS[name].read_text())
+        answerable, unanswerable = data["questions"], data["unanswerable"]
+        if args.limit:  # spread over the pages
+            answerable = answerable[:: max(1, len(answerable) // args.limit)][: args.limit]
+            unanswerable = unanswerable[:: max(1, len(unanswerable) // args.limit)][: args.limit]
+        sets[name] = (answerable, unanswerable)
     load_index()  # fails with the build command when missing or stale
 
     started = time.monotonic()
@@ -208,11 +234,12 @@ def main(argv: Optional[List[str]] = None) -> int:
         for service in services:
             service.start()
         stack.wait_healthy(services, settings.STARTUP_TIMEOUT_S)
-        found = asyncio.run(retrieval(answerable, unanswerable, url))
-        configs = [asyncio.run(run_config(n, answerable, unanswerable, url)) for n in args.candidates]
+        found = {name: asyncio.run(retrieval(a, u, url)) for name, (a, u) in sets.items()}
+        runs = {name: [asyncio.run(run_config(n, a, u, url)) for n in args.candidates]
+                for name, (a, u) in sets.items()}
     finally:
         stack.stop_all(services)
-    text = report(configs, len(answerable), len(unanswerable), started, found)
+    text = report(runs, {name: (len(a), len(u)) for name, (a, u) in sets.items()}, started, found)
     print(text)
     if not args.no_write and not args.limit:
         RESULTS.parent.mkdir(parents=True, exist_ok=True)
