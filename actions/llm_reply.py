@@ -238,7 +238,9 @@ class ActionLLMReply(Action):
         for reason in result.rejected:
             metrics.REJECTED_CANDIDATES.labels(reason).inc()
         retrieval = [
-            {"page": h.passage.page_id, "section": h.passage.heading, "score": round(h.score, 3)} for h in result.hits
+            {"page": h.passage.page_id, "section": h.passage.heading, "score": round(h.score, 3),
+             "lexical": round(h.lexical, 3)}
+            for h in result.hits
         ]
         logger.info(
             "LLM reply for %s: %s %s (best passage %.3f, rejected %s) in %.2f s", tracker.sender_id,

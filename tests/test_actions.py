@@ -259,9 +259,36 @@ def _pop_variable_parts(message):
         message["llm"] = dict(message["llm"])
         assert isinstance(message["llm"].pop("latency_ms"), int)
     retrieval = message.pop("retrieval", [])
-    scores = [r.pop("score") for r in retrieval]
-    assert scores == sorted(scores, reverse=True)
+    ranks = [r.pop("score") + settings.KNOWLEDGE_LEXICAL_WEIGHT * r.pop("lexical") for r in retrieval]
+    assert ranks == sorted(ranks, reverse=True)
     return message, retrieval
+
+
+def test_lexical_scores_favour_the_passage_with_the_rare_words():
+    lexical = knowledge.Lexical([
+        "Card delivery. Your card arrives in a plain white envelope within 3 to 5 working days.",
+        "Card delivery. Track your card in the app; delivery takes 3 to 5 working days.",
+        "Fees. International transfers have a fixed fee.",
+    ])
+    scores = lexical.scores("What does the envelope look like?")
+    assert scores[0] == 1.0 and scores[1] == 0.0 and scores[2] == 0.0
+    both = lexical.scores("how long does card delivery take")
+    assert both[0] > 0 and both[1] > 0 and both[2] == 0.0 and max(both) == 1.0
+    # stop words and unknown words alone match nothing
+    assert not lexical.scores("how do I do it with the my").any()
+    assert not lexical.scores("mortgage").any()
+    assert not lexical.scores("").any()
+
+
+def test_the_lexical_term_reorders_close_passages_only_by_its_weight(small_knowledge):
+    query = bag_of_words("card delivery envelope")
+    dense = small_knowledge.search(query, 3, lexical_weight=0.0)
+    assert [h.lexical for h in dense] == [0.0, 0.0, 0.0]  # no text: no lexical score
+    ranked = small_knowledge.search(query, 3, text="card delivery envelope", lexical_weight=0.1)
+    keys = [h.score + 0.1 * h.lexical for h in ranked]
+    assert keys == sorted(keys, reverse=True)
+    assert {h.row for h in ranked} <= set(range(len(small_knowledge.passages)))
+    assert max(h.lexical for h in ranked) == 1.0
 
 
 def test_grounded_reply_picks_the_safe_candidate_and_cites_its_page(small_knowledge, monkeypatch):
