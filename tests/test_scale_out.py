@@ -349,9 +349,19 @@ def test_a_killed_replica_loses_no_acknowledged_message(ctx):
         load = asyncio.ensure_future(client.run_load(
             ctx.webhook, scripts, retries=8, retry_delay_s=1.0, timeout_s=LOCK_LIFETIME_S + 60,
         ))
-        await asyncio.sleep(4)  # conversations are under way on both replicas
-        os.killpg(victim.process.pid, signal.SIGKILL)
-        killed_at["t"] = time.monotonic()
+        await asyncio.sleep(2)  # conversations are under way on both replicas
+        # Hold the action servers for a moment, so that the turns calling an action (a
+        # new session, a form, an LLM reply) wait on both replicas: the kill then cuts
+        # turns in flight however fast the other turns are.
+        for actions in ctx.so.actions:
+            os.kill(actions.process.pid, signal.SIGSTOP)
+        try:
+            await asyncio.sleep(1.5)
+            os.killpg(victim.process.pid, signal.SIGKILL)
+            killed_at["t"] = time.monotonic()
+        finally:
+            for actions in ctx.so.actions:
+                os.kill(actions.process.pid, signal.SIGCONT)
         return await load
 
     try:
@@ -361,7 +371,10 @@ def test_a_killed_replica_loses_no_acknowledged_message(ctx):
 
         assert [t for t in turns if not t.ok] == []  # every customer got every answer
         cut = [t for t in turns if t.started < killed_at["t"] < t.finished]
-        assert any(t.attempts > 1 for t in cut), "the kill hit no turn in flight"
+        assert any(t.attempts > 1 for t in cut), (
+            f"the kill hit no turn in flight: {len(cut)} turns spanned it, load from "
+            f"{min(t.started for t in turns) - killed_at['t']:.1f} s to "
+            f"{max(t.finished for t in turns) - killed_at['t']:.1f} s around the kill")
         survivor_port = ctx.replica_port(survivor)
         later = [t for t in turns if t.started > killed_at["t"] + 1]
         assert later and all(_served_by(t) == survivor_port for t in later)
