@@ -217,9 +217,12 @@ class KnowledgeIndex:
         self.lexical = Lexical([p.embedding_text() for p in self.passages])
 
     def search(self, query: np.ndarray, k: int, text: Optional[str] = None,
-               lexical_weight: float = settings.KNOWLEDGE_LEXICAL_WEIGHT) -> List[Hit]:
+               lexical_weight: Optional[float] = None) -> List[Hit]:
         """The k best passages for the query vector (and its text, for the lexical
-        score), best first (see the module's docstring)."""
+        score), best first (see the module's docstring). The weight defaults to
+        KNOWLEDGE_LEXICAL_WEIGHT, read at each call like the other settings."""
+        if lexical_weight is None:
+            lexical_weight = settings.KNOWLEDGE_LEXICAL_WEIGHT
         query = unit(query)
         similarity = self.vectors @ query
         page_best = np.full(len(self._page_index), np.nan, dtype=np.float32)
