@@ -14,16 +14,38 @@ broker classes) and config.yml, so every Rasa process that serves this bot has t
   classes, with an `inspect.isabstract` each) for every event: about 2 ms of a turn
   whose tracker holds 25 events. The class found for a type name is remembered;
   a name not found yet still takes Rasa's own path (and its error).
+- Matching rules. RulePolicy predicts by filtering every rule it learned against the
+  conversation's states, twice per prediction (by text, then by intent), and for
+  each rule and state it reads the rule back from its JSON key and compares the
+  states dictionary by dictionary: with this bot's ~200 rules about a third of the
+  dialogue step. Here each rule key is decoded once, and a rule whose previous action
+  or user intent differs from the conversation's is rejected on those two strings
+  before Rasa's full comparison runs, which decides every other case as before
+  (same predictions: tests/test_fixes.py checks every rule of the trained model).
+- Running the model's graph. Rasa runs its predict graph three times a turn (NLU, then
+  a policy prediction per action) through dask's local scheduler, whose bookkeeping
+  for these short chains of in-process calls costs more than some of the components.
+  Here the same nodes are called in dependency order, each once, with the same
+  inputs and the same errors (GraphRunError for a RuntimeError, as Rasa does).
+  Training graphs still go through dask, which frees intermediate results early.
 """
 from __future__ import annotations
 
 import functools
-from typing import Any, Dict, Optional, Text
+import json
+from typing import Any, Dict, List, Optional, Text, Tuple
 
 from rasa.core.actions.action import RemoteAction
+from rasa.core.policies.rule_policy import RulePolicy
+from rasa.engine.exceptions import GraphRunError
+from rasa.engine.runner.dask import DaskGraphRunner
+from rasa.shared.core.constants import PREVIOUS_ACTION, SHOULD_NOT_BE_SET, USER
 from rasa.shared.core.events import Event
+from rasa.shared.nlu.constants import ACTION_NAME, INTENT
 
 _resolve_by_type = Event.resolve_by_type
+_rasa_is_rule_applicable = RulePolicy._is_rule_applicable
+_dask_run = DaskGraphRunner.run
 _event_classes: Dict[Text, Any] = {}
 
 
@@ -60,6 +82,76 @@ def _validate_action_result(self: RemoteAction, result: Dict[Text, Any]) -> bool
         raise e
 
 
+_RuleState = Dict[Text, Dict[Text, Any]]
+
+
+def _required(state: _RuleState, part: Text, key: Text) -> Optional[Text]:
+    """The value a rule state requires for `key` (None: any value passes)."""
+    value = state.get(part, {}).get(key)
+    return value if isinstance(value, str) and value and value != SHOULD_NOT_BE_SET else None
+
+
+@functools.lru_cache(maxsize=4096)
+def _decoded_rule(rule_key: Text) -> Tuple[List[_RuleState], List[Tuple[Optional[Text], Optional[Text]]]]:
+    """A rule's states, latest first, with each state's required previous action and intent."""
+    states = list(reversed(json.loads(rule_key)))
+    required = [(_required(s, PREVIOUS_ACTION, ACTION_NAME), _required(s, USER, INTENT)) for s in states]
+    return states, required
+
+
+def _is_rule_applicable(self: RulePolicy, rule_key: Text, turn_index: int, conversation_state: _RuleState) -> bool:
+    """RulePolicy._is_rule_applicable with the two cheap mismatches checked first."""
+    states, required = _decoded_rule(rule_key)
+    if turn_index >= len(states):
+        return True
+    rule_state = states[turn_index]
+    rule_previous_action = rule_state.get(PREVIOUS_ACTION)
+    current_previous_action = conversation_state.get(PREVIOUS_ACTION)
+    if not rule_previous_action and not current_previous_action:
+        return True
+    if not rule_previous_action or not current_previous_action:
+        return False
+    action, intent = required[turn_index]
+    if action is not None and current_previous_action.get(ACTION_NAME) != action:
+        return False
+    if intent is not None and conversation_state.get(USER, {}).get(INTENT) != intent:
+        return False
+    return self._does_rule_match_state(rule_state, conversation_state)
+
+
+def _run_graph(self: DaskGraphRunner, inputs: Optional[Dict[Text, Any]] = None,
+               targets: Optional[List[Text]] = None) -> Dict[Text, Any]:
+    """DaskGraphRunner.run without dask: the needed nodes, in dependency order."""
+    run_targets = targets if targets else self._graph_schema.target_names
+    schema = self._graph_schema.minimal_graph_schema(run_targets)
+    if any(node.fn == "train" for node in schema.nodes.values()):
+        return _dask_run(self, inputs, targets)
+    graph: Dict[Text, Any] = {
+        name: (self._instantiated_nodes[name], *node.needs.values()) for name, node in schema.nodes.items()
+    }
+    if inputs:
+        self._add_inputs_to_graph(inputs, graph)
+    done: Dict[Text, Any] = {}
+
+    def result(name: Text) -> Any:
+        if name not in done:
+            task = graph[name]
+            if callable(task[0]):
+                node, *needs = task
+                # A name that is no node is passed as the string itself, as dask does.
+                done[name] = node(*(result(need) if need in graph else need for need in needs))
+            else:  # an input: a (name, value) pair, passed on as dask passes it
+                done[name] = task
+        return done[name]
+
+    try:
+        return {target: result(target)[1] for target in run_targets}
+    except RuntimeError as e:
+        raise GraphRunError("Error running runner.") from e
+
+
 def apply() -> None:
     RemoteAction._validate_action_result = _validate_action_result
     Event.resolve_by_type = staticmethod(_remembering_resolve_by_type)
+    RulePolicy._is_rule_applicable = _is_rule_applicable
+    DaskGraphRunner.run = _run_graph

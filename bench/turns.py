@@ -41,7 +41,6 @@ SCALE_OUT = {
     "TRACKER_STORE_URL": os.environ.get("TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test"),
 }
 RESULTS = settings.ROOT / "bench" / "results" / "turns.md"
-SYNC_STORE = "addons.tracker_store.EnvSQLTrackerStore"  # Rasa's own SQLTrackerStore
 
 
 def answered_by_one_response() -> set:
@@ -102,19 +101,26 @@ async def load(url: str, users: int, pool: List[str], tag: str) -> Dict:
 
 def serve(model: Path, work: Path, stock: bool, users: List[int], tag: str, extra_env=None) -> Dict[int, Dict]:
     act_port, rasa_port = free_port(), free_port()
-    if stock:  # Rasa's own SQLTrackerStore and in-memory lock store
+    credentials = settings.ROOT / "credentials.yml"
+    if stock:
+        # Nothing of this project in the stock process: Rasa's own SQLTrackerStore,
+        # in-memory lock store and REST channel. (The project's channels, stores and
+        # broker live in `addons`, and importing it applies addons/fixes.py.)
         endpoints = work / "endpoints-stock.yml"
         endpoints.write_text(
             f'action_endpoint:\n  url: "http://127.0.0.1:{act_port}/webhook"\n'
-            f"tracker_store:\n  type: {SYNC_STORE}\nlock_store:\n  type: in_memory\n"
+            f"tracker_store:\n  type: SQL\n  dialect: sqlite\n  db: {work / (tag + '.db')}\n"
+            "lock_store:\n  type: in_memory\n"
         )
+        credentials = work / "credentials-stock.yml"
+        credentials.write_text("rest:\n")
     else:  # endpoints.yml as shipped
         endpoints = stack.endpoints_for(act_port, work / tag)
     env = {"TRACKER_STORE_URL": f"sqlite:///{work / (tag + '.db')}", **(extra_env or {})}
     label, tag = tag, f"{tag}-{int(time.time())}"  # fresh conversations in a database that persists
     services = [
         stack.actions_service(act_port, work, env={"GENERATOR_URL": "http://127.0.0.1:9/v1"}),
-        stack.rasa_service(rasa_port, work, model, endpoints, env=env),
+        stack.rasa_service(rasa_port, work, model, endpoints, credentials=credentials, env=env),
     ]
     pool = messages()
     try:
@@ -171,7 +177,8 @@ def main() -> int:
             f"{TURNS} intent-only turns per user through the REST channel (Banking77 sentences of the "
             f"{len(answered_by_one_response())} intents answered by one response), one Rasa process each.\n"
             "stock = `rasa init`'s DIET + TED pipeline and policies (bench/configs/stock_diet_ted.yml) with "
-            "Rasa's SQLTrackerStore on SQLite; project = config.yml and endpoints.yml as shipped "
+            "Rasa's own SQLTrackerStore on SQLite, in-memory lock store and REST channel (no code of this "
+            "project in its process); project = config.yml and endpoints.yml as shipped "
             "(async SQL tracker store on SQLite, in-memory lock store, one Sanic worker); "
             "project, scale-out = the same files with SANIC_WORKERS=2, LOCK_STORE_URL (Redis) and "
             "TRACKER_STORE_URL (PostgreSQL).\n\n"
