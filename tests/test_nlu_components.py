@@ -52,3 +52,50 @@ def test_classifier_probabilities_match_scikit_learn(tmp_path):
     component.clf = LogisticRegression(C=10, max_iter=500).fit(X, y)
     component._prepare()
     np.testing.assert_allclose(component.predict_proba(X), component.clf.predict_proba(X), atol=1e-9)
+
+
+def test_the_per_message_path_gives_the_matrix_path_probabilities(tmp_path):
+    """process() scores each message from its features directly; it must equal the
+    tf-idf + stacked-matrix path it replaces, feature kinds and order as Rasa makes them."""
+    from rasa.engine.storage.local_model_storage import LocalModelStorage
+    from rasa.engine.storage.resource import Resource
+    from rasa.shared.nlu.constants import FEATURE_TYPE_SENTENCE, FEATURE_TYPE_SEQUENCE, INTENT, TEXT
+    from rasa.shared.nlu.training_data.features import Features
+    from rasa.shared.nlu.training_data.message import Message
+    from rasa.shared.nlu.training_data.training_data import TrainingData
+    from scipy.sparse import coo_matrix
+    from scipy.sparse import random as sparse_random
+
+    from addons.nlu.intent_classifier import LinearIntentClassifier
+
+    rng = np.random.default_rng(3)
+
+    def message(i: int) -> Message:
+        m = Message(data={TEXT: f"text {i}", INTENT: f"intent_{i % 4}"})
+        words = sparse_random(1, 50, density=0.1, random_state=i, data_rvs=lambda n: rng.integers(1, 4, n))
+        chars = sparse_random(1, 80, density=0.1, random_state=1000 + i, data_rvs=lambda n: rng.integers(1, 4, n))
+        m.add_features(Features(coo_matrix(words.toarray().repeat(3, axis=0)), FEATURE_TYPE_SEQUENCE, TEXT, "words"))
+        m.add_features(Features(coo_matrix(words), FEATURE_TYPE_SENTENCE, TEXT, "words"))
+        m.add_features(Features(coo_matrix(chars), FEATURE_TYPE_SENTENCE, TEXT, "chars"))
+        m.add_features(Features(rng.normal(size=(1, 16)), FEATURE_TYPE_SENTENCE, TEXT, "embeddings"))
+        return m
+
+    component = LinearIntentClassifier(
+        LinearIntentClassifier.get_default_config(), "clf", LocalModelStorage(tmp_path), Resource("clf")
+    )
+    component.train(TrainingData([message(i) for i in range(200)]))
+    unseen = [message(i) for i in range(200, 260)] + [Message(data={TEXT: "no words"})]
+    unseen[-1].add_features(Features(coo_matrix((1, 50)), FEATURE_TYPE_SENTENCE, TEXT, "words"))
+    unseen[-1].add_features(Features(coo_matrix((1, 80)), FEATURE_TYPE_SENTENCE, TEXT, "chars"))
+    unseen[-1].add_features(Features(np.zeros((1, 16)), FEATURE_TYPE_SENTENCE, TEXT, "embeddings"))
+    from scipy.special import softmax
+
+    direct = softmax(np.vstack([component._message_logits(m) for m in unseen]), axis=1)
+    matrix = component.predict_proba(component._create_X(unseen))
+    assert direct.shape == matrix.shape == (61, 4)
+    np.testing.assert_allclose(direct, matrix, atol=1e-9)
+    np.testing.assert_allclose(component._probabilities(unseen), matrix, atol=1e-9)
+    # A message whose features do not fit the weights goes the matrix way, to its clear error.
+    short = Message(data={TEXT: "x"})
+    short.add_features(Features(np.zeros((1, 16)), FEATURE_TYPE_SENTENCE, TEXT, "embeddings"))
+    assert component._message_logits(short) is None

@@ -23,7 +23,7 @@ from rasa.engine.storage.resource import Resource
 from rasa.engine.storage.storage import ModelStorage
 from rasa.nlu.classifiers.logistic_regression_classifier import LogisticRegressionClassifier
 from rasa.shared.exceptions import RasaException
-from rasa.shared.nlu.constants import INTENT, TEXT
+from rasa.shared.nlu.constants import FEATURE_TYPE_SENTENCE, INTENT, TEXT
 from rasa.shared.nlu.training_data.message import Message
 from rasa.shared.nlu.training_data.training_data import TrainingData
 
@@ -112,10 +112,51 @@ class LinearIntentClassifier(LogisticRegressionClassifier):
             self._prepare()
         return softmax(np.asarray(X @ self._weights) + self._bias, axis=1)
 
+    def _message_logits(self, message: Message) -> Optional[np.ndarray]:
+        """One message's class scores, straight from its sentence features.
+
+        The same numbers as `_create_X` then `predict_proba` (tests check), without
+        building sparse matrices: Rasa's feature combining, scikit-learn's tf-idf and
+        scipy's stacking cost more than the arithmetic for one short message. None
+        when the message's features do not fit the weights (the matrix path then
+        raises the clear error).
+        """
+        sparse, dense = [], []
+        for feature in message.features:
+            if feature.attribute == TEXT and feature.type == FEATURE_TYPE_SENTENCE:
+                (sparse if feature.is_sparse() else dense).append(feature.features)
+        x_dense = np.concatenate([np.asarray(d, dtype=np.float64).ravel() for d in dense]) if dense else np.zeros(0)
+        n_sparse = self._weights.shape[0] - x_dense.size
+        columns, values, offset = [], [], 0
+        for block in sparse:
+            block = block.tocoo()
+            columns.append(block.col + offset)
+            values.append(block.data.astype(np.float64))
+            offset += block.shape[1]
+        if offset != n_sparse or (self.tfidf is not None and len(self.tfidf.idf_) != n_sparse):
+            return None
+        cols = np.concatenate(columns) if columns else np.zeros(0, dtype=np.int64)
+        vals = np.concatenate(values) if values else np.zeros(0)
+        if self.tfidf is not None and vals.size:
+            vals = (np.log(vals) + 1.0 if self.tfidf.sublinear_tf else vals) * self.tfidf.idf_[cols]
+            norm = np.sqrt(vals @ vals)
+            if norm > 0:
+                vals = vals / norm
+        return vals @ self._weights[cols] + x_dense @ self._weights[n_sparse:] + self._bias
+
+    def _probabilities(self, messages: List[Message]) -> np.ndarray:
+        if self.clf.coef_.shape[0] > 1 and (self.tfidf is None or self.tfidf.norm == "l2"):
+            if getattr(self, "_weights", None) is None:
+                self._prepare()
+            logits = [self._message_logits(m) for m in messages]
+            if all(row is not None for row in logits):
+                return softmax(np.vstack(logits), axis=1)
+        return self.predict_proba(self._create_X(messages))
+
     def process(self, messages: List[Message]) -> List[Message]:
         if not hasattr(self.clf, "coef_"):  # never trained (no intent examples)
             return messages
-        probabilities = self.predict_proba(self._create_X(messages))
+        probabilities = self._probabilities(messages)
         for message, row in zip(messages, probabilities):
             ranking = sorted(
                 ({"name": name, "confidence": float(p)} for name, p in zip(self.clf.classes_, row)),
