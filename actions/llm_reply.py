@@ -3,9 +3,11 @@ knowledge base (knowledge/*.md, indexed by actions.knowledge).
 
 One turn:
   1. Retrieve: embed the customer's last message (redacted, capped) through the
-     generator's /v1/embeddings and take the KNOWLEDGE_TOP_K best passages. If the
-     best score is below KNOWLEDGE_MIN_SCORE the bot says it has no information on
-     that and offers a person (source "no_knowledge"); nothing is generated.
+     generator's /v1/embeddings and take the KNOWLEDGE_TOP_K best passages (ranked
+     with the NLU's intent ranking of that message as a prior, when the tracker has
+     one: actions/knowledge.py). If the best passage's score is below
+     KNOWLEDGE_MIN_SCORE the bot says it has no information on that and offers a
+     person (source "no_knowledge"); nothing is generated.
   2. Generate: one page answers, the best passage's: the prompt
      (conversation.build_prompt) holds that passage and the page's other sections
      among the top k, the recent conversation and the quoted question.
@@ -74,6 +76,16 @@ def load_index() -> knowledge.KnowledgeIndex:
             )
         _index = index
     return _index
+
+
+def last_intent_ranking(events: Sequence[Dict[str, Any]]) -> List[Dict[str, Any]]:
+    """The NLU's intent ranking of the last user message (parse_data.intent_ranking); [] when
+    it has none (then retrieval ranks without the intent prior)."""
+    for event in reversed(events):
+        if event.get("event") == "user":
+            ranking = (event.get("parse_data") or {}).get("intent_ranking")
+            return [entry for entry in ranking if isinstance(entry, dict)] if isinstance(ranking, list) else []
+    return []
 
 
 @dataclass
@@ -149,7 +161,8 @@ async def answer(
 
     query = await generator.embed([question], base_url=base_url, timeout_s=deadline.left())
     waited += query.latency_ms
-    hits = index.search(query.vectors[0], settings.KNOWLEDGE_TOP_K, text=question)
+    hits = index.search(query.vectors[0], settings.KNOWLEDGE_TOP_K, text=question,
+                        intent_ranking=last_intent_ranking(events))
     if not hits or hits[0].score < settings.KNOWLEDGE_MIN_SCORE:
         return Answer("no_knowledge", NO_KNOWLEDGE_TEXT, hits=hits, latency_ms=waited)
 
@@ -239,7 +252,7 @@ class ActionLLMReply(Action):
             metrics.REJECTED_CANDIDATES.labels(reason).inc()
         retrieval = [
             {"page": h.passage.page_id, "section": h.passage.heading, "score": round(h.score, 3),
-             "lexical": round(h.lexical, 3)}
+             "lexical": round(h.lexical, 3), "intent": round(h.intent, 3)}
             for h in result.hits
         ]
         logger.info(

@@ -12,10 +12,15 @@ out: written separately, never used to choose a setting):
   - unanswerable questions: the fraction that get the honest no-knowledge reply
     (and the fraction that get either honest reply: no_knowledge or no_safe_answer).
 
+Each question first goes through the trained Rasa model (the latest models/*.tar.gz,
+loaded in-process with rasa.core.agent.Agent), and its parse data (intent_ranking) is
+put in the user event, as the tracker of the running bot has it: retrieval uses the
+ranking as the intent prior (KNOWLEDGE_INTENT_WEIGHT, actions/knowledge.py).
+
 It starts its own generator on a free port (as the tests do, ops.stack), unless
 --url names a running OpenAI-compatible server. Writes bench/results/grounding.md.
 
-    .venvs/rasa/bin/python -m bench.grounding [--candidates 1 3] [--limit N] [--url URL]
+    .venvs/rasa/bin/python -m bench.grounding [--candidates 1 3] [--limit N] [--url URL] [--retrieval-only]
 """
 from __future__ import annotations
 
@@ -40,6 +45,40 @@ QUESTION_SETS = {
     "held-out": settings.ROOT / "bench" / "grounding" / "heldout.yml",
 }
 RESULTS = settings.ROOT / "bench" / "results" / "grounding.md"
+# Intent prior weights compared on the development questions (retrieval only).
+INTENT_WEIGHTS = (0.0, 0.05, 0.1, 0.15, 0.2, 0.3, 0.4, 0.6, 1.0)
+FALLBACK = "nlu_fallback"
+
+
+def latest_model() -> Any:
+    models = sorted(settings.MODELS_DIR.glob("*.tar.gz"), key=lambda path: path.stat().st_mtime)
+    if not models:
+        raise SystemExit(f"no trained model in {settings.MODELS_DIR}: run `make train` first")
+    return models[-1]
+
+
+def fallback_threshold() -> float:
+    """The FallbackClassifier's threshold in config.yml: below it a turn reaches action_llm_reply."""
+    config = yaml.safe_load((settings.ROOT / "config.yml").read_text())
+    return next(float(c.get("threshold", 0.3)) for c in config["pipeline"] if c["name"] == "FallbackClassifier")
+
+
+async def parse_all(model: Any, texts: List[str]) -> List[Dict[str, Any]]:
+    """The Rasa model's parse data of each text (intent, intent_ranking), as the tracker stores it."""
+    import logging
+
+    from rasa.core.agent import Agent
+    from rasa.utils.log_utils import configure_structlog
+
+    configure_structlog(logging.WARNING)
+    agent = Agent.load(str(model))
+    return [await agent.parse_message(text) for text in texts]
+
+
+def top_intent(parse: Dict[str, Any]) -> Dict[str, Any]:
+    """The classifier's own best intent (before the FallbackClassifier's nlu_fallback)."""
+    ranking = [r for r in parse.get("intent_ranking") or [] if r.get("name") != FALLBACK]
+    return ranking[0] if ranking else {"name": None, "confidence": 0.0}
 
 
 def percentile(values: List[float], p: float) -> float:
@@ -51,9 +90,13 @@ def percentile(values: List[float], p: float) -> float:
     return ordered[lo] + (ordered[hi] - ordered[lo]) * (k - lo)
 
 
-async def ask(question: str, n: int, url: str) -> Dict[str, Any]:
+def user_event(item: Dict[str, Any]) -> Dict[str, Any]:
+    return {"event": "user", "text": item["question"], "parse_data": item.get("parse_data") or {}}
+
+
+async def ask(item: Dict[str, Any], n: int, url: str) -> Dict[str, Any]:
     started = time.perf_counter()
-    result = await answer([{"event": "user", "text": question}], candidates=n, base_url=url, timeout_s=120)
+    result = await answer([user_event(item)], candidates=n, base_url=url, timeout_s=120)
     return {
         "source": result.source,
         "cited": result.sources[0] if result.sources else None,
@@ -65,16 +108,39 @@ async def ask(question: str, n: int, url: str) -> Dict[str, Any]:
     }
 
 
-async def retrieval(answerable: List[dict], unanswerable: List[dict], url: str) -> Dict[str, Any]:
+async def retrieval(answerable: List[dict], unanswerable: List[dict], url: str, sweep_weights: bool = False
+                    ) -> Dict[str, Any]:
     """Retrieval alone: which page comes first, and how the no-knowledge threshold splits the questions."""
     index = load_index()
-    texts = [q["question"] for q in answerable + unanswerable]
+    items = answerable + unanswerable
+    texts = [q["question"] for q in items]
+    rankings = [(q.get("parse_data") or {}).get("intent_ranking") for q in items]
     vectors = (await generator.embed(texts, base_url=url, timeout_s=120)).vectors
-    first = [index.search(v, 1, text=t)[0] for v, t in zip(vectors, texts)]
-    dense = [index.search(v, 1)[0].passage.page_id for v in vectors]
+    first = [index.search(v, 1, text=t, intent_ranking=r)[0] for v, t, r in zip(vectors, texts, rankings)]
+    fused = [index.search(v, 1, text=t, intent_weight=0.0)[0].passage.page_id for v, t in zip(vectors, texts)]
+    dense = [index.search(v, 1, intent_weight=0.0)[0].passage.page_id for v in vectors]
     passages_only = [index.passages[int(np.argmax(index.vectors @ unit(v)))].page_id for v in vectors]
     n = len(answerable)
     right = np.array([hit.passage.page_id == q["page"] for hit, q in zip(first, answerable)])
+    page_of = {intent: page for page, intents in index.page_intents.items() for intent in intents}
+    tops = [top_intent(q.get("parse_data") or {}) for q in answerable]
+    nlu_page = np.array([page_of.get(t["name"]) == q["page"] for t, q in zip(tops, answerable)])
+    threshold = fallback_threshold()
+    # these reach action_llm_reply in the running bot
+    low = np.array([t["confidence"] < threshold or t["name"] == "out_of_scope" for t in tops])
+    # unanswerable questions the NLU puts on a page's intents with confidence >= 0.5
+    confident_u = sum(float(index.intent_scores(r).max(initial=0.0)) >= 0.5 for r in rankings[n:])
+    fused_right = np.array([p == q["page"] for p, q in zip(fused, answerable)])
+    weights = []
+    if sweep_weights:
+        for w in INTENT_WEIGHTS:
+            hits = [index.search(v, 1, text=t, intent_ranking=r, intent_weight=w)[0]
+                    for v, t, r in zip(vectors, texts, rankings)]
+            ok = np.array([h.passage.page_id == q["page"] for h, q in zip(hits, answerable)])
+            kept_a = np.array([h.score >= action_settings.KNOWLEDGE_MIN_SCORE for h in hits[:n]])
+            refused_u = [h.score < action_settings.KNOWLEDGE_MIN_SCORE for h in hits[n:]]
+            weights.append((w, float(np.mean(ok)), float(np.mean(ok[low])) if low.any() else float("nan"),
+                            float(np.mean(ok & kept_a)), float(np.mean(refused_u)) if refused_u else float("nan")))
     best_a = np.array([hit.score for hit in first[:n]])
     best_u = np.array([hit.score for hit in first[n:]])
     sweep = []
@@ -84,22 +150,29 @@ async def retrieval(answerable: List[dict], unanswerable: List[dict], url: str) 
     return {
         "passages_only": float(np.mean([p == q["page"] for p, q in zip(passages_only, answerable)])),
         "dense": float(np.mean([p == q["page"] for p, q in zip(dense, answerable)])),
-        "fused": float(np.mean(right)),
+        "fused": float(np.mean(fused_right)),
+        "intent": float(np.mean(right)),
+        "nlu_alone": float(np.mean(nlu_page)),
+        "low": int(low.sum()),
+        "confident_unanswerable": (int(confident_u), len(unanswerable)),
+        "low_fused": float(np.mean(fused_right[low])) if low.any() else float("nan"),
+        "low_intent": float(np.mean(right[low])) if low.any() else float("nan"),
         "sweep": sweep,
+        "weights": weights,
     }
 
 
 async def run_config(n: int, answerable: List[dict], unanswerable: List[dict], url: str) -> Dict[str, Any]:
     rows, refusals = [], []
     for i, item in enumerate(answerable, 1):
-        row = await ask(item["question"], n, url)
+        row = await ask(item, n, url)
         row["expected"] = item["page"]
         rows.append(row)
         mark = "ok " if row["cited"] == item["page"] else "MISS"
         print(f"  n={n} {i:3d}/{len(answerable)} {mark} {row['source']:14s} {row['cited'] or '-':34s} "
               f"want {item['page']:34s} {row['seconds']:.1f}s", flush=True)
     for item in unanswerable:
-        row = await ask(item["question"], n, url)
+        row = await ask(item, n, url)
         refusals.append(row)
         print(f"  n={n} unanswerable: {row['source']:14s} {item['question']}", flush=True)
     seconds = [r["seconds"] for r in rows + refusals]
@@ -119,8 +192,53 @@ async def run_config(n: int, answerable: List[dict], unanswerable: List[dict], u
     }
 
 
+def retrieval_lines(found: Dict[str, Dict[str, Any]], model_name: str) -> List[str]:
+    s = action_settings
+    lines = [
+        "Which page comes first for the answerable questions (the page the reply cites), by the parts of "
+        "the score (`actions/knowledge.py`); each column adds one part to the ones before it. The intent prior "
+        f"is KNOWLEDGE_INTENT_WEIGHT={s.KNOWLEDGE_INTENT_WEIGHT} times the NLU's summed confidence in the intents "
+        f"the page lists (the intent ranking of `{model_name}`, Rasa's top 10). *NLU alone*: the page that "
+        "lists the classifier's top intent, for comparison.",
+        "",
+        "| questions | passage similarity alone | + best similarity of the page's example questions "
+        "| + lexical (BM25) | + intent prior | NLU alone |",
+        "|---|---|---|---|---|---|",
+        *[f"| {name} | {f['passages_only']:.1%} | {f['dense']:.1%} | {f['fused']:.1%} | {f['intent']:.1%} "
+          f"| {f['nlu_alone']:.1%} |" for name, f in found.items()],
+        "",
+        "In the running bot only turns whose top intent confidence is below the FallbackClassifier threshold "
+        f"({fallback_threshold()}) or whose intent is out_of_scope reach `action_llm_reply`; the others get the "
+        "intent's own answer. Retrieval top-1 on those low-confidence answerable questions: "
+        + "; ".join(f"{name}: {f['low']} questions, {f['low_fused']:.1%} without the intent prior, "
+                    f"{f['low_intent']:.1%} with it" for name, f in found.items()) + ".",
+        "",
+        "The intent prior only reorders passages; the no-knowledge threshold (KNOWLEDGE_MIN_SCORE) applies "
+        "to the relevance score of the passage ranked first, without the prior. The NLU is no judge of whether "
+        "the pages answer a question: it gives a page's intents a summed confidence of 0.5 or more for "
+        + "; ".join(f"{c[0]} of the {c[1]} unanswerable {name} questions"
+                    for name, f in found.items() for c in [f["confident_unanswerable"]]) + ".",
+        "",
+    ]
+    for name, f in found.items():
+        if not f["weights"]:
+            continue
+        lines += [
+            f"KNOWLEDGE_INTENT_WEIGHT on the {name} questions (retrieval only; the weight was chosen here, "
+            f"never on the held-out set; KNOWLEDGE_MIN_SCORE={s.KNOWLEDGE_MIN_SCORE}):",
+            "",
+            "| weight | top-1 page right | top-1 right, low-confidence questions | kept and right page "
+            "| unanswerable refused |",
+            "|---|---|---|---|---|",
+            *[f"| {w:g}{' (default)' if abs(w - s.KNOWLEDGE_INTENT_WEIGHT) < 1e-9 else ''} | {ok:.1%} | {low:.1%} "
+              f"| {kept:.1%} | {refused:.0%} |" for w, ok, low, kept, refused in f["weights"]],
+            "",
+        ]
+    return lines
+
+
 def report(runs: Dict[str, List[Dict[str, Any]]], counts: Dict[str, tuple], started: float,
-           found: Dict[str, Dict[str, Any]]) -> str:
+           found: Dict[str, Dict[str, Any]], model_name: str) -> str:
     s = action_settings
     sizes = "; ".join(f"{name}: {a} answerable and {u} unanswerable (`{QUESTION_SETS[name].relative_to(settings.ROOT)}`)"
                       for name, (a, u) in counts.items())
@@ -131,9 +249,11 @@ def report(runs: Dict[str, List[Dict[str, Any]]], counts: Dict[str, tuple], star
         "The settings were chosen on the development set only; the held-out set was written separately "
         "and never used to choose one. Each question is asked on its own (a new conversation) through "
         "`actions.llm_reply.answer` against the local generator (SmolLM2-135M-Instruct, "
-        "all-MiniLM-L6-v2, CPU, one torch thread). "
+        "all-MiniLM-L6-v2, CPU, one torch thread), with the NLU parse of the question by the trained Rasa model "
+        f"`{model_name}` in the user event (its intent ranking is the retrieval's intent prior). "
         f"Settings: KNOWLEDGE_TOP_K={s.KNOWLEDGE_TOP_K}, KNOWLEDGE_MIN_SCORE={s.KNOWLEDGE_MIN_SCORE}, "
         f"KNOWLEDGE_LEXICAL_WEIGHT={s.KNOWLEDGE_LEXICAL_WEIGHT}, "
+        f"KNOWLEDGE_INTENT_WEIGHT={s.KNOWLEDGE_INTENT_WEIGHT}, "
         f"LLM_MIN_SUPPORT={s.LLM_MIN_SUPPORT}, LLM_MAX_TOKENS={s.LLM_MAX_TOKENS}, "
         f"LLM_CANDIDATE_TEMPERATURE={s.LLM_CANDIDATE_TEMPERATURE} (n > 1; n = 1 is greedy). "
         f"Run time {(time.monotonic() - started) / 60:.0f} min.",
@@ -158,18 +278,12 @@ def report(runs: Dict[str, List[Dict[str, Any]]], counts: Dict[str, tuple], star
         "",
         "## Retrieval and the no-knowledge threshold",
         "",
-        "Which page comes first for the answerable questions (the page the reply cites), by the parts of "
-        "the score (`actions/knowledge.py`):",
-        "",
-        "| questions | passage similarity alone | + best similarity of the page's example questions "
-        "| + lexical (BM25) |",
-        "|---|---|---|---|",
-        *[f"| {name} | {f['passages_only']:.1%} | {f['dense']:.1%} | {f['fused']:.1%} |" for name, f in found.items()],
-        "",
+        *retrieval_lines(found, model_name),
     ]
     for name, f in found.items():
         lines += [
-            f"KNOWLEDGE_MIN_SCORE against the best passage's score, {name} questions:",
+            f"KNOWLEDGE_MIN_SCORE against the best passage's score (the passage ranked first, intent prior "
+            f"included in the ranking, not in the score), {name} questions:",
             "",
             "| threshold | answerable kept | kept and right page | unanswerable refused |",
             "|---|---|---|---|",
@@ -211,6 +325,8 @@ def main(argv: Optional[List[str]] = None) -> int:
     parser.add_argument("--limit", type=int, help="only N questions of each kind (a quick look; nothing written)")
     parser.add_argument("--url", help="a running OpenAI-compatible base URL (…/v1) instead of starting one")
     parser.add_argument("--no-write", action="store_true", help="print, do not write bench/results")
+    parser.add_argument("--retrieval-only", action="store_true",
+                        help="only the retrieval figures (no generation); print, nothing written")
     args = parser.parse_args(argv)
 
     sets = {}
@@ -222,6 +338,11 @@ def main(argv: Optional[List[str]] = None) -> int:
             unanswerable = unanswerable[:: max(1, len(unanswerable) // args.limit)][: args.limit]
         sets[name] = (answerable, unanswerable)
     load_index()  # fails with the build command when missing or stale
+    model = latest_model()
+    items = [item for a, u in sets.values() for item in a + u]
+    print(f"parsing {len(items)} questions with {model.name}", flush=True)
+    for item, parse in zip(items, asyncio.run(parse_all(model, [item["question"] for item in items]))):
+        item["parse_data"] = parse
 
     started = time.monotonic()
     services = []
@@ -234,12 +355,17 @@ def main(argv: Optional[List[str]] = None) -> int:
         for service in services:
             service.start()
         stack.wait_healthy(services, settings.STARTUP_TIMEOUT_S)
-        found = {name: asyncio.run(retrieval(a, u, url)) for name, (a, u) in sets.items()}
+        # The weights are compared on the development set only: the held-out set never chooses one.
+        found = {name: asyncio.run(retrieval(a, u, url, sweep_weights=name == "development"))
+                 for name, (a, u) in sets.items()}
+        if args.retrieval_only:
+            print("\n".join(retrieval_lines(found, model.name)))
+            return 0
         runs = {name: [asyncio.run(run_config(n, a, u, url)) for n in args.candidates]
                 for name, (a, u) in sets.items()}
     finally:
         stack.stop_all(services)
-    text = report(runs, {name: (len(a), len(u)) for name, (a, u) in sets.items()}, started, found)
+    text = report(runs, {name: (len(a), len(u)) for name, (a, u) in sets.items()}, started, found, model.name)
     print(text)
     if not args.no_write and not args.limit:
         RESULTS.parent.mkdir(parents=True, exist_ok=True)

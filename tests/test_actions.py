@@ -259,8 +259,9 @@ def _pop_variable_parts(message):
         message["llm"] = dict(message["llm"])
         assert isinstance(message["llm"].pop("latency_ms"), int)
     retrieval = message.pop("retrieval", [])
-    ranks = [r.pop("score") + settings.KNOWLEDGE_LEXICAL_WEIGHT * r.pop("lexical") for r in retrieval]
-    assert ranks == sorted(ranks, reverse=True)
+    ranks = [r.pop("score") + settings.KNOWLEDGE_LEXICAL_WEIGHT * r.pop("lexical")
+             + settings.KNOWLEDGE_INTENT_WEIGHT * r.pop("intent") for r in retrieval]
+    assert ranks == sorted(ranks, reverse=True, key=lambda rank: round(rank, 2))  # from rounded parts
     return message, retrieval
 
 
@@ -289,6 +290,82 @@ def test_the_lexical_term_reorders_close_passages_only_by_its_weight(small_knowl
     assert keys == sorted(keys, reverse=True)
     assert {h.row for h in ranked} <= set(range(len(small_knowledge.passages)))
     assert max(h.lexical for h in ranked) == 1.0
+
+
+def _ranking(*pairs):
+    """Rasa's intent_ranking: (intent, confidence) pairs, best first."""
+    return [{"name": name, "confidence": confidence} for name, confidence in pairs]
+
+
+def test_intent_scores_sum_the_confidences_of_each_pages_intents(small_knowledge):
+    assert small_knowledge.page_intents == {"card-delivery": ["card_arrival"], "fees": ["transfer_fee_charged"]}
+    pages = [p.page_id for p in small_knowledge.passages]
+    assert pages == ["card-delivery", "card-delivery", "fees"]
+    scores = small_knowledge.intent_scores(_ranking(("nlu_fallback", 0.75), ("card_arrival", 0.6),
+                                                    ("greet", 0.2), ("transfer_fee_charged", 0.1)))
+    assert scores == pytest.approx([0.6, 0.6, 0.1])  # nlu_fallback and greet: no page lists them
+    assert not small_knowledge.intent_scores(None).any()
+    assert not small_knowledge.intent_scores([]).any()
+    assert not small_knowledge.intent_scores(_ranking(("out_of_scope", 0.9))).any()
+
+
+def test_the_intent_prior_reorders_pages_by_the_nlu_ranking(small_knowledge):
+    question = "card transfer fee"
+    query = bag_of_words(question)
+    plain = small_knowledge.search(query, 3, text=question, lexical_weight=0.1, intent_weight=0.3)
+    assert [h.passage.page_id for h in plain] == ["fees", "card-delivery", "card-delivery"]
+    assert [h.intent for h in plain] == [0.0, 0.0, 0.0]  # no ranking: today's order
+    assert [h.row for h in plain] == [h.row for h in small_knowledge.search(query, 3, text=question,
+                                                                             lexical_weight=0.1, intent_weight=0)]
+    nlu = _ranking(("card_arrival", 0.8), ("transfer_fee_charged", 0.1))
+    ranked = small_knowledge.search(query, 3, text=question, lexical_weight=0.1, intent_ranking=nlu,
+                                    intent_weight=0.3)
+    assert [h.passage.page_id for h in ranked] == ["card-delivery", "card-delivery", "fees"]
+    assert [h.intent for h in ranked] == pytest.approx([0.8, 0.8, 0.1])
+    keys = [h.score + 0.1 * h.lexical + 0.3 * h.intent for h in ranked]
+    assert keys == sorted(keys, reverse=True)
+    # the prior reorders, it does not change the relevance score
+    assert {h.row: h.score for h in ranked} == {h.row: h.score for h in plain}
+    # with a small weight the dense and lexical scores still win
+    small = small_knowledge.search(query, 3, text=question, lexical_weight=0.1, intent_ranking=nlu,
+                                   intent_weight=0.05)
+    assert small[0].passage.page_id == "fees"
+    # the weight defaults to KNOWLEDGE_INTENT_WEIGHT
+    assert [h.row for h in small_knowledge.search(query, 3, text=question, intent_ranking=nlu)] == [
+        h.row for h in small_knowledge.search(query, 3, text=question, intent_ranking=nlu,
+                                              intent_weight=settings.KNOWLEDGE_INTENT_WEIGHT)]
+
+
+def test_the_action_ranks_with_the_last_user_messages_intent_ranking(small_knowledge, monkeypatch):
+    monkeypatch.setattr(settings, "KNOWLEDGE_INTENT_WEIGHT", 0.3)
+    question = "is card delivery to a UK address a transfer fee"
+    fees_answer = "Transfers within the UK are free."
+    _, without, _ = run_action([_user(question)], [GOOD], monkeypatch)
+    message, retrieval = _pop_variable_parts(without[0])
+    assert message["sources"] == ["card-delivery"] and retrieval[0]["page"] == "card-delivery"
+    old = {**_user("where is my card"), "parse_data": {"intent_ranking": _ranking(("card_arrival", 0.9))}}
+    latest = {**_user(question), "parse_data": {"intent": {"name": "nlu_fallback", "confidence": 0.75},
+                                                "intent_ranking": _ranking(("nlu_fallback", 0.75),
+                                                                           ("transfer_fee_charged", 0.9))}}
+    events = [old, _bot("It's on its way."), latest]
+    assert llm_reply.last_intent_ranking(events)[1]["name"] == "transfer_fee_charged"
+    assert llm_reply.last_intent_ranking([old, _user(question)]) == []  # the latest message has none
+    _, messages, requests = run_action(events, [fees_answer], monkeypatch)
+    message, retrieval = _pop_variable_parts(messages[0])
+    assert [r["page"] for r in retrieval] == ["fees", "card-delivery", "card-delivery"]
+    assert message["source"] == "llm" and message["sources"] == ["fees"]
+    prompt = requests[1][1]["messages"][1]["content"]
+    assert prompt.startswith("Help article: Fees") and "Lakeside card usually arrives" not in prompt
+
+
+def test_the_intent_prior_does_not_lift_a_page_over_the_no_knowledge_threshold(small_knowledge, monkeypatch):
+    monkeypatch.setattr(settings, "KNOWLEDGE_INTENT_WEIGHT", 0.3)
+    football = {**_user("Who won the football match last night?"),
+                "parse_data": {"intent_ranking": _ranking(("transfer_fee_charged", 0.95))}}
+    _, messages, requests = run_action([football], [GOOD], monkeypatch)
+    message, retrieval = _pop_variable_parts(messages[0])
+    assert message["source"] == "no_knowledge" and retrieval[0]["page"] == "fees"
+    assert [kind for kind, _ in requests] == ["embeddings"]  # nothing generated
 
 
 def test_grounded_reply_picks_the_safe_candidate_and_cites_its_page(small_knowledge, monkeypatch):
@@ -390,6 +467,7 @@ def test_a_stale_index_is_refused(tmp_path):
     knowledge.build(embed, tmp_path, model="m", nlu_file=tmp_path / "none.yml").save(path)
     index, why = knowledge.load_current(path, tmp_path, "m", tmp_path / "none.yml")
     assert index is not None and why == "" and len(index.passages) == 3
+    assert index.page_intents == {"card-delivery": ["card_arrival"], "fees": ["transfer_fee_charged"]}
     (tmp_path / "fees.md").write_text(PAGES["fees"].replace("£3", "£4"))
     index, why = knowledge.load_current(path, tmp_path, "m", tmp_path / "none.yml")
     assert index is None and "stale" in why
