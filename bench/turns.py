@@ -96,7 +96,30 @@ async def load(url: str, users: int, pool: List[str], tag: str) -> Dict:
     }
     turns, wall = await client.run_load(url, scripts, message_ids=False)
     summary = client.summarize(turns, wall)
-    return {key: summary[key] for key in ("turns", "turns_s", "p50", "p95", "p99", "errors")}
+    result = {key: summary[key] for key in ("turns", "turns_s", "p50", "p95", "p99", "errors")}
+    result["senders"] = list(scripts)
+    return result
+
+
+def action_server_share(db_url: str, senders: List[str]) -> float:
+    """The share of user turns the bot answered through the action server (a form, or a
+    custom action other than the session start), from the tracker store. The turns are
+    all intents answered by one response, so this is how often the NLU's mistakes sent
+    a turn down a form or to the LLM action: costlier turns, which weigh on turns/s."""
+    from rasa.shared.core.domain import Domain
+
+    domain = Domain.load(str(settings.ROOT / "domain"))
+    custom = {name for name in domain.user_actions if not name.startswith("utter_")}  # not responses
+    remote = (set(domain.form_names) | custom) - {"action_session_start"}
+    turns = remote_turns = 0
+    for events in client.stored_events(db_url, senders).values():
+        counted = True
+        for event in events:
+            if event["event"] == "user":
+                turns, counted = turns + 1, False
+            elif event["event"] == "action" and not counted and event.get("name") in remote:
+                remote_turns, counted = remote_turns + 1, True
+    return remote_turns / turns if turns else float("nan")
 
 
 def serve(model: Path, work: Path, stock: bool, users: List[int], tag: str, extra_env=None) -> Dict[int, Dict]:
@@ -133,8 +156,10 @@ def serve(model: Path, work: Path, stock: bool, users: List[int], tag: str, extr
         for n in users:
             results[n] = asyncio.run(load(url, n, pool, tag))
             r = results[n]
+            r["remote"] = action_server_share(env["TRACKER_STORE_URL"], r.pop("senders"))
             print(f"{label:10} {n:3} users: {r['turns_s']:6.1f} turns/s  p50 {r['p50']:7.1f} ms  "
-                  f"p95 {r['p95']:7.1f} ms  p99 {r['p99']:7.1f} ms  errors {r['errors']}", flush=True)
+                  f"p95 {r['p95']:7.1f} ms  p99 {r['p99']:7.1f} ms  errors {r['errors']}  "
+                  f"via action server {100 * r['remote']:.0f} %", flush=True)
         return results
     finally:
         stack.stop_all(services)
@@ -157,11 +182,12 @@ def main() -> int:
         runs["project"] = serve(project_model, work, False, args.users, "project")
         if scale_out_available():
             runs["project, scale-out"] = serve(project_model, work, False, args.users, "scaleout", SCALE_OUT)
-    lines = ["| configuration | users | turns/s | p50 | p95 | p99 | errors |", "|---|---:|---:|---:|---:|---:|---:|"]
+    lines = ["| configuration | users | turns/s | p50 | p95 | p99 | errors | turns via the action server |",
+             "|---|---:|---:|---:|---:|---:|---:|---:|"]
     for name, results in runs.items():
         for n, r in results.items():
             lines.append(f"| {name} | {n} | {r['turns_s']:.1f} | {r['p50']:.0f} ms | {r['p95']:.0f} ms | "
-                         f"{r['p99']:.0f} ms | {r['errors']} |")
+                         f"{r['p99']:.0f} ms | {r['errors']} | {100 * r['remote']:.0f} % |")
     if "stock" in runs:
         others = [name for name in runs if name != "stock"]
         lines += ["", "| users | " + " | ".join(f"{o} / stock turns/s" for o in others) + " |",
@@ -181,7 +207,10 @@ def main() -> int:
             "project in its process); project = config.yml and endpoints.yml as shipped "
             "(async SQL tracker store on SQLite, in-memory lock store, one Sanic worker); "
             "project, scale-out = the same files with SANIC_WORKERS=2, LOCK_STORE_URL (Redis) and "
-            "TRACKER_STORE_URL (PostgreSQL).\n\n"
+            "TRACKER_STORE_URL (PostgreSQL). *Turns via the action server*: the share of turns the bot "
+            "answered through a form or a custom action (read back from the tracker store): every turn is "
+            "an intent answered by one response, so these are turns the NLU misread into a form or the LLM "
+            "action, which cost more.\n\n"
             + table + "\n"
         )
     return 0
