@@ -240,7 +240,8 @@ def retrieval_lines(found: Dict[str, Dict[str, Any]], model_name: str) -> List[s
 def report(runs: Dict[str, List[Dict[str, Any]]], counts: Dict[str, tuple], started: float,
            found: Dict[str, Dict[str, Any]], model_name: str) -> str:
     s = action_settings
-    sizes = "; ".join(f"{name}: {a} answerable and {u} unanswerable (`{QUESTION_SETS[name].relative_to(settings.ROOT)}`)"
+    sizes = "; ".join(f"{name}: {a} answerable and {u} unanswerable "
+                      f"(`{QUESTION_SETS[name].relative_to(settings.ROOT)}`)"
                       for name, (a, u) in counts.items())
     lines = [
         "# Grounding benchmark",

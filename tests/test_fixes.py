@@ -86,7 +86,9 @@ def action_endpoint(tmp_path_factory):
     from ops import settings, stack
 
     port = stack.free_port()
-    actions = stack.actions_service(port, tmp_path_factory.mktemp("actions"), env={"GENERATOR_URL": "http://127.0.0.1:9/v1"})
+    actions = stack.actions_service(
+        port, tmp_path_factory.mktemp("actions"), env={"GENERATOR_URL": "http://127.0.0.1:9/v1"}
+    )
     actions.start()
     try:
         stack.wait_healthy([actions], settings.STARTUP_TIMEOUT_S)
