@@ -39,6 +39,8 @@ from actions.clients import generator
 from actions.knowledge import unit
 from actions.llm_reply import answer, load_index
 from ops import settings, stack
+from ops.evaluate import fallback_threshold, parse_all, top_intent
+from ops.train import latest_model
 
 QUESTION_SETS = {
     "development": settings.ROOT / "bench" / "grounding" / "questions.yml",
@@ -47,39 +49,6 @@ QUESTION_SETS = {
 RESULTS = settings.ROOT / "bench" / "results" / "grounding.md"
 # Intent prior weights compared on the development questions (retrieval only).
 INTENT_WEIGHTS = (0.0, 0.05, 0.1, 0.15, 0.2, 0.3, 0.4, 0.6, 1.0)
-FALLBACK = "nlu_fallback"
-
-
-def latest_model() -> Any:
-    models = sorted(settings.MODELS_DIR.glob("*.tar.gz"), key=lambda path: path.stat().st_mtime)
-    if not models:
-        raise SystemExit(f"no trained model in {settings.MODELS_DIR}: run `make train` first")
-    return models[-1]
-
-
-def fallback_threshold() -> float:
-    """The FallbackClassifier's threshold in config.yml: below it a turn reaches action_llm_reply."""
-    config = yaml.safe_load((settings.ROOT / "config.yml").read_text())
-    return next(float(c.get("threshold", 0.3)) for c in config["pipeline"] if c["name"] == "FallbackClassifier")
-
-
-async def parse_all(model: Any, texts: List[str]) -> List[Dict[str, Any]]:
-    """The Rasa model's parse data of each text (intent, intent_ranking), as the tracker stores it."""
-    import logging
-
-    from rasa.core.agent import Agent
-    from rasa.utils.log_utils import configure_structlog
-
-    configure_structlog(logging.WARNING)
-    agent = Agent.load(str(model))
-    return [await agent.parse_message(text) for text in texts]
-
-
-def top_intent(parse: Dict[str, Any]) -> Dict[str, Any]:
-    """The classifier's own best intent (before the FallbackClassifier's nlu_fallback)."""
-    ranking = [r for r in parse.get("intent_ranking") or [] if r.get("name") != FALLBACK]
-    return ranking[0] if ranking else {"name": None, "confidence": 0.0}
-
 
 def percentile(values: List[float], p: float) -> float:
     if not values:
@@ -125,7 +94,7 @@ async def retrieval(answerable: List[dict], unanswerable: List[dict], url: str, 
     page_of = {intent: page for page, intents in index.page_intents.items() for intent in intents}
     tops = [top_intent(q.get("parse_data") or {}) for q in answerable]
     nlu_page = np.array([page_of.get(t["name"]) == q["page"] for t, q in zip(tops, answerable)])
-    threshold = fallback_threshold()
+    threshold = fallback_threshold() or 0.0
     # these reach action_llm_reply in the running bot
     low = np.array([t["confidence"] < threshold or t["name"] == "out_of_scope" for t in tops])
     # unanswerable questions the NLU puts on a page's intents with confidence >= 0.5
@@ -340,6 +309,8 @@ def main(argv: Optional[List[str]] = None) -> int:
         sets[name] = (answerable, unanswerable)
     load_index()  # fails with the build command when missing or stale
     model = latest_model()
+    if model is None:
+        raise SystemExit(f"no trained model in {settings.MODELS_DIR}: run `make train` first")
     items = [item for a, u in sets.values() for item in a + u]
     print(f"parsing {len(items)} questions with {model.name}", flush=True)
     for item, parse in zip(items, asyncio.run(parse_all(model, [item["question"] for item in items]))):

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import functools
 import os
 import random
 import subprocess
@@ -101,16 +102,22 @@ async def load(url: str, users: int, pool: List[str], tag: str) -> Dict:
     return result
 
 
+@functools.lru_cache(maxsize=1)
+def remote_actions() -> frozenset:
+    """The domain's forms and custom actions (not responses), but the session start."""
+    from rasa.shared.core.domain import Domain
+
+    domain = Domain.load(str(settings.ROOT / "domain"))
+    custom = {name for name in domain.user_actions if not name.startswith("utter_")}
+    return frozenset((set(domain.form_names) | custom) - {"action_session_start"})
+
+
 def action_server_share(db_url: str, senders: List[str]) -> float:
     """The share of user turns the bot answered through the action server (a form, or a
     custom action other than the session start), from the tracker store. The turns are
     all intents answered by one response, so this is how often the NLU's mistakes sent
     a turn down a form or to the LLM action: costlier turns, which weigh on turns/s."""
-    from rasa.shared.core.domain import Domain
-
-    domain = Domain.load(str(settings.ROOT / "domain"))
-    custom = {name for name in domain.user_actions if not name.startswith("utter_")}  # not responses
-    remote = (set(domain.form_names) | custom) - {"action_session_start"}
+    remote = remote_actions()
     turns = remote_turns = 0
     for events in client.stored_events(db_url, senders).values():
         counted = True
@@ -125,6 +132,7 @@ def action_server_share(db_url: str, senders: List[str]) -> float:
 def serve(model: Path, work: Path, stock: bool, users: List[int], tag: str, extra_env=None) -> Dict[int, Dict]:
     act_port, rasa_port = free_port(), free_port()
     credentials = settings.ROOT / "credentials.yml"
+    database = work / f"{tag}.db"
     if stock:
         # Nothing of this project in the stock process: Rasa's own SQLTrackerStore,
         # in-memory lock store and REST channel. (The project's channels, stores and
@@ -132,14 +140,14 @@ def serve(model: Path, work: Path, stock: bool, users: List[int], tag: str, extr
         endpoints = work / "endpoints-stock.yml"
         endpoints.write_text(
             f'action_endpoint:\n  url: "http://127.0.0.1:{act_port}/webhook"\n'
-            f"tracker_store:\n  type: SQL\n  dialect: sqlite\n  db: {work / (tag + '.db')}\n"
+            f"tracker_store:\n  type: SQL\n  dialect: sqlite\n  db: {database}\n"
             "lock_store:\n  type: in_memory\n"
         )
         credentials = work / "credentials-stock.yml"
         credentials.write_text("rest:\n")
     else:  # endpoints.yml as shipped
         endpoints = stack.endpoints_for(act_port, work / tag)
-    env = {"TRACKER_STORE_URL": f"sqlite:///{work / (tag + '.db')}", **(extra_env or {})}
+    env = {"TRACKER_STORE_URL": f"sqlite:///{database}", **(extra_env or {})}
     label, tag = tag, f"{tag}-{int(time.time())}"  # fresh conversations in a database that persists
     services = [
         stack.actions_service(act_port, work, env={"GENERATOR_URL": "http://127.0.0.1:9/v1"}),

@@ -32,8 +32,8 @@ def load_examples(path: Path) -> List[Tuple[str, str]]:
     return [(m.get("text"), m.get("intent")) for m in data.intent_examples]
 
 
-async def predict(model: Path, texts: Sequence[str]) -> List[Tuple[str, float]]:
-    """(top intent, confidence) per text, before the FallbackClassifier's override."""
+async def parse_all(model: Path, texts: Sequence[str]) -> List[Dict]:
+    """The model's parse data of each text (intent, intent_ranking), as the tracker stores it."""
     import logging
 
     from rasa.core.agent import Agent
@@ -41,13 +41,18 @@ async def predict(model: Path, texts: Sequence[str]) -> List[Tuple[str, float]]:
 
     configure_structlog(logging.WARNING)  # no per-message debug lines
     agent = Agent.load(str(model))
-    predictions = []
-    for text in texts:
-        parsed = await agent.parse_message(text)
-        ranking = [r for r in parsed.get("intent_ranking", []) if r["name"] != FALLBACK]
-        top = ranking[0] if ranking else parsed["intent"]
-        predictions.append((top["name"], float(top["confidence"])))
-    return predictions
+    return [await agent.parse_message(text) for text in texts]
+
+
+def top_intent(parsed: Dict) -> Dict:
+    """The classifier's own best intent, before the FallbackClassifier's override."""
+    ranking = [r for r in parsed.get("intent_ranking") or [] if r["name"] != FALLBACK]
+    return ranking[0] if ranking else parsed.get("intent") or {"name": None, "confidence": 0.0}
+
+
+async def predict(model: Path, texts: Sequence[str]) -> List[Tuple[str, float]]:
+    """(top intent, confidence) per text, before the FallbackClassifier's override."""
+    return [(top["name"], float(top["confidence"])) for top in map(top_intent, await parse_all(model, texts))]
 
 
 def threshold_table(gold: Sequence[str], predicted: Sequence[Tuple[str, float]]) -> List[Dict]:
