@@ -13,7 +13,8 @@ One turn:
      among the top k, the recent conversation and the quoted question.
      LLM_CANDIDATES replies come from ONE request (OpenAI `n`; the generator decodes
      them together in its batch), sampled at LLM_CANDIDATE_TEMPERATURE when there are
-     several, greedy when there is one.
+     several, greedy when there is one; LLM_FREQUENCY_PENALTY (when not 0) is sent
+     as OpenAI's frequency_penalty.
   3. Select: each candidate is tidied (speaker label, an unfinished last sentence),
      then rejected if guardrails.check_reply names a reason (length, a loop, system
      prompt leak, personal data, URL, account claim, a number not in the passages).
@@ -177,6 +178,7 @@ async def answer(
         temperature=settings.LLM_TEMPERATURE if n == 1 else settings.LLM_CANDIDATE_TEMPERATURE,
         # Sampled candidates repeat for the same question: replies are reproducible.
         seed=zlib.crc32(question.encode()) if n > 1 else None,
+        frequency_penalty=settings.LLM_FREQUENCY_PENALTY,
         base_url=base_url,
         timeout_s=deadline.left(),
     )

@@ -68,6 +68,9 @@ KNOWLEDGE_INTENT_WEIGHT = _float("KNOWLEDGE_INTENT_WEIGHT", 0.1)
 # (3), 86 % (5), but 5 let more unanswerable questions through and cost 2 s more per turn.
 LLM_CANDIDATES = _int("LLM_CANDIDATES", 3)
 LLM_CANDIDATE_TEMPERATURE = _float("LLM_CANDIDATE_TEMPERATURE", 0.7)
+# OpenAI's frequency_penalty (-2..2) for the reply requests: lowers the odds of tokens a
+# reply has already used, against loops. 0 leaves it out of the request.
+LLM_FREQUENCY_PENALTY = _float("LLM_FREQUENCY_PENALTY", 0.0)
 # A candidate whose best cosine similarity to the prompt's passages is lower is not
 # grounded and is rejected (short right answers score from about 0.3).
 LLM_MIN_SUPPORT = _float("LLM_MIN_SUPPORT", 0.30)

@@ -45,6 +45,7 @@ from rasa.shared.nlu.constants import ACTION_NAME, INTENT
 
 _resolve_by_type = Event.resolve_by_type
 _rasa_is_rule_applicable = RulePolicy._is_rule_applicable
+_rasa_get_possible_keys = RulePolicy._get_possible_keys
 _dask_run = DaskGraphRunner.run
 _event_classes: Dict[Text, Any] = {}
 
@@ -119,6 +120,48 @@ def _is_rule_applicable(self: RulePolicy, rule_key: Text, turn_index: int, conve
     return self._does_rule_match_state(rule_state, conversation_state)
 
 
+_NO_PREVIOUS_ACTION = ("", "")  # index bucket: rules whose latest state has no previous action
+_rule_indexes: Dict[int, Tuple[frozenset, Dict[Tuple[Optional[Text], Optional[Text]], List[Text]]]] = {}
+
+
+def _rule_index(lookup: Dict[Text, Text]) -> Dict[Tuple[Optional[Text], Optional[Text]], List[Text]]:
+    """The lookup's rule keys by the previous action and intent their latest state requires."""
+    keys = lookup.keys()
+    cached = _rule_indexes.get(id(lookup))
+    if cached is not None and cached[0] == keys:
+        return cached[1]
+    index: Dict[Tuple[Optional[Text], Optional[Text]], List[Text]] = {}
+    for key in keys:
+        states, required = _decoded_rule(key)
+        bucket = required[0] if states and states[0].get(PREVIOUS_ACTION) else _NO_PREVIOUS_ACTION
+        index.setdefault(bucket, []).append(key)
+    _rule_indexes[id(lookup)] = (frozenset(keys), index)
+    return index
+
+
+def _get_possible_keys(self: RulePolicy, lookup: Dict[Text, Text], states: List[_RuleState]) -> set:
+    """RulePolicy._get_possible_keys, starting from the rules the latest state can match.
+
+    Rasa filters every rule against every state; a rule can only pass the latest state
+    if its required previous action and intent are the conversation's or unset, so only
+    those buckets of the index are filtered, by the same `_is_rule_applicable`.
+    """
+    if not states:
+        return set(lookup.keys())
+    index = _rule_index(lookup)
+    latest = states[-1]
+    previous_action = (latest.get(PREVIOUS_ACTION) or {}).get(ACTION_NAME)
+    intent = latest.get(USER, {}).get(INTENT)
+    candidates = set(index.get(_NO_PREVIOUS_ACTION, ()))
+    for action in {previous_action, None}:
+        for user_intent in {intent, None}:
+            candidates.update(index.get((action, user_intent), ()))
+    possible_keys = candidates
+    for i, state in enumerate(reversed(states)):
+        possible_keys = {key for key in possible_keys if self._is_rule_applicable(key, i, state)}
+    return possible_keys
+
+
 def _run_graph(self: DaskGraphRunner, inputs: Optional[Dict[Text, Any]] = None,
                targets: Optional[List[Text]] = None) -> Dict[Text, Any]:
     """DaskGraphRunner.run without dask: the needed nodes, in dependency order."""
@@ -154,4 +197,5 @@ def apply() -> None:
     RemoteAction._validate_action_result = _validate_action_result
     Event.resolve_by_type = staticmethod(_remembering_resolve_by_type)
     RulePolicy._is_rule_applicable = _is_rule_applicable
+    RulePolicy._get_possible_keys = _get_possible_keys
     DaskGraphRunner.run = _run_graph

@@ -344,7 +344,11 @@ class Scheduler:
             self._batch.keep(keep)
 
     def _pick(self, logits: torch.Tensor, rows: list[_Row]) -> list[int]:
-        """Greedy rows take the argmax (as generate() does); sampled rows draw from their request's RNG."""
+        """Greedy rows take the argmax (as generate() does); sampled rows draw from their request's RNG.
+
+        Penalties come first, so they shape greedy and sampled choices alike.
+        """
+        logits = _penalised(logits, rows)
         picked = logits.argmax(dim=-1).tolist()
         for i, row in enumerate(rows):
             params = row.request.params
@@ -360,3 +364,29 @@ class Scheduler:
                 probs = torch.zeros_like(probs).scatter_(0, order, sorted_probs)
             picked[i] = int(torch.multinomial(probs, 1, generator=row.request.generator))
         return picked
+
+
+def _penalised(logits: torch.Tensor, rows: list[_Row]) -> torch.Tensor:
+    """OpenAI's (and vLLM's) frequency and presence penalties, each row over its own tokens.
+
+    logits[row, t] -= frequency_penalty * count + presence_penalty for every token t the
+    row generated (count > 0; the prompt does not count). The counts of all penalised
+    rows come from one scatter; rows without a penalty, and batches without any, are
+    left alone (the same tensor comes back).
+    """
+    which = [i for i, row in enumerate(rows) if row.tokens and row.request.params.penalised]
+    if not which:
+        return logits
+    width = max(len(rows[i].tokens) for i in which)
+    ids = torch.zeros((len(which), width), dtype=torch.long)
+    real = torch.zeros((len(which), width))
+    for k, i in enumerate(which):
+        tokens = rows[i].tokens
+        ids[k, : len(tokens)] = torch.tensor(tokens, dtype=torch.long)
+        real[k, : len(tokens)] = 1.0
+    counts = torch.zeros((len(which), logits.shape[-1])).scatter_add_(1, ids, real)
+    params = [rows[i].request.params for i in which]
+    frequency = torch.tensor([[p.frequency_penalty] for p in params])
+    presence = torch.tensor([[p.presence_penalty] for p in params])
+    penalty = frequency * counts + presence * (counts > 0)
+    return logits.float().index_add(0, torch.tensor(which), penalty, alpha=-1)

@@ -150,6 +150,8 @@ class Service:
             n=req.n,
             stop=tuple(req.stop),
             seed=req.seed,
+            frequency_penalty=req.frequency_penalty or 0.0,
+            presence_penalty=req.presence_penalty or 0.0,
         )
 
     def _start_chat(self, req: ChatCompletionRequest, stream: bool):

@@ -404,6 +404,18 @@ def test_grounded_reply_picks_the_safe_candidate_and_cites_its_page(small_knowle
     assert survivors["input"] == [GOOD]
 
 
+@pytest.mark.parametrize("penalty", [0.0, 0.4])
+def test_the_frequency_penalty_is_sent_only_when_set(small_knowledge, monkeypatch, penalty):
+    monkeypatch.setattr(settings, "LLM_FREQUENCY_PENALTY", penalty)
+    _, messages, requests = run_action([_user(DELIVERY_QUESTION)], [GOOD], monkeypatch)
+    assert messages[0]["source"] == "llm"
+    [chat] = [body for kind, body in requests if kind == "chat"]
+    if penalty:
+        assert chat["frequency_penalty"] == penalty
+    else:
+        assert "frequency_penalty" not in chat
+
+
 def test_a_question_the_pages_do_not_answer_gets_an_honest_reply_and_a_person(small_knowledge, monkeypatch):
     returned, messages, requests = run_action([_user("Who won the football match last night?")], [GOOD], monkeypatch)
     assert returned == []

@@ -54,6 +54,29 @@ def test_rule_matching_decides_every_trained_rule_as_rasa_does(trained_model):
     assert RulePolicy._is_rule_applicable is fixes._is_rule_applicable  # applied on import of addons
 
 
+def test_possible_rules_are_found_as_rasa_finds_them(trained_model):
+    """The indexed search gives Rasa's set of matching rules for conversations made of
+    the rules' own states: each rule, its latest state varied, after other rules."""
+    lookup = _trained_rules(trained_model)
+    policy = RulePolicy.__new__(RulePolicy)
+    found = 0
+    for name in ("rules", "rules_for_loop_unhappy_path"):
+        rules = lookup[name]
+        keys = sorted(rules)
+        conversations = [[]]
+        for n, key in enumerate(keys):
+            states = json.loads(key)
+            before = json.loads(keys[(n * 7) % len(keys)])
+            conversations += [states[:-1] + [latest] for latest in _variants(states[-1])]
+            conversations.append(before + states)
+        for states in conversations:
+            fast = fixes._get_possible_keys(policy, rules, states)
+            assert fast == fixes._rasa_get_possible_keys(policy, rules, states), states
+            found += bool(fast)
+    assert found > 100
+    assert RulePolicy._get_possible_keys is fixes._get_possible_keys
+
+
 @pytest.mark.parametrize(
     "response",
     [

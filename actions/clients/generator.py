@@ -69,6 +69,7 @@ async def chat(
     temperature: float = settings.LLM_TEMPERATURE,
     n: int = 1,
     seed: Optional[int] = None,
+    frequency_penalty: float = 0.0,
     base_url: Optional[str] = None,
     timeout_s: Optional[float] = None,
 ) -> ChatReply:
@@ -82,6 +83,8 @@ async def chat(
     }
     if seed is not None:
         body["seed"] = seed
+    if frequency_penalty:  # only when used: the request is otherwise what it always was
+        body["frequency_penalty"] = frequency_penalty
     started = time.monotonic()
     payload = await _post("/chat/completions", body, base_url, timeout_s)
     try:

@@ -65,6 +65,7 @@ class LinearIntentClassifier(LogisticRegressionClassifier):
             random_state=self.config["random_state"],
         )
         self._weights: Optional[np.ndarray] = None
+        self._idf: Optional[np.ndarray] = None
         self.tfidf: Optional[TfidfTransformer] = (
             TfidfTransformer(sublinear_tf=True) if self.config["tfidf"] else None
         )
@@ -104,6 +105,8 @@ class LinearIntentClassifier(LogisticRegressionClassifier):
         """
         self._weights = np.ascontiguousarray(self.clf.coef_.T)
         self._bias = self.clf.intercept_
+        # scikit-learn recomputes `idf_` from a sparse diagonal matrix on every access
+        self._idf = self.tfidf.idf_ if self.tfidf is not None and hasattr(self.tfidf, "idf_") else None
 
     def predict_proba(self, X: csr_matrix) -> np.ndarray:
         if self.clf.coef_.shape[0] == 1:  # two classes: scikit-learn's own path
@@ -133,12 +136,12 @@ class LinearIntentClassifier(LogisticRegressionClassifier):
             columns.append(block.col + offset)
             values.append(block.data.astype(np.float64))
             offset += block.shape[1]
-        if offset != n_sparse or (self.tfidf is not None and len(self.tfidf.idf_) != n_sparse):
+        if offset != n_sparse or (self.tfidf is not None and (self._idf is None or len(self._idf) != n_sparse)):
             return None
         cols = np.concatenate(columns) if columns else np.zeros(0, dtype=np.int64)
         vals = np.concatenate(values) if values else np.zeros(0)
         if self.tfidf is not None and vals.size:
-            vals = (np.log(vals) + 1.0 if self.tfidf.sublinear_tf else vals) * self.tfidf.idf_[cols]
+            vals = (np.log(vals) + 1.0 if self.tfidf.sublinear_tf else vals) * self._idf[cols]
             norm = np.sqrt(vals @ vals)
             if norm > 0:
                 vals = vals / norm

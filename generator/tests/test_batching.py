@@ -119,6 +119,21 @@ def test_a_tiny_top_p_keeps_only_the_likeliest_token(engine):
     assert sampled == engine.generate(conversation(QUESTIONS[0]), greedy, CancelToken()).completions[0].text
 
 
+def test_a_penalised_row_and_a_plain_row_decode_together_as_they_do_alone(engine):
+    """The penalties of one request touch only its rows of the batch."""
+    repeat = [{"role": "user", "content": "Write the word 'money' ten times."}]
+    penalised = SamplingParams(max_tokens=16, temperature=0, frequency_penalty=2.0)
+    plain = SamplingParams(max_tokens=16, temperature=0)
+    jobs = [(repeat, plain), (repeat, penalised)]
+    alone = [engine.generate(messages, params, CancelToken()).completions[0].text for messages, params in jobs]
+    assert alone[0] != alone[1]
+    steps = engine.scheduler.stats.batch_buckets[1]  # steps that decoded exactly two rows
+    with concurrent.futures.ThreadPoolExecutor(2) as pool:
+        together = list(pool.map(lambda job: engine.generate(*job, CancelToken()).completions[0].text, jobs))
+    assert engine.scheduler.stats.batch_buckets[1] > steps
+    assert together == alone
+
+
 def test_a_cancelled_row_leaves_and_the_others_are_unaffected(engine):
     long = SamplingParams(max_tokens=200, temperature=0)
     story = [{"role": "user", "content": "Write a long story about a dragon who learns to bake bread."}]

@@ -97,6 +97,39 @@ def test_stop_sequence_cuts_the_reply(server):
     assert body["choices"][0]["finish_reason"] == "stop"
 
 
+REPEAT = [{"role": "user", "content": "Write the word 'money' ten times."}]
+
+
+def repeated_tokens(engines, text: str) -> int:
+    tokens = engines[0].tokenizer(text, add_special_tokens=False)["input_ids"]
+    return len(tokens) - len(set(tokens))
+
+
+@pytest.mark.parametrize("penalty", ["frequency_penalty", "presence_penalty"])
+def test_a_penalty_makes_greedy_replies_repeat_less(server, engines, penalty):
+    body = {"messages": REPEAT, "temperature": 0, "max_tokens": 16}
+    plain = chat(server, **body).json()["choices"][0]["message"]["content"]
+    assert repeated_tokens(engines, plain) >= 8  # "Money ten times:" over and over
+    zero = chat(server, **body, **{penalty: 0}).json()["choices"][0]["message"]["content"]
+    assert zero == plain  # 0 is the same as leaving it out
+    penalised = [chat(server, **body, **{penalty: 2.0}).json()["choices"][0]["message"]["content"]
+                 for _ in range(2)]
+    assert penalised[0] == penalised[1]  # still greedy: deterministic
+    assert repeated_tokens(engines, penalised[0]) < repeated_tokens(engines, plain) / 2
+
+
+def test_each_choice_counts_only_its_own_tokens(server):
+    """Two rows decoded together (sampled, but top_p keeps only the likeliest token) get
+    exactly the penalised greedy reply each: neither is penalised for the other's tokens."""
+    body = {"messages": REPEAT, "max_tokens": 12, "frequency_penalty": 1.5}
+    greedy = chat(server, **body, temperature=0).json()["choices"][0]["message"]["content"]
+    assert greedy != chat(server, **{**body, "frequency_penalty": 0}, temperature=0).json()[
+        "choices"][0]["message"]["content"]
+    both = chat(server, **body, temperature=1.0, top_p=1e-6, n=2, seed=1).json()
+    assert [c["message"]["content"] for c in both["choices"]] == [greedy, greedy]
+    assert chat(server, **body, temperature=0, n=2).json()["choices"][1]["message"]["content"] == greedy
+
+
 @pytest.mark.parametrize("extra", [{"max_tokens": 24}, {"max_tokens": 16, "stop": "Paris"}])
 def test_stream_matches_non_streamed(server, extra):
     messages = STORY if "stop" not in extra else QUESTION

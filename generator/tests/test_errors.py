@@ -20,6 +20,9 @@ JSON = {"content-type": "application/json"}
         ({"messages": "hi"}, "invalid_request"),
         ({"messages": USER, "n": 9}, "invalid_request"),
         ({"messages": USER, "temperature": 3}, "invalid_request"),
+        ({"messages": USER, "frequency_penalty": 2.5}, "invalid_request"),
+        ({"messages": USER, "presence_penalty": -3}, "invalid_request"),
+        ({"messages": USER, "frequency_penalty": "lots"}, "invalid_request"),
         ({"messages": USER, "max_tokens": 0}, "invalid_request"),
         ({"messages": USER, "stop": ["a", "b", "c", "d", "e"]}, "invalid_request"),
         ({"messages": USER, "stop": [""]}, "invalid_request"),
@@ -35,6 +38,12 @@ def test_invalid_chat_requests(server, body, code):
 def test_missing_messages_names_the_field(server):
     error = assert_openai_error(server.client.post("/v1/chat/completions", json={"model": "default"}), 400)
     assert error["param"] == "messages"
+
+
+@pytest.mark.parametrize("param", ["frequency_penalty", "presence_penalty"])
+def test_an_out_of_range_penalty_names_the_field(server, param):
+    error = assert_openai_error(server.client.post("/v1/chat/completions", json={"messages": USER, param: -2.01}), 400)
+    assert error["param"] == param and "-2" in error["message"]
 
 
 def test_invalid_json(server):

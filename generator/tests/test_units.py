@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import pytest
+import torch
 
-from generator.engine import find_stop, unsafe_suffix
+from generator.engine import CancelToken, SamplingParams, find_stop, unsafe_suffix
+from generator.scheduler import Listener, Request, _penalised, _Row
 from generator.settings import Settings
 
 
@@ -18,6 +20,29 @@ def test_unsafe_suffix_holds_back_partial_stops_and_broken_characters():
     assert unsafe_suffix("Hello Us", ("User:",)) == 2
     assert unsafe_suffix("Hello", ("User:",)) == 0
     assert unsafe_suffix("caf\ufffd", ()) == 1
+
+
+def _row(tokens, **penalties) -> _Row:
+    params = SamplingParams(max_tokens=8, temperature=0, **penalties)
+    request = Request(prompt=[0], params=params, cancel=CancelToken(), listener=Listener())
+    return _Row(request, 0, position=1, tokens=list(tokens))
+
+
+def test_penalties_count_each_rows_own_tokens():
+    logits = torch.zeros(3, 6)
+    rows = [_row([1, 1, 2], frequency_penalty=1.0, presence_penalty=0.5), _row([1, 2, 3]),
+            _row([0, 0, 0, 5], frequency_penalty=-0.5)]
+    out = _penalised(logits, rows)
+    assert out.tolist() == [[0, -2.5, -1.5, 0, 0, 0],  # 1.0 * count + 0.5 for tokens seen
+                            [0, 0, 0, 0, 0, 0],  # no penalty asked: untouched
+                            [1.5, 0, 0, 0, 0, 0.5]]  # negative penalties favour repeats
+    assert logits.eq(0).all()  # the model's logits are not changed in place
+
+
+def test_no_penalty_is_no_work():
+    logits = torch.zeros(2, 6)
+    assert _penalised(logits, [_row([1, 2]), _row([3])]) is logits
+    assert _penalised(logits, [_row([], frequency_penalty=2.0)]) is logits  # nothing generated yet
 
 
 def test_settings_from_env(monkeypatch, tmp_path):
