@@ -68,6 +68,26 @@ FIRST_BACKOFF_S, MAX_BACKOFF_S = 0.1, 2.0
 
 T = TypeVar("T")
 
+# The statements, built once (building SQLAlchemy expressions costs more per turn than
+# running them on SQLite); the conversation is the `sender_id` parameter.
+_SENDER = sa.bindparam("sender_id")
+_SESSION_START = (
+    sa.select(sa.func.max(EVENTS.c.timestamp))
+    .where(EVENTS.c.sender_id == _SENDER, EVENTS.c.type_name == SessionStarted.type_name)
+    .scalar_subquery()
+)
+# A conversation's events in insertion order, like Rasa's `_event_query`: all of them,
+# or those of the latest session.
+ALL_EVENTS = sa.select(EVENTS.c.data).where(EVENTS.c.sender_id == _SENDER).order_by(EVENTS.c.id)
+SESSION_EVENTS = (
+    sa.select(EVENTS.c.data)
+    .where(EVENTS.c.sender_id == _SENDER)
+    .where(sa.or_(EVENTS.c.timestamp >= _SESSION_START, _SESSION_START.is_(None)))
+    .order_by(EVENTS.c.id)
+)
+SESSION_EVENT_COUNT = sa.select(sa.func.count()).select_from(SESSION_EVENTS.subquery())
+INSERT_EVENTS = sa.insert(EVENTS)
+
 
 class TrackerStoreError(RasaException):
     """The tracker store could not read or save a conversation; the turn must fail."""
@@ -191,8 +211,7 @@ class AsyncSQLTrackerStore(TrackerStore, SerializedTrackerAsText):
         event_broker: Optional[EventBroker] = None,
         **kwargs: Any,
     ) -> None:
-        from sqlalchemy.ext.asyncio import AsyncSession, create_async_engine
-        from sqlalchemy.orm import sessionmaker
+        from sqlalchemy.ext.asyncio import create_async_engine
 
         super().__init__(domain, event_broker, **kwargs)
         self.retry_s = _retry_seconds()
@@ -205,7 +224,8 @@ class AsyncSQLTrackerStore(TrackerStore, SerializedTrackerAsText):
         if url.get_backend_name() == "sqlite":
             sa.event.listen(self.engine.sync_engine, "connect", _sqlite_wal)
             self._write_lock = asyncio.Lock()
-        self.sessionmaker = sessionmaker(self.engine, class_=AsyncSession, expire_on_commit=False)
+        # Core connections (no ORM session: the store only runs these statements).
+        self.connect = self.engine.connect
 
     @staticmethod
     def _create_tables(url: sa.engine.URL) -> None:
@@ -216,24 +236,6 @@ class AsyncSQLTrackerStore(TrackerStore, SerializedTrackerAsText):
             SQLTrackerStore.Base.metadata.create_all(engine)
         finally:
             engine.dispose()
-
-    @staticmethod
-    def _events_query(sender_id: Text, all_sessions: bool) -> sa.sql.Select:
-        """The conversation's events in insertion order, like Rasa's `_event_query`."""
-        query = sa.select(EVENTS.c.data).where(EVENTS.c.sender_id == sender_id)
-        if not all_sessions:
-            session_start = (
-                sa.select(sa.func.max(EVENTS.c.timestamp))
-                .where(
-                    EVENTS.c.sender_id == sender_id,
-                    EVENTS.c.type_name == SessionStarted.type_name,
-                )
-                .scalar_subquery()
-            )
-            query = query.where(
-                sa.or_(EVENTS.c.timestamp >= session_start, session_start.is_(None))
-            )
-        return query.order_by(EVENTS.c.id)
 
     async def _retrying(self, what: str, operation: Callable[[], Awaitable[T]]) -> T:
         """Run `operation`, retrying transient database errors for up to retry_s seconds."""
@@ -261,8 +263,8 @@ class AsyncSQLTrackerStore(TrackerStore, SerializedTrackerAsText):
 
     async def keys(self) -> Iterable[Text]:
         async def query() -> Iterable[Text]:
-            async with self.sessionmaker() as session:
-                result = await session.execute(sa.select(EVENTS.c.sender_id).distinct())
+            async with self.connect() as connection:
+                result = await connection.execute(sa.select(EVENTS.c.sender_id).distinct())
                 return [sender_id for (sender_id,) in result]
 
         return await self._retrying("keys", query)
@@ -275,8 +277,9 @@ class AsyncSQLTrackerStore(TrackerStore, SerializedTrackerAsText):
 
     async def _retrieve(self, sender_id: Text, all_sessions: bool) -> Optional[DialogueStateTracker]:
         async def query() -> list:
-            async with self.sessionmaker() as session:
-                result = await session.execute(self._events_query(sender_id, all_sessions))
+            async with self.connect() as connection:
+                statement = ALL_EVENTS if all_sessions else SESSION_EVENTS
+                result = await connection.execute(statement, {"sender_id": sender_id})
                 return [json.loads(data) for (data,) in result]
 
         events = await self._retrying("read", query)
@@ -287,9 +290,6 @@ class AsyncSQLTrackerStore(TrackerStore, SerializedTrackerAsText):
     async def save(self, tracker: DialogueStateTracker) -> None:
         """Append the events the database does not have yet, in one transaction; then
         publish them to the event broker, if there is one."""
-        count = sa.select(sa.func.count()).select_from(
-            self._events_query(tracker.sender_id, all_sessions=False).subquery()
-        )
         # What the database held when this save began. A retry after a commit whose
         # answer was lost finds those rows stored and appends nothing; they are still
         # published, counted from here.
@@ -298,13 +298,13 @@ class AsyncSQLTrackerStore(TrackerStore, SerializedTrackerAsText):
         async def append() -> None:
             nonlocal stored_before
             async with self._writing():
-                async with self.sessionmaker() as session, session.begin():
-                    stored = (await session.execute(count)).scalar_one()
+                async with self.connect() as connection, connection.begin():
+                    stored = (await connection.execute(SESSION_EVENT_COUNT, {"sender_id": tracker.sender_id})).scalar_one()
                     if stored_before is None:
                         stored_before = stored
                     rows = [_row(tracker.sender_id, e) for e in itertools.islice(tracker.events, stored, None)]
                     if rows:
-                        await session.execute(sa.insert(EVENTS), rows)
+                        await connection.execute(INSERT_EVENTS, rows)
 
         await self._retrying("save", append)
         if self.event_broker is not None and stored_before is not None:

@@ -104,7 +104,7 @@ def test_the_async_store_refuses_an_unsupported_database(monkeypatch):
 
 
 class _FlakySessions:
-    """Wraps a store's sessionmaker: the first `refuse` sessions fail to connect, and the
+    """Wraps a store's connection factory: the first `refuse` sessions fail to connect, and the
     next `lose_after_commit` ones commit and then report a lost connection."""
 
     def __init__(self, real, refuse: int = 0, lose_after_commit: int = 0, error=None):
@@ -150,16 +150,16 @@ def test_a_database_outage_is_retried_and_each_event_stored_once(store_url, monk
 
     async def scenario():
         store = AsyncSQLTrackerStore(domain=Domain.empty(), event_broker=broker)
-        real = store.sessionmaker
+        real = store.connect
         tracker = DialogueStateTracker.from_events(sender, _turn("hi", "greet", "Hello!"))
-        store.sessionmaker = _FlakySessions(real, refuse=2)  # down, then back
+        store.connect = _FlakySessions(real, refuse=2)  # down, then back
         await store.save(tracker)
         for event in _turn("thanks", "thank", "You're welcome."):
             tracker.update(event)
         # committed, but the answer was lost: the retry must not append the turn again
-        store.sessionmaker = _FlakySessions(real, lose_after_commit=1)
+        store.connect = _FlakySessions(real, lose_after_commit=1)
         await store.save(tracker)
-        store.sessionmaker = _FlakySessions(real, refuse=1)
+        store.connect = _FlakySessions(real, refuse=1)
         return await store.retrieve(sender)
 
     restored = asyncio.run(scenario())
@@ -185,7 +185,7 @@ def test_a_database_down_too_long_fails_the_turn_instead_of_forgetting_it(tmp_pa
     async def scenario():
         store = AsyncSQLTrackerStore(domain=Domain.empty())
         await store.save(DialogueStateTracker.from_events(sender, _turn("hi", "greet", "Hello!")))
-        store.sessionmaker = _FlakySessions(store.sessionmaker, refuse=10**6)
+        store.connect = _FlakySessions(store.connect, refuse=10**6)
         failsafe = FailSafeTrackerStore(store)  # what Rasa's Agent wraps every store in
         started = time.monotonic()
         with pytest.raises(TrackerStoreError, match="giving up"):
@@ -195,7 +195,7 @@ def test_a_database_down_too_long_fails_the_turn_instead_of_forgetting_it(tmp_pa
         with pytest.raises(TrackerStoreError):
             await failsafe.save(tracker)
         assert failsafe._fallback_tracker_store is None  # nothing went to memory
-        return elapsed, store.sessionmaker.sessions
+        return elapsed, store.connect.sessions
 
     elapsed, attempts = asyncio.run(scenario())
     assert 0.5 <= elapsed < 3
@@ -211,9 +211,9 @@ def test_a_non_transient_database_error_is_not_retried(tmp_path, monkeypatch):
 
     async def scenario():
         store = AsyncSQLTrackerStore(domain=Domain.empty())
-        store.sessionmaker = _FlakySessions(store.sessionmaker, error=error)
+        store.connect = _FlakySessions(store.connect, error=error)
         with pytest.raises(TrackerStoreError, match="no such column"):
             await store.retrieve("anyone")
-        return store.sessionmaker.sessions
+        return store.connect.sessions
 
     assert asyncio.run(scenario()) == 1
