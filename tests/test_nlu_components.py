@@ -99,3 +99,43 @@ def test_the_per_message_path_gives_the_matrix_path_probabilities(tmp_path):
     short = Message(data={TEXT: "x"})
     short.add_features(Features(np.zeros((1, 16)), FEATURE_TYPE_SENTENCE, TEXT, "embeddings"))
     assert component._message_logits(short) is None
+
+
+@pytest.mark.parametrize("options", [{"max_ngram": 2}, {"analyzer": "char_wb", "min_ngram": 2, "max_ngram": 4}])
+def test_sentence_count_vectors_are_rasas_sentence_features(tmp_path, options):
+    """The sentence-only featurizer gives Rasa's sentence features, and no token rows."""
+    from rasa.engine.graph import ExecutionContext, GraphSchema
+    from rasa.engine.storage.local_model_storage import LocalModelStorage
+    from rasa.engine.storage.resource import Resource
+    from rasa.nlu.featurizers.sparse_featurizer.count_vectors_featurizer import CountVectorsFeaturizer
+    from rasa.nlu.tokenizers.whitespace_tokenizer import WhitespaceTokenizer
+    from rasa.shared.nlu.constants import INTENT, TEXT
+    from rasa.shared.nlu.training_data.message import Message
+    from rasa.shared.nlu.training_data.training_data import TrainingData
+
+    from addons.nlu.count_vectors import SentenceCountVectorsFeaturizer
+    from ops import settings
+    from ops.data import read_banking77
+
+    texts = [t for ts in read_banking77(settings.SHARED_DATA_DIR / "banking77" / "train.csv").values() for t in ts[:6]]
+    tokenizer = WhitespaceTokenizer(WhitespaceTokenizer.get_default_config())
+    context = ExecutionContext(GraphSchema({}), "test")
+
+    def featurized(cls, name):
+        config = {**cls.get_default_config(), **options}
+        component = cls.create(config, LocalModelStorage(tmp_path), Resource(name), context)
+        train = TrainingData([Message(data={TEXT: t, INTENT: "x"}) for t in texts[::2]])
+        tokenizer.process_training_data(train)
+        component.train(train)
+        messages = [Message(data={TEXT: t}) for t in texts[1::2]] + [Message(data={TEXT: "zzqx unseen words"})]
+        tokenizer.process(messages)
+        return component.process(messages)
+
+    ours = featurized(SentenceCountVectorsFeaturizer, "ours")
+    rasas = featurized(CountVectorsFeaturizer, "rasa")
+    assert len(ours) > 200
+    for mine, theirs in zip(ours, rasas):
+        assert mine.get_sparse_features(TEXT)[0] is None  # no sequence features
+        assert theirs.get_sparse_features(TEXT)[0] is not None
+        a, b = mine.get_sparse_features(TEXT)[1].features, theirs.get_sparse_features(TEXT)[1].features
+        assert a.shape == b.shape and (a.toarray() == b.toarray()).all()
