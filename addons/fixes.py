@@ -22,6 +22,8 @@ broker classes) and config.yml, so every Rasa process that serves this bot has t
   or user intent differs from the conversation's is rejected on those two strings
   before Rasa's full comparison runs, which decides every other case as before
   (same predictions: tests/test_fixes.py checks every rule of the trained model).
+  The search starts from the rules indexed under the conversation's latest previous
+  action and intent (or none), not from all of them.
 - Running the model's graph. Rasa runs its predict graph three times a turn (NLU, then
   a policy prediction per action) through dask's local scheduler, whose bookkeeping
   for these short chains of in-process calls costs more than some of the components.
