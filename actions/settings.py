@@ -71,8 +71,8 @@ LLM_CANDIDATE_TEMPERATURE = _float("LLM_CANDIDATE_TEMPERATURE", 0.7)
 # OpenAI's frequency_penalty (-2..2) for the reply requests: lowers the odds of tokens a
 # reply has already used, against loops. 0 leaves it out of the request. Measured at 0.5
 # on the development questions (2026-12-02): the right page cited 53.8 % instead of
-# 38.7 % with 1 candidate but 85.8 % instead of 87.7 % with 3, at about twice the turn
-# time, so the default (3 candidates) stays at 0.
+# 38.7 % with 1 candidate but 85.8 % instead of 87.7 % with 3 (against the last run
+# without it, on another day's machine), so the default (3 candidates) stays at 0.
 LLM_FREQUENCY_PENALTY = _float("LLM_FREQUENCY_PENALTY", 0.0)
 # A candidate whose best cosine similarity to the prompt's passages is lower is not
 # grounded and is rejected (short right answers score from about 0.3).
