@@ -225,7 +225,8 @@ def report(runs: Dict[str, List[Dict[str, Any]]], counts: Dict[str, tuple], star
         f"KNOWLEDGE_LEXICAL_WEIGHT={s.KNOWLEDGE_LEXICAL_WEIGHT}, "
         f"KNOWLEDGE_INTENT_WEIGHT={s.KNOWLEDGE_INTENT_WEIGHT}, "
         f"LLM_MIN_SUPPORT={s.LLM_MIN_SUPPORT}, LLM_MAX_TOKENS={s.LLM_MAX_TOKENS}, "
-        f"LLM_CANDIDATE_TEMPERATURE={s.LLM_CANDIDATE_TEMPERATURE} (n > 1; n = 1 is greedy). "
+        f"LLM_CANDIDATE_TEMPERATURE={s.LLM_CANDIDATE_TEMPERATURE} (n > 1; n = 1 is greedy), "
+        f"LLM_FREQUENCY_PENALTY={s.LLM_FREQUENCY_PENALTY}. "
         f"Run time {(time.monotonic() - started) / 60:.0f} min.",
         "",
         "| questions | candidates | cites the right page | answered (not refused) | retrieval top-1 page right "
