@@ -42,6 +42,7 @@ SCALE_OUT = {
     "TRACKER_STORE_URL": os.environ.get("TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test"),
 }
 RESULTS = settings.ROOT / "bench" / "results" / "turns.md"
+STOCK_MODELS = settings.MODELS_DIR / "bench"  # gitignored, out of `latest_model`'s way
 
 
 def answered_by_one_response() -> set:
@@ -76,17 +77,30 @@ def scale_out_available() -> bool:
         return False
 
 
-def train_stock(work: Path) -> Path:
+STOCK_CONFIG = settings.ROOT / "bench" / "configs" / "stock_diet_ted.yml"
+
+
+def stock_config(epochs: int, work: Path) -> Path:
+    """bench/configs/stock_diet_ted.yml with every trained component at `epochs`."""
+    config = yaml.safe_load(STOCK_CONFIG.read_text())
+    for component in config["pipeline"] + config["policies"]:
+        if "epochs" in component:
+            component["epochs"] = epochs
+    path = work / f"stock-{epochs}-epochs.yml"
+    path.write_text(yaml.safe_dump(config, sort_keys=False))
+    return path
+
+
+def train_stock(epochs: int, out: Path, work: Path) -> Path:
     started = time.monotonic()
     subprocess.run(
-        [str(settings.RASA_VENV / "bin" / "rasa"), "train", "--config",
-         str(settings.ROOT / "bench" / "configs" / "stock_diet_ted.yml"),
-         "--domain", "domain", "--data", "data", "--out", str(work / "models")],
+        [str(settings.RASA_VENV / "bin" / "rasa"), "train", "--config", str(stock_config(epochs, work)),
+         "--domain", "domain", "--data", "data", "--out", str(out), "--fixed-model-name", f"stock-{epochs}-epochs"],
         cwd=settings.ROOT, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
         env={**os.environ, "RASA_CACHE_DIRECTORY": str(work / "cache")},
     )
-    print(f"stock model trained in {time.monotonic() - started:.0f} s", flush=True)
-    return next((work / "models").glob("*.tar.gz"))
+    print(f"stock model ({epochs} epochs) trained in {time.monotonic() - started:.0f} s", flush=True)
+    return out / f"stock-{epochs}-epochs.tar.gz"
 
 
 async def load(url: str, users: int, pool: List[str], tag: str) -> Dict:
@@ -177,6 +191,11 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--users", type=int, nargs="+", default=[1, 20, 50])
     parser.add_argument("--skip-stock", action="store_true", help="measure only the project")
+    parser.add_argument("--stock-epochs", type=int, default=1,
+                        help="epochs for stock's DIET, ResponseSelector and TED (1: about 3 minutes to train; "
+                             "each more epoch about 3 minutes on 2 cores)")
+    parser.add_argument("--stock-model", type=Path,
+                        help="a stock model trained by an earlier run (kept under models/bench/) instead of training one")
     args = parser.parse_args()
     project_model = latest_model()
     if project_model is None:
@@ -186,7 +205,8 @@ def main() -> int:
         work = Path(tmp)
         runs = {}
         if not args.skip_stock:
-            runs["stock"] = serve(train_stock(work), work, True, args.users, "stock")
+            stock_model = args.stock_model or train_stock(args.stock_epochs, STOCK_MODELS, work)
+            runs["stock"] = serve(stock_model, work, True, args.users, "stock")
         runs["project"] = serve(project_model, work, False, args.users, "project")
         if scale_out_available():
             runs["project, scale-out"] = serve(project_model, work, False, args.users, "scaleout", SCALE_OUT)
@@ -211,7 +231,8 @@ def main() -> int:
             f"`.venvs/rasa/bin/python -m bench.turns` on {time.strftime('%Y-%m-%d')}: closed loop, "
             f"{TURNS} intent-only turns per user through the REST channel (Banking77 sentences of the "
             f"{len(answered_by_one_response())} intents answered by one response), one Rasa process each.\n"
-            "stock = `rasa init`'s DIET + TED pipeline and policies (bench/configs/stock_diet_ted.yml) with "
+            f"stock = `rasa init`'s DIET + TED pipeline and policies (bench/configs/stock_diet_ted.yml; model "
+            f"`{stock_model.name}`) with "
             "Rasa's own SQLTrackerStore on SQLite, in-memory lock store and REST channel (no code of this "
             "project in its process); project = config.yml and endpoints.yml as shipped "
             "(async SQL tracker store on SQLite, in-memory lock store, one Sanic worker); "
