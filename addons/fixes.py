@@ -30,11 +30,19 @@ broker classes) and config.yml, so every Rasa process that serves this bot has t
   Here the same nodes are called in dependency order, each once, with the same
   inputs and the same errors (GraphRunError for a RuntimeError, as Rasa does).
   Training graphs still go through dask, which frees intermediate results early.
+- BLAS threads. numpy and scipy's OpenBLAS start one worker thread per core, and a
+  worker keeps spinning for a while after each small matrix product of a turn: under
+  load the Rasa process burnt a second core's worth of CPU (14 ms a turn on a second
+  thread, beside 13 ms on the event loop) for no gain in turns/s, taking that core from
+  the other Sanic worker, the action server and the generator. BLAS is limited to one
+  thread, unless OPENBLAS_NUM_THREADS, OMP_NUM_THREADS or MKL_NUM_THREADS is set
+  (then the operator's choice stands). docs/performance.md has the figures.
 """
 from __future__ import annotations
 
 import functools
 import json
+import os
 from typing import Any, Dict, List, Optional, Text, Tuple
 
 from rasa.core.actions.action import RemoteAction
@@ -195,9 +203,23 @@ def _run_graph(self: DaskGraphRunner, inputs: Optional[Dict[Text, Any]] = None,
         raise GraphRunError("Error running runner.") from e
 
 
+BLAS_THREAD_VARIABLES = ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS")
+
+
+def limit_blas_threads() -> None:
+    """One BLAS thread in this process, unless the environment names a number."""
+    if any(os.environ.get(name) for name in BLAS_THREAD_VARIABLES):
+        return
+    from threadpoolctl import threadpool_limits
+
+    threadpool_limits(limits=1, user_api="blas")
+
+
 def apply() -> None:
+    limit_blas_threads()
     RemoteAction._validate_action_result = _validate_action_result
     Event.resolve_by_type = staticmethod(_remembering_resolve_by_type)
     RulePolicy._is_rule_applicable = _is_rule_applicable
     RulePolicy._get_possible_keys = _get_possible_keys
     DaskGraphRunner.run = _run_graph
+

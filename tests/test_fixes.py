@@ -161,3 +161,23 @@ def test_the_predict_graph_gives_what_dask_gives(trained_model, action_endpoint)
     assert [e.get("name") for e in fast if e["event"] == "action"] == [
         "action_session_start", "action_listen", "utter_card_arrival", "action_listen",
         "utter_top_up_by_card_charge", "action_listen", "utter_greet", "action_listen"]
+
+
+_BLAS_THREADS = (
+    "import json, threadpoolctl; import addons; "
+    "print(json.dumps([i['num_threads'] for i in threadpoolctl.threadpool_info() if i['user_api'] == 'blas']))"
+)
+
+
+@pytest.mark.parametrize("env, expected", [({}, 1), ({"OPENBLAS_NUM_THREADS": "2"}, 2)])
+def test_importing_addons_leaves_one_blas_thread_unless_the_environment_says(env, expected):
+    """A fresh process on a 2-core machine starts 2 OpenBLAS threads (numpy's and scipy's)."""
+    import os
+    import subprocess
+    import sys
+
+    clean = {k: v for k, v in os.environ.items() if k not in fixes.BLAS_THREAD_VARIABLES}
+    out = subprocess.run([sys.executable, "-c", _BLAS_THREADS], env={**clean, **env},
+                         capture_output=True, text=True, check=True).stdout
+    threads = json.loads(out.strip().splitlines()[-1])
+    assert threads and set(threads) == {expected}
