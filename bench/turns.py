@@ -9,7 +9,12 @@ no generator behind it is running, so a turn routed to the LLM answers with the
 fallback template at once. Reports turns/s, latency p50/p95/p99 and errors, and the
 ratio of the project's turns/s to stock's.
 
-    .venvs/rasa/bin/python -m bench.turns [--users 1 20 50] [--skip-stock]
+All configurations run at once (idle while another is measured). For each number of
+users, every configuration takes the load in turn, for several rounds, and the rounds
+are pooled: a slower minute on a shared machine falls on all of them, not on one.
+
+    .venvs/rasa/bin/python -m bench.turns [--users 1 20 50] [--rounds 3] [--skip-stock]
+        [--stock-epochs 5 | --stock-model models/bench/stock-5-epochs.tar.gz]
 """
 from __future__ import annotations
 
@@ -22,6 +27,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Dict, List
 
@@ -111,8 +117,8 @@ async def load(url: str, users: int, pool: List[str], tag: str) -> Dict:
     }
     turns, wall = await client.run_load(url, scripts, message_ids=False)
     summary = client.summarize(turns, wall)
-    result = {key: summary[key] for key in ("turns", "turns_s", "p50", "p95", "p99", "errors")}
-    result["senders"] = list(scripts)
+    result = {key: summary[key] for key in ("turns", "turns_s", "p50", "p95", "p99", "errors", "wall_s")}
+    result["senders"], result["turn_list"] = list(scripts), turns
     return result
 
 
@@ -143,7 +149,19 @@ def action_server_share(db_url: str, senders: List[str]) -> float:
     return remote_turns / turns if turns else float("nan")
 
 
-def serve(model: Path, work: Path, stock: bool, users: List[int], tag: str, extra_env=None) -> Dict[int, Dict]:
+@dataclass
+class Setup:
+    """One configuration under test: its running action server and Rasa server."""
+
+    label: str
+    services: List[stack.Service]
+    url: str
+    db_url: str
+    rounds: Dict[int, List[Dict]] = field(default_factory=dict)  # users -> each round's load()
+
+
+def start(model: Path, work: Path, stock: bool, label: str, extra_env=None) -> Setup:
+    tag = label.replace(" ", "").replace(",", "-")
     act_port, rasa_port = free_port(), free_port()
     credentials = settings.ROOT / "credentials.yml"
     database = work / f"{tag}.db"
@@ -162,59 +180,87 @@ def serve(model: Path, work: Path, stock: bool, users: List[int], tag: str, extr
     else:  # endpoints.yml as shipped
         endpoints = stack.endpoints_for(act_port, work / tag)
     env = {"TRACKER_STORE_URL": f"sqlite:///{database}", **(extra_env or {})}
-    label, tag = tag, f"{tag}-{int(time.time())}"  # fresh conversations in a database that persists
     services = [
-        stack.actions_service(act_port, work, env={"GENERATOR_URL": "http://127.0.0.1:9/v1"}),
-        stack.rasa_service(rasa_port, work, model, endpoints, credentials=credentials, env=env),
+        stack.actions_service(act_port, work / tag, env={"GENERATOR_URL": "http://127.0.0.1:9/v1"}),
+        stack.rasa_service(rasa_port, work / tag, model, endpoints, credentials=credentials, env=env),
     ]
-    pool = messages()
+    setup = Setup(label, services, f"http://127.0.0.1:{rasa_port}/webhooks/rest/webhook", env["TRACKER_STORE_URL"])
+    for service in services:
+        service.start()
     try:
-        for service in services:
-            service.start()
         stack.wait_healthy(services, settings.STARTUP_TIMEOUT_S)
-        url = f"http://127.0.0.1:{rasa_port}/webhooks/rest/webhook"
-        asyncio.run(load(url, 5, pool, f"{tag}-warmup"))
-        results = {}
-        for n in users:
-            results[n] = asyncio.run(load(url, n, pool, tag))
-            r = results[n]
-            r["remote"] = action_server_share(env["TRACKER_STORE_URL"], r.pop("senders"))
-            print(f"{label:10} {n:3} users: {r['turns_s']:6.1f} turns/s  p50 {r['p50']:7.1f} ms  "
-                  f"p95 {r['p95']:7.1f} ms  p99 {r['p99']:7.1f} ms  errors {r['errors']}  "
-                  f"via action server {100 * r['remote']:.0f} %", flush=True)
-        return results
-    finally:
+        asyncio.run(load(setup.url, 5, messages(), f"{tag}-{int(time.time())}-warmup"))
+    except BaseException:
         stack.stop_all(services)
+        raise
+    return setup
+
+
+def measure(setups: List[Setup], users: List[int], rounds: int) -> None:
+    """For each number of users, `rounds` rounds in which every setup takes the same load in
+    turn (the order rotates), so drifts in the machine's speed fall on all of them alike."""
+    pool = messages()
+    stamp = int(time.time())
+    for n in users:
+        for r in range(rounds):
+            for setup in setups[r % len(setups):] + setups[:r % len(setups)]:
+                tag = f"{setup.label.replace(' ', '').replace(',', '-')}-{stamp}-{n}-{r}"
+                result = asyncio.run(load(setup.url, n, pool, tag))
+                setup.rounds.setdefault(n, []).append(result)
+                print(f"{setup.label:18} {n:3} users, round {r + 1}: {result['turns_s']:6.1f} turns/s  "
+                      f"p50 {result['p50']:7.1f} ms  errors {result['errors']}", flush=True)
+
+
+def pooled(setup: Setup, n: int) -> Dict:
+    """All rounds of one setup and number of users together: turns/s = all turns over all
+    their wall time; percentiles over all turns; errors summed."""
+    rounds = setup.rounds[n]
+    turns = [turn for r in rounds for turn in r["turn_list"]]
+    result = client.summarize(turns, sum(r["wall_s"] for r in rounds))
+    result["by_round"] = [r["turns_s"] for r in rounds]
+    result["remote"] = action_server_share(setup.db_url, [s for r in rounds for s in r["senders"]])
+    return result
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--users", type=int, nargs="+", default=[1, 20, 50])
+    parser.add_argument("--rounds", type=int, default=3, help="rounds per number of users (default 3)")
     parser.add_argument("--skip-stock", action="store_true", help="measure only the project")
-    parser.add_argument("--stock-epochs", type=int, default=1,
-                        help="epochs for stock's DIET, ResponseSelector and TED (1: about 3 minutes to train; "
-                             "each more epoch about 3 minutes on 2 cores)")
+    parser.add_argument("--stock-epochs", type=int, default=5,
+                        help="epochs for stock's DIET, ResponseSelector and TED (default 5: about 7 minutes "
+                             "to train on 2 cores)")
     parser.add_argument("--stock-model", type=Path,
-                        help="a stock model trained by an earlier run (kept under models/bench/) instead of training one")
+                        help="a stock model trained by an earlier run (models/bench/stock-N-epochs.tar.gz) "
+                             "instead of training one")
     args = parser.parse_args()
     project_model = latest_model()
     if project_model is None:
         print("no model in models/: run `make train`", file=sys.stderr)
         return 2
+    stock_model = None
+    setups: List[Setup] = []
     with tempfile.TemporaryDirectory(prefix="bench-turns-") as tmp:
         work = Path(tmp)
-        runs = {}
-        if not args.skip_stock:
-            stock_model = args.stock_model or train_stock(args.stock_epochs, STOCK_MODELS, work)
-            runs["stock"] = serve(stock_model, work, True, args.users, "stock")
-        runs["project"] = serve(project_model, work, False, args.users, "project")
-        if scale_out_available():
-            runs["project, scale-out"] = serve(project_model, work, False, args.users, "scaleout", SCALE_OUT)
-    lines = ["| configuration | users | turns/s | p50 | p95 | p99 | errors | turns via the action server |",
-             "|---|---:|---:|---:|---:|---:|---:|---:|"]
+        try:
+            if not args.skip_stock:
+                stock_model = args.stock_model or train_stock(args.stock_epochs, STOCK_MODELS, work)
+                setups.append(start(stock_model, work, True, "stock"))
+            setups.append(start(project_model, work, False, "project"))
+            if scale_out_available():
+                setups.append(start(project_model, work, False, "project, scale-out", SCALE_OUT))
+            measure(setups, args.users, args.rounds)
+            runs = {setup.label: {n: pooled(setup, n) for n in args.users} for setup in setups}
+        finally:
+            for setup in setups:
+                stack.stop_all(setup.services)
+    lines = ["| configuration | users | turns/s | turns/s by round | p50 | p95 | p99 | errors "
+             "| turns via the action server |",
+             "|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for name, results in runs.items():
         for n, r in results.items():
-            lines.append(f"| {name} | {n} | {r['turns_s']:.1f} | {r['p50']:.0f} ms | {r['p95']:.0f} ms | "
+            by_round = " / ".join(f"{x:.0f}" for x in r["by_round"])
+            lines.append(f"| {name} | {n} | {r['turns_s']:.1f} | {by_round} | {r['p50']:.0f} ms | {r['p95']:.0f} ms | "
                          f"{r['p99']:.0f} ms | {r['errors']} | {100 * r['remote']:.0f} % |")
     if "stock" in runs:
         others = [name for name in runs if name != "stock"]
@@ -225,13 +271,17 @@ def main() -> int:
                   + " |" for n in args.users]
     table = "\n".join(lines)
     print(table)
-    if "stock" in runs:
+    if stock_model is not None:
         RESULTS.write_text(
             "# Turn throughput (latest run)\n\n"
             f"`.venvs/rasa/bin/python -m bench.turns` on {time.strftime('%Y-%m-%d')}: closed loop, "
             f"{TURNS} intent-only turns per user through the REST channel (Banking77 sentences of the "
-            f"{len(answered_by_one_response())} intents answered by one response), one Rasa process each.\n"
-            f"stock = `rasa init`'s DIET + TED pipeline and policies (bench/configs/stock_diet_ted.yml; model "
+            f"{len(answered_by_one_response())} intents answered by one response), one Rasa process each, "
+            f"all running at once. For each number of users there are {args.rounds} rounds, and in each round "
+            "every configuration takes the same load in turn (fresh conversations; the order rotates), so "
+            "a change in the machine's speed during the run falls on all of them. The figures pool the "
+            "rounds: turns/s is all turns over all their time; the percentiles are over all turns.\n\n"
+            f"stock = `rasa init`'s DIET + TED pipeline and policies (bench/configs/stock_diet_ted.yml, model "
             f"`{stock_model.name}`) with "
             "Rasa's own SQLTrackerStore on SQLite, in-memory lock store and REST channel (no code of this "
             "project in its process); project = config.yml and endpoints.yml as shipped "
