@@ -2,16 +2,20 @@
 
 knowledge/<id>.md pages (YAML front matter: id, title, intents) are split at their
 `##` headings: one section is one passage. The index holds one unit vector per
-passage, plus one per example question of the intents each page lists (the NLU
-training examples in data/nlu/banking77.yml), all embedded with all-MiniLM-L6-v2,
-the model the generator's /v1/embeddings serves.
+passage, one per sentence of each passage (with the page title in front), and one per
+example question of the intents each page lists (the NLU training examples in
+data/nlu/banking77.yml), all embedded with all-MiniLM-L6-v2, the model the
+generator's /v1/embeddings serves.
 
 Retrieval scores a passage by the mean of two cosine similarities to the query: the
-passage's own, and the best one among its page's example questions. A question is
-much closer to other questions than to a paragraph of facts, so the second term finds
-the right page far more often; the first picks the section within the page. A page
-without examples scores by its passages alone. That mean (`Hit.score`) says how much
-the knowledge base has to say: the no-knowledge threshold applies to it.
+passage's own (the better of the whole section's and its closest sentence's), and the
+best one among its page's example questions. A question is much closer to other
+questions than to a paragraph of facts, so the second term finds the right page far
+more often; the first picks the section within the page. A question about one fact
+("what does the envelope look like?") matches the sentence that states it much better
+than the embedding of a whole section, where that fact is one of many. A page without
+examples scores by its passages alone. That mean (`Hit.score`) says how much the
+knowledge base has to say: the no-knowledge threshold applies to it.
 
 Passages are ranked by that score plus KNOWLEDGE_LEXICAL_WEIGHT times a lexical
 score: BM25 of the query's words (stop words left out) over the passages' text,
@@ -69,7 +73,7 @@ from actions import settings
 
 # Bump when the way pages become passages (or passages become embedded text) changes:
 # an index built by an older version is then stale.
-FORMAT_VERSION = 2
+FORMAT_VERSION = 3
 EMBED_BATCH = 32
 
 Embedder = Callable[[List[str]], np.ndarray]
@@ -90,11 +94,16 @@ class Passage:
         """What is embedded: the page title and section heading give a short section its topic."""
         return f"{self.title}. {self.heading}. {self.text}"
 
+    def sentence_texts(self) -> List[str]:
+        """What is embedded for each sentence of three words or more: the page title gives it its topic."""
+        return [f"{self.title}. {sentence}" for sentence in SENTENCE_END.split(self.text)
+                if len(sentence.split()) >= 3]
+
 
 @dataclass(frozen=True)
 class Hit:
     score: float  # the relevance score: mean of similarity and page_similarity
-    similarity: float  # cosine similarity of the passage to the query
+    similarity: float  # cosine similarity to the query: the section's or its closest sentence's, the higher
     page_similarity: float  # best cosine similarity of its page's example questions
     passage: Passage
     row: int  # the passage's row in the index
@@ -110,6 +119,7 @@ STOP_WORDS = frozenset(
     "they this to up was we were what when where which who why will with would you your".split()
 )
 BM25_K1, BM25_B = 1.2, 0.75
+SENTENCE_END = re.compile(r"(?<=[.!?])\s+")
 
 
 def words(text: str) -> List[str]:
@@ -223,7 +233,8 @@ def digest(directory: Path = settings.KNOWLEDGE_DIR, nlu_file: Path = settings.K
 class KnowledgeIndex:
     def __init__(self, passages: Sequence[Passage], vectors: np.ndarray, model: str, source_digest: str,
                  example_pages: Sequence[str] = (), example_vectors: Optional[np.ndarray] = None,
-                 page_intents: Optional[Mapping[str, Sequence[str]]] = None):
+                 page_intents: Optional[Mapping[str, Sequence[str]]] = None,
+                 sentence_rows: Sequence[int] = (), sentence_vectors: Optional[np.ndarray] = None):
         if len(passages) != len(vectors):
             raise KnowledgeError("passages and vectors differ in number")
         self.passages = list(passages)
@@ -237,6 +248,14 @@ class KnowledgeIndex:
                                 else np.asarray(example_vectors, dtype=np.float32))
         if len(self.example_pages) != len(self.example_vectors):
             raise KnowledgeError("example pages and vectors differ in number")
+        self.sentence_rows = np.asarray(sentence_rows, dtype=np.int64)  # the passage of each sentence
+        self.sentence_vectors = (np.zeros((0, dims), np.float32) if sentence_vectors is None
+                                 else np.asarray(sentence_vectors, dtype=np.float32))
+        if len(self.sentence_rows) != len(self.sentence_vectors):
+            raise KnowledgeError("sentence rows and vectors differ in number")
+        if len(self.sentence_rows) and not 0 <= int(self.sentence_rows.min()) <= int(self.sentence_rows.max()) < len(
+                self.passages):
+            raise KnowledgeError("a sentence row names no passage")
         pages = sorted(self.titles)
         self._page_index = {page: i for i, page in enumerate(pages)}
         self._passage_page = np.array([self._page_index[p.page_id] for p in self.passages])
@@ -275,6 +294,8 @@ class KnowledgeIndex:
             intent_weight = settings.KNOWLEDGE_INTENT_WEIGHT
         query = unit(query)
         similarity = self.vectors @ query
+        if len(self.sentence_vectors):
+            np.maximum.at(similarity, self.sentence_rows, self.sentence_vectors @ query)
         page_best = np.full(len(self._page_index), np.nan, dtype=np.float32)
         if len(self.example_vectors):
             np.fmax.at(page_best, self._example_page, self.example_vectors @ query)
@@ -293,13 +314,14 @@ class KnowledgeIndex:
 
     def save(self, path: Path) -> None:
         meta = {"format": FORMAT_VERSION, "model": self.model, "digest": self.digest,
-                "passages": [asdict(p) for p in self.passages], "example_pages": self.example_pages}
+                "passages": [asdict(p) for p in self.passages], "example_pages": self.example_pages,
+                "sentence_rows": self.sentence_rows.tolist()}
         path.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".npz")
         try:
             with os.fdopen(fd, "wb") as out:
                 np.savez(out, vectors=self.vectors, example_vectors=self.example_vectors,
-                         meta=np.array(json.dumps(meta)))
+                         sentence_vectors=self.sentence_vectors, meta=np.array(json.dumps(meta)))
             os.chmod(tmp, 0o644)
             os.replace(tmp, path)  # readers never see half a file
         except BaseException:
@@ -314,7 +336,8 @@ class KnowledgeIndex:
                 if meta.get("format") != FORMAT_VERSION:
                     raise KnowledgeError(f"{path} has format {meta.get('format')}, expected {FORMAT_VERSION}")
                 return cls([Passage(**p) for p in meta["passages"]], data["vectors"], meta["model"],
-                           meta["digest"], meta["example_pages"], data["example_vectors"])
+                           meta["digest"], meta["example_pages"], data["example_vectors"],
+                           sentence_rows=meta["sentence_rows"], sentence_vectors=data["sentence_vectors"])
         except (OSError, KeyError, ValueError) as error:
             raise KnowledgeError(f"cannot read the knowledge index {path}: {error}") from error
 
@@ -338,8 +361,10 @@ def build(embed: Embedder, directory: Path = settings.KNOWLEDGE_DIR, model: str 
     vectors = _embed_all(embed, [p.embedding_text() for p in passages])
     examples = load_examples(directory, nlu_file)
     example_vectors = _embed_all(embed, [text for text, _ in examples], vectors.shape[1])
+    sentences = [(row, text) for row, passage in enumerate(passages) for text in passage.sentence_texts()]
+    sentence_vectors = _embed_all(embed, [text for _, text in sentences], vectors.shape[1])
     return KnowledgeIndex(passages, vectors, model, source_digest, [page for _, page in examples], example_vectors,
-                          load_page_intents(directory))
+                          load_page_intents(directory), [row for row, _ in sentences], sentence_vectors)
 
 
 def load_current(path: Path = settings.KNOWLEDGE_INDEX, directory: Path = settings.KNOWLEDGE_DIR,
@@ -410,8 +435,8 @@ def main(argv: Optional[List[str]] = None) -> int:
     embed = http_embedder(args.url) if args.url else local_embedder()
     index = build(embed)
     index.save(path)
-    print(f"knowledge index {path}: {len(index.passages)} passages from {len(index.titles)} pages, "
-          f"{len(index.example_pages)} example questions, {index.vectors.shape[1]} dimensions ({index.model})")
+    print(f"knowledge index {path}: {len(index.passages)} passages ({len(index.sentence_rows)} sentences) "
+          f"from {len(index.titles)} pages, {len(index.example_pages)} example questions, {index.vectors.shape[1]} dimensions ({index.model})")
     return 0
 
 

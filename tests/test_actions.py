@@ -487,6 +487,30 @@ def test_a_stale_index_is_refused(tmp_path):
     assert "does not exist" in knowledge.load_current(tmp_path / "nope.npz", tmp_path, "m")[1]
 
 
+def test_a_question_about_one_fact_matches_the_sentence_that_states_it(tmp_path):
+    (tmp_path / "card-delivery.md").write_text(PAGES["card-delivery"])
+    embed = lambda texts: np.stack([bag_of_words(t) for t in texts])  # noqa: E731
+    index = knowledge.build(embed, tmp_path, model="m", nlu_file=tmp_path / "none.yml")
+    first = index.passages[0]
+    assert first.sentence_texts() == [
+        "Card delivery and tracking. A new Lakeside card usually arrives within 3–5 working days at a UK address.",
+        "Card delivery and tracking. Delivery to an address outside the UK takes up to 10 working days.",
+    ]
+    assert list(index.sentence_rows) == [0, 0, 1]  # the express section is one sentence
+    query = bag_of_words("delivery to an address outside the UK")
+    section = float(knowledge.unit(index.vectors[0]) @ query)
+    sentence = float(knowledge.unit(bag_of_words(first.sentence_texts()[1])) @ query)
+    assert sentence > section
+    hit = index.search(query, 1, intent_weight=0.0, lexical_weight=0.0)[0]
+    assert hit.row == 0 and hit.similarity == pytest.approx(sentence, abs=1e-6)
+    assert hit.score == pytest.approx(sentence, abs=1e-6)  # no example questions: the page term is the same
+    # the sentences survive a save and a load
+    index.save(tmp_path / "index.npz")
+    loaded = knowledge.KnowledgeIndex.load(tmp_path / "index.npz")
+    assert list(loaded.sentence_rows) == [0, 0, 1]
+    assert loaded.search(query, 1, intent_weight=0.0, lexical_weight=0.0)[0].similarity == pytest.approx(hit.similarity)
+
+
 def test_pages_split_into_passages(tmp_path):
     (tmp_path / "card-delivery.md").write_text(PAGES["card-delivery"])
     passages = knowledge.load_passages(tmp_path)
