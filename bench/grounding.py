@@ -23,7 +23,8 @@ ranking as the intent prior (KNOWLEDGE_INTENT_WEIGHT, actions/knowledge.py).
 It starts its own generator on a free port (as the tests do, ops.stack), unless
 --url names a running OpenAI-compatible server. Writes bench/results/grounding.md.
 
-    .venvs/rasa/bin/python -m bench.grounding [--candidates 1 3] [--limit N] [--url URL] [--retrieval-only]
+    .venvs/rasa/bin/python -m bench.grounding [--candidates 1 3] [--generate SET ...] [--limit N] [--url URL]
+        [--retrieval-only]
 """
 from __future__ import annotations
 
@@ -252,6 +253,8 @@ def report(runs: Dict[str, List[Dict[str, Any]]], counts: Dict[str, tuple], star
         "- *unanswerable: honest reply*: `no_knowledge` (retrieval below the threshold, nothing "
         "generated) or `no_safe_answer` (every candidate rejected).",
         "- Latency is the whole turn (query embedding, generation, candidate embeddings) over all questions.",
+        *([f"- No replies were generated for the {' and '.join(n for n in counts if n not in runs)} questions in "
+           "this run (`--generate`): they have the retrieval figures below."] if set(counts) - set(runs) else []),
         "",
         "## Retrieval and the no-knowledge threshold",
         "",
@@ -302,6 +305,9 @@ def main(argv: Optional[List[str]] = None) -> int:
     parser.add_argument("--limit", type=int, help="only N questions of each kind (a quick look; nothing written)")
     parser.add_argument("--url", help="a running OpenAI-compatible base URL (…/v1) instead of starting one")
     parser.add_argument("--no-write", action="store_true", help="print, do not write bench/results")
+    parser.add_argument("--generate", nargs="+", choices=list(QUESTION_SETS),
+                        help="generate replies only for these sets (default: all of --sets); the others get "
+                             "the retrieval figures only")
     parser.add_argument("--retrieval-only", action="store_true",
                         help="only the retrieval figures (no generation); print, nothing written")
     args = parser.parse_args(argv)
@@ -341,7 +347,7 @@ def main(argv: Optional[List[str]] = None) -> int:
             print("\n".join(retrieval_lines(found, model.name)))
             return 0
         runs = {name: [asyncio.run(run_config(n, a, u, url)) for n in args.candidates]
-                for name, (a, u) in sets.items()}
+                for name, (a, u) in sets.items() if name in (args.generate or sets)}
     finally:
         stack.stop_all(services)
     text = report(runs, {name: (len(a), len(u)) for name, (a, u) in sets.items()}, started, found, model.name)
