@@ -461,12 +461,14 @@ def test_postgresql_restart_under_load_loses_nothing_and_needs_no_rasa_restart(c
         pytest.skip(why)
     pids = [r.process.pid for r in ctx.so.rasa]
     logs_before = [len(_log(r)) for r in ctx.so.rasa]
-    scripts = client.mixed_scripts(f"{ctx.tag}-pg", 16, 6, llm_every=0)  # intent turns, back to back
+    # intent turns, back to back: 480 of them last several seconds even at ~100 turns/s, so the
+    # restart (after 1 s) lands while turns are in flight (96 turns once finished before it)
+    scripts = client.mixed_scripts(f"{ctx.tag}-pg", 16, 30, llm_every=0)
     restarted: Dict[str, float] = {}
 
     async def scenario():
         load = asyncio.ensure_future(client.run_load(ctx.webhook, scripts, timeout_s=60))
-        await asyncio.sleep(1.5)
+        await asyncio.sleep(1.0)
         started = time.monotonic()
         await asyncio.get_running_loop().run_in_executor(None, _pg_ctl, "restart")
         restarted["s"] = time.monotonic() - started
