@@ -37,6 +37,11 @@ broker classes) and config.yml, so every Rasa process that serves this bot has t
   the other Sanic worker, the action server and the generator. BLAS is limited to one
   thread, unless OPENBLAS_NUM_THREADS, OMP_NUM_THREADS or MKL_NUM_THREADS is set
   (then the operator's choice stands). docs/performance.md has the figures.
+- Encoding a message. Rasa runs the NLU graph synchronously on its event loop; the
+  sentence encoder is its largest single cost. Before the graph runs,
+  MessageProcessor.parse_message awaits the `prefetch` of each NLU component that has
+  one (addons/nlu/sentence_embeddings.py): the encoding runs on that component's
+  worker thread, free of the GIL, while the event loop serves other conversations.
 """
 from __future__ import annotations
 
@@ -46,6 +51,8 @@ import os
 from typing import Any, Dict, List, Optional, Text, Tuple
 
 from rasa.core.actions.action import RemoteAction
+from rasa.core.channels.channel import UserMessage
+from rasa.core.processor import MessageProcessor
 from rasa.core.policies.rule_policy import RulePolicy
 from rasa.engine.exceptions import GraphRunError
 from rasa.engine.runner.dask import DaskGraphRunner
@@ -203,6 +210,28 @@ def _run_graph(self: DaskGraphRunner, inputs: Optional[Dict[Text, Any]] = None,
         raise GraphRunError("Error running runner.") from e
 
 
+_parse_message = MessageProcessor.parse_message
+
+
+def _prefetching(processor: MessageProcessor) -> List[Any]:
+    """The processor's NLU components that can encode a message ahead (found once)."""
+    found = processor.__dict__.get("_prefetching_components")
+    if found is None:
+        nodes = getattr(processor.graph_runner, "_instantiated_nodes", {})
+        found = [node._component for node in nodes.values() if hasattr(node._component, "prefetch")]
+        processor.__dict__["_prefetching_components"] = found
+    return found
+
+
+async def _parse_message_prefetching(self: MessageProcessor, message: UserMessage, *args: Any,
+                                     **kwargs: Any) -> Dict[Text, Any]:
+    text = message.text
+    if not self.http_interpreter and text:  # the graph encodes "/intent" messages too
+        for component in _prefetching(self):
+            await component.prefetch(text)
+    return await _parse_message(self, message, *args, **kwargs)
+
+
 BLAS_THREAD_VARIABLES = ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS")
 
 
@@ -222,4 +251,5 @@ def apply() -> None:
     RulePolicy._is_rule_applicable = _is_rule_applicable
     RulePolicy._get_possible_keys = _get_possible_keys
     DaskGraphRunner.run = _run_graph
+    MessageProcessor.parse_message = _parse_message_prefetching
 

@@ -36,7 +36,7 @@ import json
 import logging
 import os
 import time
-from typing import Any, AsyncContextManager, Awaitable, Callable, Dict, Iterable, Optional, Text, TypeVar
+from typing import Any, Awaitable, Callable, Dict, Iterable, Optional, Text, TypeVar
 
 import sqlalchemy as sa
 from rasa.core.brokers.broker import EventBroker
@@ -218,8 +218,10 @@ class AsyncSQLTrackerStore(TrackerStore, SerializedTrackerAsText):
         url = async_url(tracker_store_url(host))
         self._create_tables(url)
         self.engine = create_async_engine(url, **_engine_kwargs(url))
-        # SQLite allows one writer at a time; queueing writers here, instead of in
-        # SQLite's busy handler (which sleeps and retries), keeps tail latency low.
+        # SQLite allows one writer at a time. Writers queue on this lock, not in SQLite's
+        # busy handler (which sleeps and retries: seconds of tail latency). It is held
+        # only for the insert and the commit: each round trip to aiosqlite's thread
+        # waits for its turn on a busy event loop, and every save waits for the holder.
         self._write_lock: Optional[asyncio.Lock] = None
         if url.get_backend_name() == "sqlite":
             sa.event.listen(self.engine.sync_engine, "connect", _sqlite_wal)
@@ -297,22 +299,22 @@ class AsyncSQLTrackerStore(TrackerStore, SerializedTrackerAsText):
 
         async def append() -> None:
             nonlocal stored_before
-            async with self._writing():
-                async with self.connect() as connection, connection.begin():
-                    stored = (await connection.execute(SESSION_EVENT_COUNT, {"sender_id": tracker.sender_id})).scalar_one()
-                    if stored_before is None:
-                        stored_before = stored
-                    rows = [_row(tracker.sender_id, e) for e in itertools.islice(tracker.events, stored, None)]
-                    if rows:
+            async with self.connect() as connection:
+                # Rasa's lock store keeps other writers of this conversation out until
+                # this save returns, so the count still holds when the rows are written.
+                stored = (await connection.execute(SESSION_EVENT_COUNT, {"sender_id": tracker.sender_id})).scalar_one()
+                if stored_before is None:
+                    stored_before = stored
+                rows = [_row(tracker.sender_id, e) for e in itertools.islice(tracker.events, stored, None)]
+                if rows:
+                    async with self._write_lock or contextlib.nullcontext():
                         await connection.execute(INSERT_EVENTS, rows)
+                        await connection.commit()
 
         await self._retrying("save", append)
         if self.event_broker is not None and stored_before is not None:
             new_events = list(itertools.islice(tracker.events, stored_before, None))
             await self._stream_new_events(self.event_broker, new_events, tracker.sender_id)
-
-    def _writing(self) -> AsyncContextManager:
-        return self._write_lock if self._write_lock is not None else contextlib.nullcontext()
 
     async def close(self) -> None:
         await self.engine.dispose()

@@ -163,6 +163,46 @@ def test_the_predict_graph_gives_what_dask_gives(trained_model, action_endpoint)
         "utter_top_up_by_card_charge", "action_listen", "utter_greet", "action_listen"]
 
 
+def test_the_message_is_encoded_off_the_event_loop_with_the_same_parse(trained_model):
+    """parse_message awaits the sentence encoder's prefetch on its worker thread; the
+    NLU graph then takes that vector, and the parse is the one without the prefetch."""
+    import asyncio
+    import threading
+
+    from rasa.core.agent import Agent
+    from rasa.core.channels.channel import UserMessage
+
+    from addons.nlu.sentence_embeddings import SentenceEmbeddingFeaturizer
+
+    async def parses():
+        agent = Agent.load(str(trained_model))
+        (featurizer,) = [c for c in fixes._prefetching(agent.processor) if isinstance(c, SentenceEmbeddingFeaturizer)]
+        threads = []
+        encode = featurizer.encoder.encode
+
+        def recording(*args, **kwargs):
+            threads.append(threading.get_ident())
+            return encode(*args, **kwargs)
+
+        featurizer.encoder.encode = recording
+        texts = ["my card still hasn't arrived", "what's the fee for a top-up by card?", "/greet"]
+        prefetched = [await agent.processor.parse_message(UserMessage(t, sender_id="p")) for t in texts]
+        on_worker = list(threads)
+        threads.clear()
+        inline = [await fixes._parse_message(agent.processor, UserMessage(t, sender_id="p")) for t in texts]
+        return prefetched, on_worker, inline, list(threads), featurizer
+
+    prefetched, on_worker, inline, on_loop, featurizer = asyncio.run(parses())
+    loop_thread = threading.get_ident()  # asyncio.run runs the loop in this thread
+    assert len(on_worker) == 3 and loop_thread not in on_worker
+    assert len(on_loop) == 3 and set(on_loop) == {loop_thread}
+    assert not featurizer._ready  # every prefetched vector was used
+    for a, b in zip(prefetched, inline):
+        assert a["intent"]["name"] == b["intent"]["name"]
+        assert a["intent"]["confidence"] == pytest.approx(b["intent"]["confidence"], abs=1e-9)
+    assert [p["intent"]["name"] for p in prefetched] == ["card_arrival", "top_up_by_card_charge", "greet"]
+
+
 _BLAS_THREADS = (
     "import json, threadpoolctl; import addons; "
     "print(json.dumps([i['num_threads'] for i in threadpoolctl.threadpool_info() if i['user_api'] == 'blas']))"

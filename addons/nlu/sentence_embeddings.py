@@ -8,12 +8,20 @@ takes about 3 ms with the same intent accuracy on the validation split. Nothing 
 fetched at run time.
 Only sentence-level features are produced: they are what the linear intent
 classifier uses.
+
+While serving, Rasa runs the NLU graph synchronously on its event loop. The encoder is
+the largest single cost of a turn there, and onnxruntime and the tokenizer release the
+GIL, so `prefetch` (awaited by MessageProcessor.parse_message, see addons/fixes.py)
+encodes the message on this component's own worker thread first: the event loop serves
+other conversations meanwhile, and `process` takes the ready vector.
 """
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import os
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Text
 
@@ -33,6 +41,8 @@ logger = logging.getLogger(__name__)
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 DEFAULT_MODEL_DIR = REPO_ROOT / "models" / "embeddings" / "all-MiniLM-L6-v2"
+# Prefetched vectors kept at most (a parse that fails after its prefetch leaves one).
+MAX_READY = 1024
 
 
 class EmbeddingModelMissing(RasaException):
@@ -128,6 +138,20 @@ class SentenceEmbeddingFeaturizer(DenseFeaturizer, GraphComponent):
             os.environ.get("EMBEDDINGS_MODEL_DIR") or config["model_dir"] or DEFAULT_MODEL_DIR
         )
         self.encoder = SentenceEncoder(model_dir, int(config["threads"]), bool(config["quantized"]))
+        # Vectors encoded ahead by `prefetch`, by text, until `process` takes them.
+        self._ready: Dict[Text, np.ndarray] = {}
+        self._worker: Optional[ThreadPoolExecutor] = None
+
+    async def prefetch(self, text: Text) -> None:
+        """Encode `text` on the worker thread; the next `process` of it uses the vector."""
+        if self._worker is None:
+            self._worker = ThreadPoolExecutor(1, thread_name_prefix="sentence-embeddings")
+        vectors = await asyncio.get_running_loop().run_in_executor(
+            self._worker, self.encoder.encode, [text], 1
+        )
+        if len(self._ready) >= MAX_READY:  # vectors of parses that never ran
+            self._ready.clear()
+        self._ready[text] = vectors[0]
 
     @classmethod
     def create(
@@ -140,13 +164,20 @@ class SentenceEmbeddingFeaturizer(DenseFeaturizer, GraphComponent):
         return cls(config, execution_context.node_name)
 
     def process(self, messages: List[Message]) -> List[Message]:
-        with_text = [m for m in messages if m.get(TEXT) is not None]
+        ready, with_text = [], []
+        for message in messages:
+            text = message.get(TEXT)
+            if text in self._ready:
+                ready.append((message, self._ready.pop(text)))
+            elif text is not None:
+                with_text.append(message)
         if with_text:
             vectors = self.encoder.encode(
                 [m.get(TEXT) for m in with_text], int(self._config["batch_size"])
             )
-            for message, vector in zip(with_text, vectors):
-                self.add_features_to_message(None, vector[np.newaxis, :], TEXT, message)
+            ready += zip(with_text, vectors)
+        for message, vector in ready:
+            self.add_features_to_message(None, vector[np.newaxis, :], TEXT, message)
         return messages
 
     def process_training_data(self, training_data: TrainingData) -> TrainingData:
