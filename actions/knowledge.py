@@ -3,8 +3,9 @@
 knowledge/<id>.md pages (YAML front matter: id, title, intents) are split at their
 `##` headings: one section is one passage. The index holds one unit vector per
 passage, one per sentence of each passage (with the page title in front), and one per
-example question of the intents each page lists (the NLU training examples in
-data/nlu/banking77.yml), all embedded with all-MiniLM-L6-v2, the model the
+example question of a page: the customer questions its front matter lists
+(`questions:`) and the NLU training examples of the intents it lists
+(data/nlu/banking77.yml), all embedded with all-MiniLM-L6-v2, the model the
 generator's /v1/embeddings serves.
 
 Retrieval scores a passage by the mean of two cosine similarities to the query: the
@@ -201,15 +202,16 @@ IntentRanking = Sequence[Mapping[str, Any]]
 
 def load_examples(directory: Path = settings.KNOWLEDGE_DIR, nlu_file: Path = settings.KNOWLEDGE_EXAMPLES
                   ) -> List[Tuple[str, str]]:
-    """(question, page id) for every NLU example of an intent that a page lists; [] without the file."""
-    page_of = {}
+    """(question, page id): the questions each page lists in its front matter, and every
+    NLU example of an intent that a page lists (none without the NLU file)."""
+    page_of, examples = {}, []
     for path in page_files(directory):
         meta, _ = _front_matter(path)
         for intent in meta.get("intents") or []:
             page_of[intent] = meta["id"]
+        examples += [(" ".join(str(q).split()), meta["id"]) for q in meta.get("questions") or [] if str(q).strip()]
     if not nlu_file.exists():
-        return []
-    examples = []
+        return examples
     for block in (yaml.safe_load(nlu_file.read_text(encoding="utf-8")) or {}).get("nlu") or []:
         page = page_of.get(block.get("intent"))
         if page is None:

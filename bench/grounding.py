@@ -209,6 +209,17 @@ def retrieval_lines(found: Dict[str, Dict[str, Any]], model_name: str) -> List[s
               f"| {kept:.1%} | {refused:.0%} |" for w, ok, low, kept, refused in f["weights"]],
             "",
         ]
+    for name, f in found.items():
+        lines += [
+            f"KNOWLEDGE_MIN_SCORE against the best passage's score (the passage ranked first, intent prior "
+            f"included in the ranking, not in the score), {name} questions:",
+            "",
+            "| threshold | answerable kept | kept and right page | unanswerable refused |",
+            "|---|---|---|---|",
+            *[f"| {t:.2f}{' (default)' if abs(t - s.KNOWLEDGE_MIN_SCORE) < 1e-9 else ''} | {kept:.1%} | {ok:.1%} | "
+              f"{refused:.0%} |" for t, kept, ok, refused in f["sweep"]],
+            "",
+        ]
     return lines
 
 
@@ -260,17 +271,6 @@ def report(runs: Dict[str, List[Dict[str, Any]]], counts: Dict[str, tuple], star
         "",
         *retrieval_lines(found, model_name),
     ]
-    for name, f in found.items():
-        lines += [
-            f"KNOWLEDGE_MIN_SCORE against the best passage's score (the passage ranked first, intent prior "
-            f"included in the ranking, not in the score), {name} questions:",
-            "",
-            "| threshold | answerable kept | kept and right page | unanswerable refused |",
-            "|---|---|---|---|",
-            *[f"| {t:.2f}{' (default)' if abs(t - s.KNOWLEDGE_MIN_SCORE) < 1e-9 else ''} | {kept:.1%} | {ok:.1%} | "
-              f"{refused:.0%} |" for t, kept, ok, refused in f["sweep"]],
-            "",
-        ]
     lines += [
         "## Candidates",
         "",

@@ -533,3 +533,27 @@ def test_the_action_server_refuses_to_start_without_a_current_index(tmp_path):
     assert done.returncode == 2, done.stderr
     assert "missing.npz does not exist" in done.stderr
     assert "python -m actions.knowledge build" in done.stderr
+
+
+def test_a_pages_customer_questions_lead_to_it(tmp_path):
+    """The questions a page lists in its front matter are example questions of that page,
+    beside the NLU examples of its intents, and are part of the index's digest."""
+    for page, text in PAGES.items():
+        (tmp_path / f"{page}.md").write_text(text)
+    nlu = tmp_path / "nlu.yml"
+    nlu.write_text('version: "3.1"\nnlu:\n- intent: card_arrival\n  examples: |\n    - where is my card\n')
+    (tmp_path / "fees.md").write_text(PAGES["fees"].replace(
+        "  - transfer_fee_charged\n", "  - transfer_fee_charged\n"
+        "questions:\n  - \"how much to send money overseas?\"\n  - \"  sending cash abroad:   cost \"\n"))
+    assert knowledge.load_examples(tmp_path, nlu) == [
+        ("how much to send money overseas?", "fees"), ("sending cash abroad: cost", "fees"),
+        ("where is my card", "card-delivery")]
+    embed = lambda texts: np.stack([bag_of_words(t) for t in texts])  # noqa: E731
+    index = knowledge.build(embed, tmp_path, model="m", nlu_file=nlu)
+    query = bag_of_words("send money overseas")  # no word of the fees page's own text
+    assert float(knowledge.unit(index.vectors[-1]) @ query) == 0.0
+    hit = index.search(query, 1, intent_weight=0.0, lexical_weight=0.0)[0]
+    assert hit.passage.page_id == "fees" and hit.score > 0
+    before = knowledge.digest(tmp_path, nlu)
+    (tmp_path / "fees.md").write_text((tmp_path / "fees.md").read_text().replace("overseas", "abroad"))
+    assert knowledge.digest(tmp_path, nlu) != before
