@@ -36,7 +36,7 @@ import json
 import logging
 import os
 import time
-from typing import Any, Awaitable, Callable, Dict, Iterable, Optional, Text, TypeVar
+from typing import Any, AsyncContextManager, Awaitable, Callable, Dict, Iterable, Optional, Text, TypeVar
 
 import sqlalchemy as sa
 from rasa.core.brokers.broker import EventBroker
@@ -307,7 +307,7 @@ class AsyncSQLTrackerStore(TrackerStore, SerializedTrackerAsText):
                     stored_before = stored
                 rows = [_row(tracker.sender_id, e) for e in itertools.islice(tracker.events, stored, None)]
                 if rows:
-                    async with self._write_lock or contextlib.nullcontext():
+                    async with self._writing():
                         await connection.execute(INSERT_EVENTS, rows)
                         await connection.commit()
 
@@ -315,6 +315,9 @@ class AsyncSQLTrackerStore(TrackerStore, SerializedTrackerAsText):
         if self.event_broker is not None and stored_before is not None:
             new_events = list(itertools.islice(tracker.events, stored_before, None))
             await self._stream_new_events(self.event_broker, new_events, tracker.sender_id)
+
+    def _writing(self) -> AsyncContextManager:
+        return self._write_lock if self._write_lock is not None else contextlib.nullcontext()
 
     async def close(self) -> None:
         await self.engine.dispose()
