@@ -41,7 +41,7 @@ def run() -> int:
             settings.RASA_PORT, log_dir, model, stack.endpoints_for(settings.ACTIONS_PORT, log_dir),
             # Rasa's HTTP API (model hot-swap, trackers) behind a token: RASA_API_TOKEN, or
             # a fresh one in build/rasa-api-token that `ops promote` and `ops rollback` read.
-            extra_args=["--enable-api", "--auth-token", _api_token()],
+            extra_args=stack.api_args(_api_token()),
         ),
         stack.web_service(settings.WEB_PORT, log_dir),
     ]

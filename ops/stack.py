@@ -171,6 +171,13 @@ def actions_service(
     )
 
 
+def api_args(token: str) -> List[str]:
+    """`rasa run` options for Rasa's HTTP API behind `token`. One argument `--auth-token=…`,
+    so a token that starts with "-" (token_urlsafe makes one now and then) is not
+    taken for an option."""
+    return ["--enable-api", f"--auth-token={token}"]
+
+
 def rasa_service(
     port: int,
     log_dir: Path,
@@ -566,7 +573,7 @@ def scale_out_services(
     rasa = [
         rasa_service(rasa_port, work, model, endpoints, env={**env, **(extra[i] if i < len(extra) else {})},
                      name=f"rasa-{i + 1}", interface="127.0.0.1",
-                     extra_args=["--enable-api", "--auth-token", token])
+                     extra_args=api_args(token))
         for i, rasa_port in enumerate(rasa_ports)
     ]
     nginx = nginx_service(

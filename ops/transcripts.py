@@ -91,7 +91,7 @@ def write(out: Path) -> None:
             stack.rasa_service(
                 rasa_port, work, model, stack.endpoints_for(act_port, work),
                 env={"TRACKER_STORE_URL": f"sqlite:///{db_path}"},
-                extra_args=["--enable-api", "--auth-token", API_TOKEN],
+                extra_args=stack.api_args(API_TOKEN),
             ),
         ]
         rasa_url = f"http://127.0.0.1:{rasa_port}"

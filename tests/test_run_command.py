@@ -60,3 +60,17 @@ def test_run_starts_everything_and_ctrl_c_stops_everything(tmp_path, trained_mod
     assert process.returncode == 0, "".join(output) + remaining
     assert "stopped." in remaining
     assert not any(_port_open(port) for port in ports.values())
+
+
+def test_an_api_token_that_starts_with_a_dash_reaches_rasa():
+    """token_urlsafe() starts with "-" one time in 64; `rasa run` must still get it."""
+    import argparse
+
+    from rasa.cli import run as rasa_run
+
+    from ops import stack
+
+    parser = argparse.ArgumentParser()
+    rasa_run.add_subparser(parser.add_subparsers(), parents=[])
+    args = parser.parse_args(["run", *stack.api_args("-rV3_x")])
+    assert args.enable_api and args.auth_token == "-rV3_x"
