@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import logging
 import re
-from typing import Iterable, List, Optional, Set
+from typing import Iterable, List, Optional, Set, Tuple
 
 # -- personal data -------------------------------------------------------------------
 
@@ -176,6 +176,7 @@ _ACCOUNT_CLAIMS = [
 ]
 _INSTRUCTION_TALK = re.compile(r"\b(?:system prompt|my (?:instructions|rules|prompt)|these (?:rules|instructions))\b", re.I)
 _NUMBER = re.compile(r"\d+(?:[.,]\d+)*")
+SENTENCE_END = re.compile(r"(?<=[.!?])\s+")
 
 
 def _words(text: str) -> List[str]:
@@ -220,10 +221,33 @@ def check_reply(reply: str, passages: Iterable[str], system_prompt: str) -> Opti
     return None
 
 
+def sentences(text: str) -> List[str]:
+    return [s for s in SENTENCE_END.split(text.strip()) if s]
+
+
+def repair(reply: str, passages: Iterable[str]) -> Tuple[str, List[str]]:
+    """The reply without its sentences that state a number the passages do not contain
+    and without repeats of a sentence; and what was dropped ("unsupported_number",
+    "repeated_sentence"), one entry per sentence. The reply is unchanged when nothing is
+    dropped or nothing would be left (check_reply then says why it is rejected)."""
+    known = numbers(" ".join(passages))
+    kept, dropped, seen = [], [], set()
+    for sentence in sentences(reply):
+        key = " ".join(_words(sentence))
+        if key and key in seen:
+            dropped.append("repeated_sentence")
+        elif numbers(sentence) - known:
+            dropped.append("unsupported_number")
+        else:
+            kept.append(sentence)
+            seen.add(key)
+    return (" ".join(kept), dropped) if dropped and kept else (reply, [])
+
+
 def repetitive(reply: str) -> bool:
     """A sentence said twice, or few distinct words: a small model stuck in a loop."""
-    sentences = [" ".join(_words(s)) for s in re.split(r"(?<=[.!?])\s+", reply) if _words(s)]
-    if len(sentences) != len(set(sentences)):
+    said = [" ".join(_words(s)) for s in sentences(reply) if _words(s)]
+    if len(said) != len(set(said)):
         return True
     words = _words(reply)
     return len(words) >= 16 and len(set(words)) < 0.45 * len(words)

@@ -8,14 +8,17 @@ example question of a page: the customer questions its front matter lists
 (data/nlu/banking77.yml), all embedded with all-MiniLM-L6-v2, the model the
 generator's /v1/embeddings serves.
 
-Retrieval scores a passage by the mean of two cosine similarities to the query: the
-passage's own (the better of the whole section's and its closest sentence's), and the
-best one among its page's example questions. A question is much closer to other
-questions than to a paragraph of facts, so the second term finds the right page far
-more often; the first picks the section within the page. A question about one fact
+Retrieval scores a passage by a weighted mean of two cosine similarities to the query:
+PASSAGE_WEIGHT (0.3) times the passage's own (the better of the whole section's and its
+closest sentence's), and 0.7 times the best one among its page's example questions. A
+question is much closer to other questions than to a paragraph of facts, so the second
+term finds the right page far more often; the first picks the section within the page.
+An NLU example counts NLU_EXAMPLE_PENALTY (0.06) less than a question the page lists
+itself: the NLU examples are written for an intent, and an intent's examples cover more
+than its page answers. A question about one fact
 ("what does the envelope look like?") matches the sentence that states it much better
 than the embedding of a whole section, where that fact is one of many. A page without
-examples scores by its passages alone. That mean (`Hit.score`) says how much the
+examples scores by its passages alone. That score (`Hit.score`) says how much the
 knowledge base has to say: the no-knowledge threshold applies to it.
 
 Passages are ranked by that score plus KNOWLEDGE_LEXICAL_WEIGHT times a lexical
@@ -74,8 +77,13 @@ from actions import settings
 
 # Bump when the way pages become passages (or passages become embedded text) changes:
 # an index built by an older version is then stale.
-FORMAT_VERSION = 3
+FORMAT_VERSION = 4
 EMBED_BATCH = 32
+# The relevance score: PASSAGE_WEIGHT * passage similarity + (1 - PASSAGE_WEIGHT) * best
+# example question's similarity, where an NLU example counts NLU_EXAMPLE_PENALTY less.
+# Chosen on the grounding benchmark's development sets (bench/results/grounding.md).
+PASSAGE_WEIGHT = 0.3
+NLU_EXAMPLE_PENALTY = 0.06
 
 Embedder = Callable[[List[str]], np.ndarray]
 
@@ -103,9 +111,9 @@ class Passage:
 
 @dataclass(frozen=True)
 class Hit:
-    score: float  # the relevance score: mean of similarity and page_similarity
+    score: float  # the relevance score: weighted mean of similarity and page_similarity
     similarity: float  # cosine similarity to the query: the section's or its closest sentence's, the higher
-    page_similarity: float  # best cosine similarity of its page's example questions
+    page_similarity: float  # best cosine similarity of its page's example questions (NLU ones less the penalty)
     passage: Passage
     row: int  # the passage's row in the index
     lexical: float = 0.0  # BM25 of the query over the passage, relative to the best passage's
@@ -201,15 +209,16 @@ IntentRanking = Sequence[Mapping[str, Any]]
 
 
 def load_examples(directory: Path = settings.KNOWLEDGE_DIR, nlu_file: Path = settings.KNOWLEDGE_EXAMPLES
-                  ) -> List[Tuple[str, str]]:
-    """(question, page id): the questions each page lists in its front matter, and every
-    NLU example of an intent that a page lists (none without the NLU file)."""
+                  ) -> List[Tuple[str, str, bool]]:
+    """(question, page id, from the NLU file): the questions each page lists in its front
+    matter, and every NLU example of an intent that a page lists (none without the NLU file)."""
     page_of, examples = {}, []
     for path in page_files(directory):
         meta, _ = _front_matter(path)
         for intent in meta.get("intents") or []:
             page_of[intent] = meta["id"]
-        examples += [(" ".join(str(q).split()), meta["id"]) for q in meta.get("questions") or [] if str(q).strip()]
+        examples += [(" ".join(str(q).split()), meta["id"], False) for q in meta.get("questions") or []
+                     if str(q).strip()]
     if not nlu_file.exists():
         return examples
     for block in (yaml.safe_load(nlu_file.read_text(encoding="utf-8")) or {}).get("nlu") or []:
@@ -219,7 +228,7 @@ def load_examples(directory: Path = settings.KNOWLEDGE_DIR, nlu_file: Path = set
         for line in str(block.get("examples") or "").splitlines():
             text = line.strip()[2:].strip() if line.strip().startswith("- ") else ""
             if text:
-                examples.append((text, page))
+                examples.append((text, page, True))
     return examples
 
 
@@ -236,7 +245,8 @@ class KnowledgeIndex:
     def __init__(self, passages: Sequence[Passage], vectors: np.ndarray, model: str, source_digest: str,
                  example_pages: Sequence[str] = (), example_vectors: Optional[np.ndarray] = None,
                  page_intents: Optional[Mapping[str, Sequence[str]]] = None,
-                 sentence_rows: Sequence[int] = (), sentence_vectors: Optional[np.ndarray] = None):
+                 sentence_rows: Sequence[int] = (), sentence_vectors: Optional[np.ndarray] = None,
+                 example_nlu: Optional[Sequence[bool]] = None):
         if len(passages) != len(vectors):
             raise KnowledgeError("passages and vectors differ in number")
         self.passages = list(passages)
@@ -250,6 +260,11 @@ class KnowledgeIndex:
                                 else np.asarray(example_vectors, dtype=np.float32))
         if len(self.example_pages) != len(self.example_vectors):
             raise KnowledgeError("example pages and vectors differ in number")
+        # True for an NLU example, False for a question the page lists (the default)
+        self.example_nlu = np.zeros(len(self.example_pages), bool) if example_nlu is None else np.asarray(
+            example_nlu, dtype=bool)
+        if len(self.example_nlu) != len(self.example_pages):
+            raise KnowledgeError("example pages and kinds differ in number")
         self.sentence_rows = np.asarray(sentence_rows, dtype=np.int64)  # the passage of each sentence
         self.sentence_vectors = (np.zeros((0, dims), np.float32) if sentence_vectors is None
                                  else np.asarray(sentence_vectors, dtype=np.float32))
@@ -300,10 +315,11 @@ class KnowledgeIndex:
             np.maximum.at(similarity, self.sentence_rows, self.sentence_vectors @ query)
         page_best = np.full(len(self._page_index), np.nan, dtype=np.float32)
         if len(self.example_vectors):
-            np.fmax.at(page_best, self._example_page, self.example_vectors @ query)
+            np.fmax.at(page_best, self._example_page,
+                       self.example_vectors @ query - NLU_EXAMPLE_PENALTY * self.example_nlu)
         page_similarity = page_best[self._passage_page]
         page_similarity = np.where(np.isnan(page_similarity), similarity, page_similarity)  # no examples
-        scores = (similarity + page_similarity) / 2
+        scores = PASSAGE_WEIGHT * similarity + (1 - PASSAGE_WEIGHT) * page_similarity
         lexical = self.lexical.scores(text) if text else np.zeros_like(scores)
         intent = self.intent_scores(intent_ranking)
         order = np.argsort(-(scores + lexical_weight * lexical + intent_weight * intent), kind="stable")[:k]
@@ -323,7 +339,8 @@ class KnowledgeIndex:
         try:
             with os.fdopen(fd, "wb") as out:
                 np.savez(out, vectors=self.vectors, example_vectors=self.example_vectors,
-                         sentence_vectors=self.sentence_vectors, meta=np.array(json.dumps(meta)))
+                         example_nlu=self.example_nlu, sentence_vectors=self.sentence_vectors,
+                         meta=np.array(json.dumps(meta)))
             os.chmod(tmp, 0o644)
             os.replace(tmp, path)  # readers never see half a file
         except BaseException:
@@ -339,7 +356,8 @@ class KnowledgeIndex:
                     raise KnowledgeError(f"{path} has format {meta.get('format')}, expected {FORMAT_VERSION}")
                 return cls([Passage(**p) for p in meta["passages"]], data["vectors"], meta["model"],
                            meta["digest"], meta["example_pages"], data["example_vectors"],
-                           sentence_rows=meta["sentence_rows"], sentence_vectors=data["sentence_vectors"])
+                           sentence_rows=meta["sentence_rows"], sentence_vectors=data["sentence_vectors"],
+                           example_nlu=data["example_nlu"])
         except (OSError, KeyError, ValueError) as error:
             raise KnowledgeError(f"cannot read the knowledge index {path}: {error}") from error
 
@@ -362,11 +380,12 @@ def build(embed: Embedder, directory: Path = settings.KNOWLEDGE_DIR, model: str 
     source_digest = digest(directory, nlu_file)
     vectors = _embed_all(embed, [p.embedding_text() for p in passages])
     examples = load_examples(directory, nlu_file)
-    example_vectors = _embed_all(embed, [text for text, _ in examples], vectors.shape[1])
+    example_vectors = _embed_all(embed, [text for text, _, _ in examples], vectors.shape[1])
     sentences = [(row, text) for row, passage in enumerate(passages) for text in passage.sentence_texts()]
     sentence_vectors = _embed_all(embed, [text for _, text in sentences], vectors.shape[1])
-    return KnowledgeIndex(passages, vectors, model, source_digest, [page for _, page in examples], example_vectors,
-                          load_page_intents(directory), [row for row, _ in sentences], sentence_vectors)
+    return KnowledgeIndex(passages, vectors, model, source_digest, [page for _, page, _ in examples], example_vectors,
+                          load_page_intents(directory), [row for row, _ in sentences], sentence_vectors,
+                          [nlu for _, _, nlu in examples])
 
 
 def load_current(path: Path = settings.KNOWLEDGE_INDEX, directory: Path = settings.KNOWLEDGE_DIR,

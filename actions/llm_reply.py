@@ -15,8 +15,9 @@ One turn:
      them together in its batch), sampled at LLM_CANDIDATE_TEMPERATURE when there are
      several, greedy when there is one; LLM_FREQUENCY_PENALTY (when not 0) is sent
      as OpenAI's frequency_penalty.
-  3. Select: each candidate is tidied (speaker label, an unfinished last sentence),
-     then rejected if guardrails.check_reply names a reason (length, a loop, system
+  3. Select: each candidate is tidied (speaker label, an unfinished last sentence) and
+     repaired (guardrails.repair drops its sentences that state a number the passages
+     lack, and repeats of a sentence), then rejected if guardrails.check_reply names a reason (length, a loop, system
      prompt leak, personal data, URL, account claim, a number not in the passages).
      The survivors are embedded in one more /v1/embeddings call; a candidate's
      support is its best cosine similarity to a passage of the prompt, and one below
@@ -93,6 +94,7 @@ def last_intent_ranking(events: Sequence[Dict[str, Any]]) -> List[Dict[str, Any]
 class Candidate:
     text: str
     rejected: Optional[str] = None  # the reason, or None
+    dropped: List[str] = field(default_factory=list)  # why sentences were dropped (guardrails.repair)
     support: float = 0.0  # best cosine similarity to a passage of the prompt
     passage: Optional[knowledge.Passage] = None  # that passage
 
@@ -111,6 +113,10 @@ class Answer:
     @property
     def rejected(self) -> List[str]:
         return [c.rejected for c in self.candidates if c.rejected]
+
+    @property
+    def dropped(self) -> List[str]:
+        return [reason for c in self.candidates for reason in c.dropped]
 
 
 class _Deadline:
@@ -186,13 +192,14 @@ async def answer(
     result = Answer("no_safe_answer", NO_SAFE_ANSWER_TEXT, hits=hits, model=reply.model,
                     completion_tokens=reply.completion_tokens)
     seen = set()
+    sources = [p.text for p in passages]
     for text in reply.texts:
-        text = guardrails.tidy(text)
+        text, dropped = guardrails.repair(guardrails.tidy(text), sources)
         if text in seen:  # identical samples: score once
             continue
         seen.add(text)
         result.candidates.append(
-            Candidate(text, guardrails.check_reply(text, [p.text for p in passages], system_prompt()))
+            Candidate(text, guardrails.check_reply(text, sources, system_prompt()), dropped)
         )
     alive = [c.text for c in result.candidates if c.rejected is None]
     vectors = np.zeros((0, index.vectors.shape[1]), np.float32)
@@ -252,15 +259,17 @@ class ActionLLMReply(Action):
         metrics.LLM_REPLIES.labels(result.source).inc()
         for reason in result.rejected:
             metrics.REJECTED_CANDIDATES.labels(reason).inc()
+        for reason in result.dropped:
+            metrics.DROPPED_SENTENCES.labels(reason).inc()
         retrieval = [
             {"page": h.passage.page_id, "section": h.passage.heading, "score": round(h.score, 3),
              "lexical": round(h.lexical, 3), "intent": round(h.intent, 3)}
             for h in result.hits
         ]
         logger.info(
-            "LLM reply for %s: %s %s (best passage %.3f, rejected %s) in %.2f s", tracker.sender_id,
-            result.source, result.sources, result.hits[0].score if result.hits else 0.0, result.rejected,
-            time.monotonic() - started,
+            "LLM reply for %s: %s %s (best passage %.3f, rejected %s, sentences dropped %s) in %.2f s",
+            tracker.sender_id, result.source, result.sources, result.hits[0].score if result.hits else 0.0,
+            result.rejected, result.dropped, time.monotonic() - started,
         )
         if result.source == "no_knowledge":
             dispatcher.utter_message(
@@ -273,6 +282,7 @@ class ActionLLMReply(Action):
             "latency_ms": result.latency_ms,
             "candidates": len(result.candidates),
             "rejected": result.rejected,
+            "dropped": result.dropped,
         }
         if result.source == "llm":
             dispatcher.utter_message(

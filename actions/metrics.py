@@ -33,3 +33,8 @@ REJECTED_CANDIDATES = Counter(
     "Candidate LLM replies rejected by the guardrails or the grounding check, by reason",
     ["reason"],
 )
+DROPPED_SENTENCES = Counter(
+    "action_server_llm_dropped_sentences_total",
+    "Sentences dropped from candidate LLM replies before the checks (guardrails.repair), by reason",
+    ["reason"],
+)

@@ -50,11 +50,11 @@ KNOWLEDGE_INDEX = Path(os.environ.get("KNOWLEDGE_INDEX", ROOT / "build" / "knowl
 # Passages retrieved; those of the best passage's page go into the prompt.
 KNOWLEDGE_TOP_K = _int("KNOWLEDGE_TOP_K", 3)
 # Below this retrieval score of the best passage the bot says it has no information.
-# Tuned on the two development question sets together (bench/grounding/questions.yml
-# and development-2.yml: 190 answerable, 35 unanswerable), with the pages' own customer
-# questions in the index: the right page comes first and passes for 88 % of the
-# answerable questions, and 83 % of the unanswerable ones are refused (0.50: 92 % and
-# 69 %; 0.58: 85 % and 83 %). bench/results/grounding.md has the sweep.
+# Tuned on the three development question sets together (bench/grounding/questions.yml,
+# development-2.yml and development-3.yml: 274 answerable, 55 unanswerable), with the
+# pages' 35 customer questions each in the index: the right page comes first and passes
+# for 91.6 % of the answerable questions, and 82 % of the unanswerable ones are refused
+# (0.53: 92.7 % and 73 %; 0.58: 89.8 % and 85 %). bench/results/grounding.md has the sweep.
 KNOWLEDGE_MIN_SCORE = _float("KNOWLEDGE_MIN_SCORE", 0.56)
 # Weight of the lexical (BM25) score in the ranking of passages (actions/knowledge.py);
 # 0.1 was the best of 0–0.25 on the development questions (91.5 % right page first).

@@ -2,12 +2,12 @@
 
 Runs the action's answer pipeline (actions.llm_reply.answer: retrieval, one batched
 generation of N candidates, selection, citation) against the real generator, one
-question at a time, for every question of three sets. The settings were chosen on the
-first two: bench/grounding/questions.yml (development) and development-2.yml
-("development 2": it was held out until its figures were read on 2026-12-02, and has
-been used for tuning since). bench/grounding/heldout-2.yml (held out) was written
-from the knowledge pages alone, without seeing the others or any result, and never
-chooses a setting:
+question at a time, for every question of four sets. The settings were chosen on the
+first three: bench/grounding/questions.yml (development), development-2.yml and
+development-3.yml (each was held out until its figures were read, on 2026-12-02 and
+2026-12-03, and has been used for tuning since). bench/grounding/heldout-3.yml (held
+out) was written from the knowledge pages alone, without seeing the others or any
+result, and never chooses a setting:
 
   - answerable questions: the fraction whose reply is an LLM answer citing the
     expected page (a refusal counts as a miss), with 1 candidate (greedy) and with N
@@ -49,9 +49,10 @@ from ops.train import latest_model
 QUESTION_SETS = {
     "development": settings.ROOT / "bench" / "grounding" / "questions.yml",
     "development 2": settings.ROOT / "bench" / "grounding" / "development-2.yml",
-    "held-out": settings.ROOT / "bench" / "grounding" / "heldout-2.yml",
+    "development 3": settings.ROOT / "bench" / "grounding" / "development-3.yml",
+    "held-out": settings.ROOT / "bench" / "grounding" / "heldout-3.yml",
 }
-TUNING_SETS = ("development", "development 2")
+TUNING_SETS = ("development", "development 2", "development 3")
 RESULTS = settings.ROOT / "bench" / "results" / "grounding.md"
 # Intent prior weights compared on the development questions (retrieval only).
 INTENT_WEIGHTS = (0.0, 0.05, 0.1, 0.15, 0.2, 0.3, 0.4, 0.6, 1.0)
@@ -78,6 +79,7 @@ async def ask(item: Dict[str, Any], n: int, url: str) -> Dict[str, Any]:
         "retrieved": result.hits[0].passage.page_id if result.hits else None,
         "score": result.hits[0].score if result.hits else 0.0,
         "rejected": result.rejected,
+        "dropped": result.dropped,
         "seconds": time.perf_counter() - started,
         "text": result.text,
     }
@@ -164,6 +166,7 @@ async def run_config(n: int, answerable: List[dict], unanswerable: List[dict], u
         "p50": percentile(seconds, 50),
         "p95": percentile(seconds, 95),
         "rejected": rejected,
+        "dropped": collections.Counter(reason for r in rows + refusals for reason in r["dropped"]),
     }
 
 
@@ -233,7 +236,7 @@ def report(runs: Dict[str, List[Dict[str, Any]]], counts: Dict[str, tuple], star
         "# Grounding benchmark",
         "",
         f"`.venvs/rasa/bin/python -m bench.grounding` on {time.strftime('%Y-%m-%d')}. Questions: {sizes}. "
-        "The settings were chosen on the two development sets; the held-out set was written from the "
+        "The settings were chosen on the three development sets; the held-out set was written from the "
         "knowledge pages alone, without seeing the others or any result, and never used to choose one. "
         "Each question is asked on its own (a new conversation) through "
         "`actions.llm_reply.answer` against the local generator (SmolLM2-135M-Instruct, "
@@ -276,6 +279,10 @@ def report(runs: Dict[str, List[Dict[str, Any]]], counts: Dict[str, tuple], star
         "",
         "Rejected candidates by reason: "
         + "; ".join(f"{name}, n={c['n']}: " + (", ".join(f"{k} {v}" for k, v in c["rejected"].most_common()) or "none")
+                    for name, configs in runs.items() for c in configs),
+        "",
+        "Sentences dropped from candidates before the checks (`guardrails.repair`), by reason: "
+        + "; ".join(f"{name}, n={c['n']}: " + (", ".join(f"{k} {v}" for k, v in c["dropped"].most_common()) or "none")
                     for name, configs in runs.items() for c in configs),
         "",
     ]

@@ -385,7 +385,7 @@ def test_grounded_reply_picks_the_safe_candidate_and_cites_its_page(small_knowle
         "source": "llm",
         "sources": ["card-delivery"],
         "llm": {"model": "fake-model", "completion_tokens": 42, "candidates": 3,
-                "rejected": ["account_claim", "personal_data"]},
+                "rejected": ["account_claim", "personal_data"], "dropped": []},
     }
     assert [(r["page"], r["section"]) for r in retrieval][0] == ("card-delivery", "How long card delivery takes")
     # query embedding, one chat request for all candidates, one embedding call for the survivors
@@ -402,6 +402,20 @@ def test_grounded_reply_picks_the_safe_candidate_and_cites_its_page(small_knowle
                            'My card is [card number]."""')
     assert "4111" not in json.dumps(requests)
     assert survivors["input"] == [GOOD]
+
+
+def test_a_candidates_invented_figures_and_repeats_are_dropped_before_the_checks(small_knowledge, monkeypatch):
+    candidates = [
+        f"{GOOD} Express delivery costs £15 and takes 2 days. {GOOD}",  # one invented figure, one loop
+        "Express delivery costs £15. It takes 2 days.",  # nothing true is left: rejected whole
+    ]
+    _, messages, requests = run_action([_user(DELIVERY_QUESTION)], candidates, monkeypatch)
+    message, _ = _pop_variable_parts(messages[0])
+    assert message["source"] == "llm"
+    assert message["text"] == f"{GOOD}\n\nSource: Card delivery and tracking"
+    assert message["llm"]["dropped"] == ["unsupported_number", "repeated_sentence"]
+    assert message["llm"]["rejected"] == ["unsupported_number"]
+    assert requests[-1][1]["input"] == [GOOD]  # the repaired text is what is scored
 
 
 @pytest.mark.parametrize("penalty", [0.0, 0.4])
@@ -450,7 +464,8 @@ def test_no_acceptable_candidate_means_an_honest_reply_and_a_person(small_knowle
         "text": llm_reply.NO_SAFE_ANSWER_TEXT,
         "buttons": [{"title": "Talk to a person", "payload": "/request_human"}],
         "source": "no_safe_answer",
-        "llm": {"model": "fake-model", "completion_tokens": 42, "candidates": len(candidates), "rejected": rejected},
+        "llm": {"model": "fake-model", "completion_tokens": 42, "candidates": len(candidates), "rejected": rejected,
+                "dropped": []},
     }
 
 
@@ -546,14 +561,26 @@ def test_a_pages_customer_questions_lead_to_it(tmp_path):
         "  - transfer_fee_charged\n", "  - transfer_fee_charged\n"
         "questions:\n  - \"how much to send money overseas?\"\n  - \"  sending cash abroad:   cost \"\n"))
     assert knowledge.load_examples(tmp_path, nlu) == [
-        ("how much to send money overseas?", "fees"), ("sending cash abroad: cost", "fees"),
-        ("where is my card", "card-delivery")]
+        ("how much to send money overseas?", "fees", False), ("sending cash abroad: cost", "fees", False),
+        ("where is my card", "card-delivery", True)]
     embed = lambda texts: np.stack([bag_of_words(t) for t in texts])  # noqa: E731
     index = knowledge.build(embed, tmp_path, model="m", nlu_file=nlu)
     query = bag_of_words("send money overseas")  # no word of the fees page's own text
     assert float(knowledge.unit(index.vectors[-1]) @ query) == 0.0
     hit = index.search(query, 1, intent_weight=0.0, lexical_weight=0.0)[0]
     assert hit.passage.page_id == "fees" and hit.score > 0
+    # an NLU example counts NLU_EXAMPLE_PENALTY less than a question the page lists, also once saved and loaded
+    index.save(tmp_path / "index.npz")
+    for loaded in (index, knowledge.KnowledgeIndex.load(tmp_path / "index.npz")):
+        assert loaded.example_nlu.tolist() == [False, False, True]
+        own = loaded.search(bag_of_words("how much to send money overseas?"), 1, intent_weight=0.0,
+                            lexical_weight=0.0)[0]
+        nlu_example = loaded.search(bag_of_words("where is my card"), 1, intent_weight=0.0, lexical_weight=0.0)[0]
+        assert own.passage.page_id == "fees" and own.page_similarity == pytest.approx(1.0)
+        assert nlu_example.passage.page_id == "card-delivery"
+        assert nlu_example.page_similarity == pytest.approx(1.0 - knowledge.NLU_EXAMPLE_PENALTY)
+        assert nlu_example.score == pytest.approx(knowledge.PASSAGE_WEIGHT * nlu_example.similarity
+                                                  + (1 - knowledge.PASSAGE_WEIGHT) * nlu_example.page_similarity)
     before = knowledge.digest(tmp_path, nlu)
     (tmp_path / "fees.md").write_text((tmp_path / "fees.md").read_text().replace("overseas", "abroad"))
     assert knowledge.digest(tmp_path, nlu) != before

@@ -163,6 +163,24 @@ def test_bad_replies_are_rejected(reply, reason):
     assert check_reply(reply, PASSAGES, system_prompt()) == reason
 
 
+@pytest.mark.parametrize(
+    "reply, repaired, dropped",
+    [
+        ("Cards arrive in 3–5 working days. Express costs £5.", "Cards arrive in 3–5 working days. Express costs £5.",
+         []),
+        ("Cards arrive in 3–5 working days. Express costs £9! It is fast.", "Cards arrive in 3–5 working days. It is fast.",
+         ["unsupported_number"]),
+        ("Cards arrive soon. Cards  arrive soon! Check the post.", "Cards arrive soon. Check the post.",
+         ["repeated_sentence"]),
+        ("It takes 7 days. Or 8 days.", "It takes 7 days. Or 8 days.", []),  # nothing left: check_reply rejects it
+    ],
+)
+def test_repair_drops_invented_figures_and_repeats(reply, repaired, dropped):
+    assert guardrails.repair(reply, PASSAGES) == (repaired, dropped)
+    if not dropped and repaired.startswith("It takes"):
+        assert check_reply(repaired, PASSAGES, system_prompt()) == "unsupported_number"
+
+
 def test_a_reply_that_prints_the_system_prompt_is_rejected():
     leaked = "Here it is: " + system_prompt()
     assert check_reply(leaked, PASSAGES, system_prompt()) == "prompt_leak"
