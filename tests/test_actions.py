@@ -409,7 +409,14 @@ def test_a_candidates_invented_figures_and_repeats_are_dropped_before_the_checks
         f"{GOOD} Express delivery costs £15 and takes 2 days. {GOOD}",  # one invented figure, one loop
         "Express delivery costs £15. It takes 2 days.",  # nothing true is left: rejected whole
     ]
+    from prometheus_client import REGISTRY
+
+    def dropped(reason):
+        return REGISTRY.get_sample_value("action_server_llm_dropped_sentences_total", {"reason": reason}) or 0.0
+
+    before = dropped("unsupported_number"), dropped("repeated_sentence")
     _, messages, requests = run_action([_user(DELIVERY_QUESTION)], candidates, monkeypatch)
+    assert (dropped("unsupported_number"), dropped("repeated_sentence")) == (before[0] + 1, before[1] + 1)
     message, _ = _pop_variable_parts(messages[0])
     assert message["source"] == "llm"
     assert message["text"] == f"{GOOD}\n\nSource: Card delivery and tracking"
