@@ -13,6 +13,8 @@ PASSAGE_WEIGHT (0.3) times the passage's own (the better of the whole section's 
 closest sentence's), and 0.7 times the best one among its page's example questions. A
 question is much closer to other questions than to a paragraph of facts, so the second
 term finds the right page far more often; the first picks the section within the page.
+When the plain mean of the two is higher (a question worded like the page's text rather
+than like a customer's: "explain how weekend exchange markups work"), that is the score.
 An NLU example counts NLU_EXAMPLE_PENALTY (0.06) less than a question the page lists
 itself: the NLU examples are written for an intent, and an intent's examples cover more
 than its page answers. A question about one fact
@@ -111,7 +113,7 @@ class Passage:
 
 @dataclass(frozen=True)
 class Hit:
-    score: float  # the relevance score: weighted mean of similarity and page_similarity
+    score: float  # the relevance score: weighted mean of similarity and page_similarity, or their mean if higher
     similarity: float  # cosine similarity to the query: the section's or its closest sentence's, the higher
     page_similarity: float  # best cosine similarity of its page's example questions (NLU ones less the penalty)
     passage: Passage
@@ -319,7 +321,10 @@ class KnowledgeIndex:
                        self.example_vectors @ query - NLU_EXAMPLE_PENALTY * self.example_nlu)
         page_similarity = page_best[self._passage_page]
         page_similarity = np.where(np.isnan(page_similarity), similarity, page_similarity)  # no examples
-        scores = PASSAGE_WEIGHT * similarity + (1 - PASSAGE_WEIGHT) * page_similarity
+        # A question worded like the page's text (not like a customer's) is as relevant:
+        # the better of that weighting and the plain mean.
+        scores = np.maximum(PASSAGE_WEIGHT * similarity + (1 - PASSAGE_WEIGHT) * page_similarity,
+                            (similarity + page_similarity) / 2)
         lexical = self.lexical.scores(text) if text else np.zeros_like(scores)
         intent = self.intent_scores(intent_ranking)
         order = np.argsort(-(scores + lexical_weight * lexical + intent_weight * intent), kind="stable")[:k]

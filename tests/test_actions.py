@@ -588,6 +588,11 @@ def test_a_pages_customer_questions_lead_to_it(tmp_path):
         assert nlu_example.page_similarity == pytest.approx(1.0 - knowledge.NLU_EXAMPLE_PENALTY)
         assert nlu_example.score == pytest.approx(knowledge.PASSAGE_WEIGHT * nlu_example.similarity
                                                   + (1 - knowledge.PASSAGE_WEIGHT) * nlu_example.page_similarity)
+        # a question worded like the page's text, not like its examples, scores the plain mean
+        page_words = loaded.search(bag_of_words(loaded.passages[0].text), 1, intent_weight=0.0,
+                                   lexical_weight=0.0)[0]
+        assert page_words.similarity > page_words.page_similarity
+        assert page_words.score == pytest.approx((page_words.similarity + page_words.page_similarity) / 2)
     before = knowledge.digest(tmp_path, nlu)
     (tmp_path / "fees.md").write_text((tmp_path / "fees.md").read_text().replace("overseas", "abroad"))
     assert knowledge.digest(tmp_path, nlu) != before
