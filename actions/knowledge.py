@@ -17,8 +17,7 @@ When the plain mean of the two is higher (a question worded like the page's text
 than like a customer's: "explain how weekend exchange markups work"), that is the score.
 An NLU example counts NLU_EXAMPLE_PENALTY (0.06) less than a question the page lists
 itself: the NLU examples are written for an intent, and an intent's examples cover more
-than its page answers. A question about one fact
-("what does the envelope look like?") matches the sentence that states it much better
+than its page answers. A question about one fact ("what does the envelope look like?") matches the sentence that states it much better
 than the embedding of a whole section, where that fact is one of many. A page without
 examples scores by its passages alone. That score (`Hit.score`) says how much the
 knowledge base has to say: the no-knowledge threshold applies to it.
@@ -76,6 +75,7 @@ import numpy as np
 import yaml
 
 from actions import settings
+from actions.guardrails import SENTENCE_END
 
 # Bump when the way pages become passages (or passages become embedded text) changes:
 # an index built by an older version is then stale.
@@ -130,7 +130,6 @@ STOP_WORDS = frozenset(
     "they this to up was we were what when where which who why will with would you your".split()
 )
 BM25_K1, BM25_B = 1.2, 0.75
-SENTENCE_END = re.compile(r"(?<=[.!?])\s+")
 
 
 def words(text: str) -> List[str]:

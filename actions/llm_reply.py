@@ -17,8 +17,9 @@ One turn:
      as OpenAI's frequency_penalty.
   3. Select: each candidate is tidied (speaker label, an unfinished last sentence) and
      repaired (guardrails.repair drops its sentences that state a number the passages
-     lack, and repeats of a sentence), then rejected if guardrails.check_reply names a reason (length, a loop, system
-     prompt leak, personal data, URL, account claim, a number not in the passages).
+     lack, and repeats of a sentence), then rejected if guardrails.check_reply names a
+     reason (length, a loop, system prompt leak, personal data, URL, account claim, a
+     number not in the passages).
      The survivors are embedded in one more /v1/embeddings call; a candidate's
      support is its best cosine similarity to a passage of the prompt, and one below
      LLM_MIN_SUPPORT is rejected as ungrounded (one above ECHO_SIMILARITY to the
