@@ -499,6 +499,7 @@ class ScaleOut:
     rasa_urls: List[str]
     rasa_env: Dict[str, str]
     api_token: str
+    actions_url: str  # the action servers' load balancer, which the replicas call
 
     @property
     def services(self) -> List[Service]:
@@ -583,5 +584,5 @@ def scale_out_services(
     return ScaleOut(
         work=work, generator=generator, actions=actions, rasa=rasa, nginx=nginx,
         url=f"http://127.0.0.1:{lb_port}", rasa_urls=[f"http://127.0.0.1:{p}" for p in rasa_ports],
-        rasa_env=env, api_token=token,
+        rasa_env=env, api_token=token, actions_url=f"http://127.0.0.1:{actions_lb_port}",
     )

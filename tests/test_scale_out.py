@@ -340,29 +340,66 @@ def test_concurrent_conversations_are_stored_once_in_order_and_published(ctx):
 
 # --- 2. a replica dies mid-load ---------------------------------------------------------------
 
+def _calls_waiting(service: stack.Service, url: str) -> int:
+    """How many connections the service's processes hold open to `url` (host:port on
+    IPv4 loopback): a replica's action calls in flight. Read from /proc (Linux)."""
+    port = int(url.rsplit(":", 1)[1].split("/")[0])
+    inodes = set()
+    for proc in Path("/proc").iterdir():
+        try:
+            if not proc.name.isdigit() or int((proc / "stat").read_text().rsplit(")", 1)[1].split()[2]) != service.process.pid:
+                continue
+            for fd in (proc / "fd").iterdir():
+                target = os.readlink(fd)
+                if target.startswith("socket:["):
+                    inodes.add(target[8:-1])
+        except (OSError, IndexError, ValueError):
+            continue  # a process that ended meanwhile
+    remote = f"0100007F:{port:04X}"
+    waiting = 0
+    for line in Path("/proc/net/tcp").read_text().splitlines()[1:]:
+        fields = line.split()
+        waiting += fields[2] == remote and fields[3] == "01" and fields[9] in inodes  # 01: established
+    return waiting
+
+
 def test_a_killed_replica_loses_no_acknowledged_message(ctx):
     victim, survivor = ctx.so.rasa
     scripts = client.mixed_scripts(f"{ctx.tag}-kill", 20, 6)
+    # customers who start while the action servers are held (their first turn runs
+    # action_session_start), as many as it takes for the victim to have a turn in flight
+    latecomers = iter(client.mixed_scripts(f"{ctx.tag}-late", 20, 2).items())
     killed_at: Dict[str, float] = {}
 
     async def scenario():
-        load = asyncio.ensure_future(client.run_load(
-            ctx.webhook, scripts, retries=8, retry_delay_s=1.0, timeout_s=LOCK_LIFETIME_S + 60,
-        ))
+        def start(some: Dict[str, client.Script]):
+            return asyncio.ensure_future(client.run_load(
+                ctx.webhook, some, retries=8, retry_delay_s=1.0, timeout_s=LOCK_LIFETIME_S + 60,
+            ))
+
+        loads = [start(scripts)]
         await asyncio.sleep(2)  # conversations are under way on both replicas
-        # Hold the action servers for a moment, so that the turns calling an action (a
-        # new session, a form, an LLM reply) wait on both replicas: the kill then cuts
-        # turns in flight however fast the other turns are.
+        # Hold the action servers, so that the turns calling an action (a new session, a
+        # form, an LLM reply) wait, and kill the victim once one of its turns waits: the
+        # kill then cuts a turn in flight however fast the other turns are, and wherever
+        # the load balancer sent them.
         for actions in ctx.so.actions:
             os.kill(actions.process.pid, signal.SIGSTOP)
         try:
-            await asyncio.sleep(1.5)
+            deadline = time.monotonic() + 30
+            while not _calls_waiting(victim, ctx.so.actions_url):
+                assert time.monotonic() < deadline, "no turn of the victim ever waited on the action servers"
+                latecomer = next(latecomers, None)
+                if latecomer:
+                    scripts[latecomer[0]] = latecomer[1]
+                    loads.append(start(dict([latecomer])))
+                await asyncio.sleep(0.5)
             os.killpg(victim.process.pid, signal.SIGKILL)
             killed_at["t"] = time.monotonic()
         finally:
             for actions in ctx.so.actions:
                 os.kill(actions.process.pid, signal.SIGCONT)
-        return await load
+        return [turn for turns, _ in await asyncio.gather(*loads) for turn in turns], None
 
     try:
         turns, _ = asyncio.run(scenario())
