@@ -42,8 +42,8 @@ a banking topic for many questions the pages do not answer). Without a ranking t
 term is 0 and the order is the one without it. bench/results/grounding.md has the
 figures for each part on the development questions and on held-out ones.
 
-The index is built ahead of time into build/knowledge/index.npz (about 15 MB; a
-minute on one CPU core), with a digest of the files it was built from:
+The index is built ahead of time into build/knowledge/index.npz (about 19 MB; three
+minutes on one CPU core), with a digest of the files it was built from:
 
     .venvs/generator/bin/python -m actions.knowledge build     # offline, with the generator's own code
     python -m actions.knowledge build --url http://127.0.0.1:8000/v1

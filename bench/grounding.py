@@ -2,12 +2,13 @@
 
 Runs the action's answer pipeline (actions.llm_reply.answer: retrieval, one batched
 generation of N candidates, selection, citation) against the real generator, one
-question at a time, for every question of four sets. The settings were chosen on the
-first three: bench/grounding/questions.yml (development), development-2.yml and
-development-3.yml (each was held out until its figures were read, on 2026-12-02 and
-2026-12-03, and has been used for tuning since). bench/grounding/heldout-3.yml (held
-out) was written from the knowledge pages alone, without seeing the others or any
-result, and never chooses a setting:
+question at a time, for every question of five sets. The settings were chosen on the
+first four: bench/grounding/questions.yml (development), development-2.yml,
+development-3.yml and development-4.yml (each but the first was held out until its
+figures were read, on 2026-12-02 and 2026-12-03, and has been used for tuning since).
+bench/grounding/heldout-4.yml (held out) was written from the knowledge pages' text
+alone, without seeing the others, the pages' example questions or any result, and
+never chooses a setting:
 
   - answerable questions: the fraction whose reply is an LLM answer citing the
     expected page (a refusal counts as a miss), with 1 candidate (greedy) and with N
@@ -50,9 +51,10 @@ QUESTION_SETS = {
     "development": settings.ROOT / "bench" / "grounding" / "questions.yml",
     "development 2": settings.ROOT / "bench" / "grounding" / "development-2.yml",
     "development 3": settings.ROOT / "bench" / "grounding" / "development-3.yml",
-    "held-out": settings.ROOT / "bench" / "grounding" / "heldout-3.yml",
+    "development 4": settings.ROOT / "bench" / "grounding" / "development-4.yml",
+    "held-out": settings.ROOT / "bench" / "grounding" / "heldout-4.yml",
 }
-TUNING_SETS = ("development", "development 2", "development 3")
+TUNING_SETS = ("development", "development 2", "development 3", "development 4")
 RESULTS = settings.ROOT / "bench" / "results" / "grounding.md"
 # Intent prior weights compared on the development questions (retrieval only).
 INTENT_WEIGHTS = (0.0, 0.05, 0.1, 0.15, 0.2, 0.3, 0.4, 0.6, 1.0)
@@ -236,8 +238,9 @@ def report(runs: Dict[str, List[Dict[str, Any]]], counts: Dict[str, tuple], star
         "# Grounding benchmark",
         "",
         f"`.venvs/rasa/bin/python -m bench.grounding` on {time.strftime('%Y-%m-%d')}. Questions: {sizes}. "
-        "The settings were chosen on the three development sets; the held-out set was written from the "
-        "knowledge pages alone, without seeing the others or any result, and never used to choose one. "
+        "The settings were chosen on the four development sets; the held-out set was written from the "
+        "knowledge pages' text alone, without seeing the others, the pages' example questions or any "
+        "result, and never used to choose one. "
         "Each question is asked on its own (a new conversation) through "
         "`actions.llm_reply.answer` against the local generator (SmolLM2-135M-Instruct, "
         "all-MiniLM-L6-v2, CPU, one torch thread), with the NLU parse of the question by the trained Rasa model "
