@@ -24,8 +24,11 @@ One turn:
      support is its best cosine similarity to a passage of the prompt, and one below
      LLM_MIN_SUPPORT is rejected as ungrounded (one above ECHO_SIMILARITY to the
      question only repeats it, and is rejected too). The best-supported candidate
-     wins (ties: the earlier one). If none is left, the bot says it has no answer it
-     is sure of and offers a person (source "no_safe_answer").
+     wins (ties: the earlier one). If none is left, a new round asks for
+     LLM_CANDIDATES more (sampled, another seed), up to LLM_RETRY_ROUNDS times, while
+     the turn's deadline leaves at least as long as the last round took. If no round
+     gives one, the bot says it has no answer it is sure of and offers a person
+     (source "no_safe_answer").
   4. Cite: the reply ends with "Source: <page title>" of the page the prompt held;
      metadata.sources lists its page id.
 
@@ -110,6 +113,7 @@ class Answer:
     model: Optional[str] = None
     completion_tokens: Optional[int] = None
     latency_ms: int = 0  # time spent waiting for the generator
+    rounds: int = 0  # generation requests made (a new round only when every candidate was rejected)
 
     @property
     def rejected(self) -> List[str]:
@@ -129,6 +133,10 @@ class _Deadline:
         if left <= 0:
             raise generator.GeneratorError("timeout")
         return left
+
+    def room(self) -> float:
+        """Seconds left (negative when past), without raising."""
+        return self.end - time.monotonic()
 
 
 def select(candidates: List[Candidate], hits: Sequence[knowledge.Hit], vectors: np.ndarray,
@@ -155,13 +163,15 @@ async def answer(
     events: Sequence[Dict[str, Any]],
     slots: Optional[Mapping[str, Any]] = None,
     *,
-    candidates: int = settings.LLM_CANDIDATES,
-    timeout_s: float = settings.GENERATOR_TIMEOUT_S,
+    candidates: Optional[int] = None,
+    timeout_s: Optional[float] = None,
     base_url: Optional[str] = None,
 ) -> Answer:
-    """The grounded answer to the conversation's last user message; GeneratorError on failure."""
+    """The grounded answer to the conversation's last user message; GeneratorError on failure.
+    `candidates` and `timeout_s` default to LLM_CANDIDATES and GENERATOR_TIMEOUT_S."""
     index = load_index()
-    deadline = _Deadline(timeout_s)
+    deadline = _Deadline(settings.GENERATOR_TIMEOUT_S if timeout_s is None else timeout_s)
+    candidates = settings.LLM_CANDIDATES if candidates is None else candidates
     question = last_user_text(events)
     if not question:
         raise generator.GeneratorError("no user text")
@@ -179,37 +189,47 @@ async def answer(
     passages = [hit.passage for hit in used]
     messages = build_prompt(events, passages, slots)
     n = max(1, candidates)
-    reply = await generator.chat(
-        messages,
-        n=n,
-        temperature=settings.LLM_TEMPERATURE if n == 1 else settings.LLM_CANDIDATE_TEMPERATURE,
-        # Sampled candidates repeat for the same question: replies are reproducible.
-        seed=zlib.crc32(question.encode()) if n > 1 else None,
-        frequency_penalty=settings.LLM_FREQUENCY_PENALTY,
-        base_url=base_url,
-        timeout_s=deadline.left(),
-    )
-    waited += reply.latency_ms
-    result = Answer("no_safe_answer", NO_SAFE_ANSWER_TEXT, hits=hits, model=reply.model,
-                    completion_tokens=reply.completion_tokens)
-    seen = set()
+    result = Answer("no_safe_answer", NO_SAFE_ANSWER_TEXT, hits=hits, completion_tokens=0)
     sources = [p.text for p in passages]
-    for text in reply.texts:
-        text, dropped = guardrails.repair(guardrails.tidy(text), sources)
-        if text in seen:  # identical samples: score once
-            continue
-        seen.add(text)
-        result.candidates.append(
-            Candidate(text, guardrails.check_reply(text, sources, system_prompt()), dropped)
+    seen = set()
+    chosen, round_seconds = None, 0.0
+    for round_ in range(1 + max(0, settings.LLM_RETRY_ROUNDS)):
+        if round_ and deadline.room() < round_seconds:
+            break  # no time for another round: the honest reply
+        round_started = time.monotonic()
+        sampled = n > 1 or round_ > 0  # a greedy round again would give the same reply
+        reply = await generator.chat(
+            messages,
+            n=n,
+            temperature=settings.LLM_CANDIDATE_TEMPERATURE if sampled else settings.LLM_TEMPERATURE,
+            # Sampled candidates repeat for the same question: replies are reproducible.
+            seed=zlib.crc32(question.encode()) + round_ if sampled else None,
+            frequency_penalty=settings.LLM_FREQUENCY_PENALTY,
+            base_url=base_url,
+            timeout_s=deadline.left(),
         )
-    alive = [c.text for c in result.candidates if c.rejected is None]
-    vectors = np.zeros((0, index.vectors.shape[1]), np.float32)
-    if alive:
-        embedded = await generator.embed(alive, base_url=base_url, timeout_s=deadline.left())
-        waited += embedded.latency_ms
-        vectors = embedded.vectors
+        waited += reply.latency_ms
+        result.model, result.rounds = reply.model, round_ + 1
+        result.completion_tokens = (result.completion_tokens or 0) + (reply.completion_tokens or 0)
+        fresh = []
+        for text in reply.texts:
+            text, dropped = guardrails.repair(guardrails.tidy(text), sources)
+            if text in seen:  # identical samples: score once
+                continue
+            seen.add(text)
+            fresh.append(Candidate(text, guardrails.check_reply(text, sources, system_prompt()), dropped))
+        result.candidates += fresh
+        alive = [c.text for c in fresh if c.rejected is None]
+        vectors = np.zeros((0, index.vectors.shape[1]), np.float32)
+        if alive:
+            embedded = await generator.embed(alive, base_url=base_url, timeout_s=deadline.left())
+            waited += embedded.latency_ms
+            vectors = embedded.vectors
+        chosen = select(fresh, used, vectors, index.vectors_of(used), query.vectors[0])
+        if chosen is not None:
+            break
+        round_seconds = time.monotonic() - round_started
     result.latency_ms = waited
-    chosen = select(result.candidates, used, vectors, index.vectors_of(used), query.vectors[0])
     if chosen is not None:
         assert chosen.passage is not None
         result.source = "llm"
@@ -282,6 +302,7 @@ class ActionLLMReply(Action):
             "completion_tokens": result.completion_tokens,
             "latency_ms": result.latency_ms,
             "candidates": len(result.candidates),
+            "rounds": result.rounds,
             "rejected": result.rejected,
             "dropped": result.dropped,
         }

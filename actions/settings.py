@@ -72,6 +72,11 @@ KNOWLEDGE_INTENT_WEIGHT = _float("KNOWLEDGE_INTENT_WEIGHT", 0.1)
 # (3), 86 % (5), but 5 let more unanswerable questions through and cost 2 s more per turn.
 LLM_CANDIDATES = _int("LLM_CANDIDATES", 3)
 LLM_CANDIDATE_TEMPERATURE = _float("LLM_CANDIDATE_TEMPERATURE", 0.7)
+# When every candidate of a round is rejected, ask again for LLM_CANDIDATES new ones
+# (sampled, another seed), up to this many more rounds while the turn's deadline allows.
+# Only turns whose candidates all failed pay for it (bench/results/grounding.md counts
+# the answers the second round gave). 0: the honest no-answer reply at once.
+LLM_RETRY_ROUNDS = _int("LLM_RETRY_ROUNDS", 1)
 # OpenAI's frequency_penalty (-2..2) for the reply requests: lowers the odds of tokens a
 # reply has already used, against loops. 0 leaves it out of the request. Measured at 0.5
 # on the development questions (2026-12-02): the right page cited 53.8 % instead of

@@ -201,19 +201,25 @@ def small_knowledge(tmp_path, monkeypatch):
 
 
 class FakeGenerator:
-    """OpenAI-compatible: bag-of-words embeddings; chat answers with self.candidates."""
+    """OpenAI-compatible: bag-of-words embeddings; chat answers with self.candidates, or
+    with the list of `rounds` for each request after the first; `delay_s` before each."""
 
-    def __init__(self, candidates):
+    def __init__(self, candidates, rounds=(), delay_s=0.0):
         self.candidates = candidates
+        self.rounds = list(rounds)
+        self.delay_s = delay_s
         self.requests = []
 
     async def chat(self, request):
         body = await request.json()
         self.requests.append(("chat", body))
+        await asyncio.sleep(self.delay_s)
+        done = sum(kind == "chat" for kind, _ in self.requests) - 1
+        texts = self.rounds[min(done, len(self.rounds)) - 1] if done and self.rounds else self.candidates
         return web.json_response({
             "model": "fake-model",
             "choices": [{"index": i, "message": {"role": "assistant", "content": c}, "finish_reason": "stop"}
-                        for i, c in enumerate(self.candidates)],
+                        for i, c in enumerate(texts)],
             "usage": {"prompt_tokens": 100, "completion_tokens": 42, "total_tokens": 142},
         })
 
@@ -224,9 +230,9 @@ class FakeGenerator:
         return web.json_response({"model": "fake-embeddings", "data": data})
 
 
-def run_action(events, candidates=(), monkeypatch=None, url=None):
+def run_action(events, candidates=(), monkeypatch=None, url=None, fake=None):
     """Run action_llm_reply on a tracker with these events; (returned events, messages, requests)."""
-    fake = FakeGenerator(list(candidates))
+    fake = fake or FakeGenerator(list(candidates))
 
     async def scenario():
         app = web.Application()
@@ -384,7 +390,7 @@ def test_grounded_reply_picks_the_safe_candidate_and_cites_its_page(small_knowle
         "text": f"{GOOD}\n\nSource: Card delivery and tracking",
         "source": "llm",
         "sources": ["card-delivery"],
-        "llm": {"model": "fake-model", "completion_tokens": 42, "candidates": 3,
+        "llm": {"model": "fake-model", "completion_tokens": 42, "candidates": 3, "rounds": 1,
                 "rejected": ["account_claim", "personal_data"], "dropped": []},
     }
     assert [(r["page"], r["section"]) for r in retrieval][0] == ("card-delivery", "How long card delivery takes")
@@ -463,7 +469,8 @@ def test_a_question_the_pages_do_not_answer_gets_an_honest_reply_and_a_person(sm
 )
 def test_no_acceptable_candidate_means_an_honest_reply_and_a_person(small_knowledge, monkeypatch, candidates,
                                                                     rejected):
-    returned, messages, _ = run_action([_user(DELIVERY_QUESTION)], candidates, monkeypatch)
+    # the second round gets the same replies: nothing new to score
+    returned, messages, requests = run_action([_user(DELIVERY_QUESTION)], candidates, monkeypatch)
     assert returned == []
     message, _ = _pop_variable_parts(messages[0])
     assert message == {
@@ -471,9 +478,51 @@ def test_no_acceptable_candidate_means_an_honest_reply_and_a_person(small_knowle
         "text": llm_reply.NO_SAFE_ANSWER_TEXT,
         "buttons": [{"title": "Talk to a person", "payload": "/request_human"}],
         "source": "no_safe_answer",
-        "llm": {"model": "fake-model", "completion_tokens": 42, "candidates": len(candidates), "rejected": rejected,
-                "dropped": []},
+        "llm": {"model": "fake-model", "completion_tokens": 84, "candidates": len(candidates), "rounds": 2,
+                "rejected": rejected, "dropped": []},
     }
+    assert [kind for kind, _ in requests].count("chat") == 2
+
+
+def test_a_second_round_of_candidates_when_every_one_is_rejected(small_knowledge, monkeypatch):
+    first = ["Your balance is £120.", "Penguins enjoy cold water and eat plenty of fresh fish every single day."]
+    fake = FakeGenerator(first, rounds=[["Call 0800 123 4567 to ask.", GOOD]])
+    _, messages, requests = run_action([_user(DELIVERY_QUESTION)], monkeypatch=monkeypatch, fake=fake)
+    message, _ = _pop_variable_parts(messages[0])
+    assert message["source"] == "llm" and message["sources"] == ["card-delivery"]
+    assert message["text"] == f"{GOOD}\n\nSource: Card delivery and tracking"
+    assert message["llm"] == {"model": "fake-model", "completion_tokens": 84, "candidates": 4, "rounds": 2,
+                              "rejected": ["account_claim", "ungrounded", "personal_data"], "dropped": []}
+    # the first round's survivor is scored with it; the second round is sampled with another seed
+    assert [kind for kind, _ in requests] == ["embeddings", "chat", "embeddings", "chat", "embeddings"]
+    once, again = (body for kind, body in requests if kind == "chat")
+    assert again["seed"] == once["seed"] + 1 and again["n"] == once["n"] == settings.LLM_CANDIDATES
+    assert again["messages"] == once["messages"]
+
+
+def test_a_greedy_single_candidate_is_sampled_in_the_second_round(small_knowledge, monkeypatch):
+    monkeypatch.setattr(settings, "LLM_CANDIDATES", 1)
+    fake = FakeGenerator(["Your balance is £120."], rounds=[[GOOD]])
+    _, messages, requests = run_action([_user(DELIVERY_QUESTION)], monkeypatch=monkeypatch, fake=fake)
+    assert messages[0]["source"] == "llm"
+    query = requests[0][1]
+    once, again = (body for kind, body in requests if kind == "chat")
+    assert once["n"] == again["n"] == 1
+    assert once["temperature"] == settings.LLM_TEMPERATURE and "seed" not in once
+    assert again["temperature"] == settings.LLM_CANDIDATE_TEMPERATURE
+    assert again["seed"] == zlib.crc32(query["input"][0].encode()) + 1
+
+
+@pytest.mark.parametrize("retry_rounds, delay_s, timeout_s", [(0, 0.0, 30.0), (1, 0.6, 1.0)],
+                         ids=["retries-off", "no-time-left"])
+def test_no_second_round_when_off_or_out_of_time(small_knowledge, monkeypatch, retry_rounds, delay_s, timeout_s):
+    monkeypatch.setattr(settings, "LLM_RETRY_ROUNDS", retry_rounds)
+    monkeypatch.setattr(settings, "GENERATOR_TIMEOUT_S", timeout_s)
+    fake = FakeGenerator(["Your balance is £120."], rounds=[[GOOD]], delay_s=delay_s)
+    _, messages, requests = run_action([_user(DELIVERY_QUESTION)], monkeypatch=monkeypatch, fake=fake)
+    message, _ = _pop_variable_parts(messages[0])
+    assert message["source"] == "no_safe_answer" and message["llm"]["rounds"] == 1
+    assert [kind for kind, _ in requests] == ["embeddings", "chat"]
 
 
 def test_generator_down_gives_the_fallback_template(small_knowledge, monkeypatch):
