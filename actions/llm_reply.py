@@ -282,6 +282,8 @@ class ActionLLMReply(Action):
             metrics.REJECTED_CANDIDATES.labels(reason).inc()
         for reason in result.dropped:
             metrics.DROPPED_SENTENCES.labels(reason).inc()
+        if result.rounds > 1:
+            metrics.RETRY_ROUNDS.inc(result.rounds - 1)
         retrieval = [
             {"page": h.passage.page_id, "section": h.passage.heading, "score": round(h.score, 3),
              "lexical": round(h.lexical, 3), "intent": round(h.intent, 3)}

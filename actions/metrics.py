@@ -33,6 +33,10 @@ REJECTED_CANDIDATES = Counter(
     "Candidate LLM replies rejected by the guardrails or the grounding check, by reason",
     ["reason"],
 )
+RETRY_ROUNDS = Counter(
+    "action_server_llm_retry_rounds_total",
+    "New rounds of candidate LLM replies asked for because every candidate of the last was rejected",
+)
 DROPPED_SENTENCES = Counter(
     "action_server_llm_dropped_sentences_total",
     "Sentences dropped from candidate LLM replies before the checks (guardrails.repair), by reason",

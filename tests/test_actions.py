@@ -487,7 +487,14 @@ def test_no_acceptable_candidate_means_an_honest_reply_and_a_person(small_knowle
 def test_a_second_round_of_candidates_when_every_one_is_rejected(small_knowledge, monkeypatch):
     first = ["Your balance is £120.", "Penguins enjoy cold water and eat plenty of fresh fish every single day."]
     fake = FakeGenerator(first, rounds=[["Call 0800 123 4567 to ask.", GOOD]])
+    from prometheus_client import REGISTRY
+
+    def retries():
+        return REGISTRY.get_sample_value("action_server_llm_retry_rounds_total") or 0.0
+
+    before = retries()
     _, messages, requests = run_action([_user(DELIVERY_QUESTION)], monkeypatch=monkeypatch, fake=fake)
+    assert retries() == before + 1
     message, _ = _pop_variable_parts(messages[0])
     assert message["source"] == "llm" and message["sources"] == ["card-delivery"]
     assert message["text"] == f"{GOOD}\n\nSource: Card delivery and tracking"
