@@ -17,9 +17,10 @@ When the plain mean of the two is higher (a question worded like the page's text
 than like a customer's: "explain how weekend exchange markups work"), that is the score.
 An NLU example counts NLU_EXAMPLE_PENALTY (0.06) less than a question the page lists
 itself: the NLU examples are written for an intent, and an intent's examples cover more
-than its page answers. A question about one fact ("what does the envelope look like?") matches the sentence that states it much better
-than the embedding of a whole section, where that fact is one of many. A page without
-examples scores by its passages alone. That score (`Hit.score`) says how much the
+than its page answers. A question about one fact ("what does the envelope look
+like?") matches the sentence that states it much better than the embedding of a whole
+section, where that fact is one of many. A page without examples scores by its
+passages alone. That score (`Hit.score`) says how much the
 knowledge base has to say: the no-knowledge threshold applies to it.
 
 Passages are ranked by that score plus KNOWLEDGE_LEXICAL_WEIGHT times a lexical

@@ -111,7 +111,7 @@ class Answer:
     hits: List[knowledge.Hit] = field(default_factory=list)
     candidates: List[Candidate] = field(default_factory=list)
     model: Optional[str] = None
-    completion_tokens: Optional[int] = None
+    completion_tokens: int = 0  # over all rounds
     latency_ms: int = 0  # time spent waiting for the generator
     rounds: int = 0  # generation requests made (a new round only when every candidate was rejected)
 
@@ -189,7 +189,7 @@ async def answer(
     passages = [hit.passage for hit in used]
     messages = build_prompt(events, passages, slots)
     n = max(1, candidates)
-    result = Answer("no_safe_answer", NO_SAFE_ANSWER_TEXT, hits=hits, completion_tokens=0)
+    result = Answer("no_safe_answer", NO_SAFE_ANSWER_TEXT, hits=hits)
     sources = [p.text for p in passages]
     seen = set()
     chosen, round_seconds = None, 0.0
@@ -210,7 +210,7 @@ async def answer(
         )
         waited += reply.latency_ms
         result.model, result.rounds = reply.model, round_ + 1
-        result.completion_tokens = (result.completion_tokens or 0) + (reply.completion_tokens or 0)
+        result.completion_tokens += reply.completion_tokens or 0
         fresh = []
         for text in reply.texts:
             text, dropped = guardrails.repair(guardrails.tidy(text), sources)

@@ -201,12 +201,11 @@ def small_knowledge(tmp_path, monkeypatch):
 
 
 class FakeGenerator:
-    """OpenAI-compatible: bag-of-words embeddings; chat answers with self.candidates, or
-    with the list of `rounds` for each request after the first; `delay_s` before each."""
+    """OpenAI-compatible: bag-of-words embeddings; chat answers with `candidates`, then
+    with the lists of `rounds` for the requests after the first; `delay_s` before each."""
 
     def __init__(self, candidates, rounds=(), delay_s=0.0):
-        self.candidates = candidates
-        self.rounds = list(rounds)
+        self.replies = [candidates, *rounds]  # the last one answers any later request
         self.delay_s = delay_s
         self.requests = []
 
@@ -215,7 +214,7 @@ class FakeGenerator:
         self.requests.append(("chat", body))
         await asyncio.sleep(self.delay_s)
         done = sum(kind == "chat" for kind, _ in self.requests) - 1
-        texts = self.rounds[min(done, len(self.rounds)) - 1] if done and self.rounds else self.candidates
+        texts = self.replies[min(done, len(self.replies) - 1)]
         return web.json_response({
             "model": "fake-model",
             "choices": [{"index": i, "message": {"role": "assistant", "content": c}, "finish_reason": "stop"}

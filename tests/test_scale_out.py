@@ -27,6 +27,7 @@ import subprocess
 import threading
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
 import uuid
 from dataclasses import dataclass
@@ -343,11 +344,13 @@ def test_concurrent_conversations_are_stored_once_in_order_and_published(ctx):
 def _calls_waiting(service: stack.Service, url: str) -> int:
     """How many connections the service's processes hold open to `url` (host:port on
     IPv4 loopback): a replica's action calls in flight. Read from /proc (Linux)."""
-    port = int(url.rsplit(":", 1)[1].split("/")[0])
+    port = urllib.parse.urlsplit(url).port
     inodes = set()
     for proc in Path("/proc").iterdir():
         try:
-            if not proc.name.isdigit() or int((proc / "stat").read_text().rsplit(")", 1)[1].split()[2]) != service.process.pid:
+            # /proc/<pid>/stat: "pid (name) state ppid pgrp ..."; the service leads its group
+            if not proc.name.isdigit() or int((proc / "stat").read_text().rsplit(")", 1)[1].split()[2]) != \
+                    service.process.pid:
                 continue
             for fd in (proc / "fd").iterdir():
                 target = os.readlink(fd)
@@ -399,10 +402,10 @@ def test_a_killed_replica_loses_no_acknowledged_message(ctx):
         finally:
             for actions in ctx.so.actions:
                 os.kill(actions.process.pid, signal.SIGCONT)
-        return [turn for turns, _ in await asyncio.gather(*loads) for turn in turns], None
+        return [turn for turns, _ in await asyncio.gather(*loads) for turn in turns]
 
     try:
-        turns, _ = asyncio.run(scenario())
+        turns = asyncio.run(scenario())
         victim.process.wait(10)
         assert victim.process.returncode == -signal.SIGKILL
 
