@@ -47,7 +47,7 @@ import numpy as np
 from rasa_sdk import Action, Tracker
 from rasa_sdk.executor import CollectingDispatcher
 
-from actions import guardrails, knowledge, metrics, settings
+from actions import answers, guardrails, knowledge, metrics, settings
 from actions.clients import generator
 from actions.conversation import build_prompt, last_user_text, system_prompt
 
@@ -63,9 +63,6 @@ NO_SAFE_ANSWER_TEXT = (
     "I'm sorry, I couldn't find an answer to that I'm confident is correct. "
     "Would you like me to connect you with a person from our support team?"
 )
-
-# A candidate this close to the question only repeats it.
-ECHO_SIMILARITY = 0.9
 
 _index: Optional[knowledge.KnowledgeIndex] = None
 
@@ -105,7 +102,7 @@ class Candidate:
 
 @dataclass
 class Answer:
-    source: str  # llm, no_knowledge or no_safe_answer
+    source: str  # knowledge (extractive), llm (generated), no_knowledge
     text: str
     sources: List[str] = field(default_factory=list)  # cited page ids
     hits: List[knowledge.Hit] = field(default_factory=list)
@@ -114,6 +111,8 @@ class Answer:
     completion_tokens: int = 0  # over all rounds
     latency_ms: int = 0  # time spent waiting for the generator
     rounds: int = 0  # generation requests made (a new round only when every candidate was rejected)
+    extract: Optional[answers.Extract] = None  # the extractive answer and the gate's figures
+    followup: bool = False  # the message continued an earlier question
 
     @property
     def rejected(self) -> List[str]:
@@ -139,24 +138,20 @@ class _Deadline:
         return self.end - time.monotonic()
 
 
-def select(candidates: List[Candidate], hits: Sequence[knowledge.Hit], vectors: np.ndarray,
-           passage_vectors: np.ndarray, query_vector: np.ndarray) -> Optional[Candidate]:
-    """Score the unrejected candidates (vectors: theirs, in order) against the passages; the best or None."""
-    alive = [c for c in candidates if c.rejected is None]
-    if not alive:
-        return None
-    vectors = knowledge.unit(vectors)
-    support = vectors @ passage_vectors.T  # [candidates, passages]
-    echo = vectors @ knowledge.unit(query_vector)
-    for candidate, row, same in zip(alive, support, echo):
-        best = int(np.argmax(row))
-        candidate.support, candidate.passage = float(row[best]), hits[best].passage
-        if same > ECHO_SIMILARITY:
-            candidate.rejected = "echo"
-        elif candidate.support < settings.LLM_MIN_SUPPORT:
-            candidate.rejected = "ungrounded"
-    grounded = [c for c in alive if c.rejected is None]
-    return max(grounded, key=lambda c: c.support) if grounded else None
+_sentences: Optional[answers.SentenceIndex] = None
+
+
+def load_sentences() -> answers.SentenceIndex:
+    """The index's sentences and page vocabularies, built once per process."""
+    global _sentences
+    if _sentences is None:
+        index = load_index()
+        questions: Dict[str, List[str]] = {}
+        for text, page, from_nlu in knowledge.load_examples(settings.KNOWLEDGE_DIR, settings.KNOWLEDGE_EXAMPLES):
+            if not from_nlu:
+                questions.setdefault(page, []).append(text)
+        _sentences = answers.SentenceIndex(index, questions)
+    return _sentences
 
 
 async def answer(
@@ -167,84 +162,121 @@ async def answer(
     timeout_s: Optional[float] = None,
     base_url: Optional[str] = None,
 ) -> Answer:
-    """The grounded answer to the conversation's last user message; GeneratorError on failure.
-    `candidates` and `timeout_s` default to LLM_CANDIDATES and GENERATOR_TIMEOUT_S."""
-    index = load_index()
+    """The answer to the conversation's last user message; GeneratorError on failure.
+    `candidates` (generated ones; 0: extractive only) and `timeout_s` default to
+    LLM_CANDIDATES and GENERATOR_TIMEOUT_S."""
+    index, sentences = load_index(), load_sentences()
     deadline = _Deadline(settings.GENERATOR_TIMEOUT_S if timeout_s is None else timeout_s)
     candidates = settings.LLM_CANDIDATES if candidates is None else candidates
     question = last_user_text(events)
     if not question:
         raise generator.GeneratorError("no user text")
-    waited = 0
+    followup = answers.followup_context(events)
+    query_text = f"{followup.question} {question}" if followup else question
+    query_text = f"{query_text} {answers.place_words(question)}".strip()
+    ranking = followup.intent_ranking if followup else last_intent_ranking(events)
 
-    query = await generator.embed([question], base_url=base_url, timeout_s=deadline.left())
-    waited += query.latency_ms
-    hits = index.search(query.vectors[0], settings.KNOWLEDGE_TOP_K, text=question,
-                        intent_ranking=last_intent_ranking(events))
-    if not hits or hits[0].score < settings.KNOWLEDGE_MIN_SCORE:
-        return Answer("no_knowledge", NO_KNOWLEDGE_TEXT, hits=hits, latency_ms=waited)
+    query = await generator.embed([query_text, question] if followup else [query_text], base_url=base_url,
+                                  timeout_s=deadline.left())
+    waited = query.latency_ms
+    hits = index.search(query.vectors[0], max(settings.KNOWLEDGE_TOP_K, settings.ANSWER_TOP_K), text=query_text,
+                        intent_ranking=ranking)
+    extract = answers.extract(sentences, query.vectors[0], query_text, hits, focus=question, followup=followup,
+                              focus_query=query.vectors[1] if followup else None)
+    if not extract.answerable:
+        return Answer("no_knowledge", NO_KNOWLEDGE_TEXT, hits=hits, latency_ms=waited, extract=extract,
+                      followup=followup is not None)
+    result = Answer("knowledge", f"{extract.text}\n\nSource: {extract.title}", sources=[extract.page_id or ""],
+                    hits=hits, latency_ms=waited, extract=extract, followup=followup is not None)
+    if candidates > 0:
+        await generate(result, events, slots, hits, question, candidates, deadline, base_url)
+    return result
 
-    # One page answers: the best passage's, with its other sections among the top k.
-    used = [hit for hit in hits if hit.passage.page_id == hits[0].passage.page_id]
+
+async def generate(result: Answer, events: Sequence[Dict[str, Any]], slots: Optional[Mapping[str, Any]],
+                   hits: Sequence[knowledge.Hit], question: str, n: int, deadline: "_Deadline",
+                   base_url: Optional[str]) -> None:
+    """Generated candidates against the extractive answer: N from one request, phrased from
+    the answer's page; one replaces the extractive answer only when it passes the
+    guardrails and is at least as faithful (`faithful`). Changes `result` in place."""
+    index = load_index()
+    assert result.extract is not None
+    page = result.extract.page_id
+    used = [hit for hit in hits if hit.passage.page_id == page] or list(hits[:1])
     passages = [hit.passage for hit in used]
     messages = build_prompt(events, passages, slots)
-    n = max(1, candidates)
-    result = Answer("no_safe_answer", NO_SAFE_ANSWER_TEXT, hits=hits)
     sources = [p.text for p in passages]
-    seen = set()
-    chosen, round_seconds = None, 0.0
+    seen: set = set()
     for round_ in range(1 + max(0, settings.LLM_RETRY_ROUNDS)):
-        if round_ and deadline.room() < round_seconds:
-            break  # no time for another round: the honest reply
-        round_started = time.monotonic()
-        sampled = n > 1 or round_ > 0  # a greedy round again would give the same reply
+        if round_ and deadline.room() < 1.0:
+            break
+        sampled = n > 1 or round_ > 0
         reply = await generator.chat(
             messages,
             n=n,
             temperature=settings.LLM_CANDIDATE_TEMPERATURE if sampled else settings.LLM_TEMPERATURE,
-            # Sampled candidates repeat for the same question: replies are reproducible.
             seed=zlib.crc32(question.encode()) + round_ if sampled else None,
             frequency_penalty=settings.LLM_FREQUENCY_PENALTY,
             base_url=base_url,
             timeout_s=deadline.left(),
         )
-        waited += reply.latency_ms
+        result.latency_ms += reply.latency_ms
         result.model, result.rounds = reply.model, round_ + 1
         result.completion_tokens += reply.completion_tokens or 0
         fresh = []
         for text in reply.texts:
             text, dropped = guardrails.repair(guardrails.tidy(text), sources)
-            if text in seen:  # identical samples: score once
+            if text in seen:
                 continue
             seen.add(text)
             fresh.append(Candidate(text, guardrails.check_reply(text, sources, system_prompt()), dropped))
         result.candidates += fresh
-        alive = [c.text for c in fresh if c.rejected is None]
-        vectors = np.zeros((0, index.vectors.shape[1]), np.float32)
+        alive = [c for c in fresh if c.rejected is None]
         if alive:
-            embedded = await generator.embed(alive, base_url=base_url, timeout_s=deadline.left())
-            waited += embedded.latency_ms
-            vectors = embedded.vectors
-        chosen = select(fresh, used, vectors, index.vectors_of(used), query.vectors[0])
-        if chosen is not None:
-            break
-        round_seconds = time.monotonic() - round_started
-    result.latency_ms = waited
-    if chosen is not None:
-        assert chosen.passage is not None
-        result.source = "llm"
-        result.sources = [chosen.passage.page_id]
-        result.text = f"{chosen.text}\n\nSource: {chosen.passage.title}"
-    return result
+            embedded = await generator.embed([c.text for c in alive] + [result.extract.text], base_url=base_url,
+                                             timeout_s=deadline.left())
+            result.latency_ms += embedded.latency_ms
+            vectors = knowledge.unit(embedded.vectors)
+            for candidate, vector in zip(alive, vectors[:-1]):
+                candidate.support = float(vector @ vectors[-1])
+                candidate.rejected = faithful(candidate, result.extract.text)
+        winners = [c for c in alive if c.rejected is None]
+        if winners:
+            best = max(winners, key=lambda c: c.support)
+            best.passage = used[0].passage
+            result.source = "llm"
+            result.text = f"{best.text}\n\nSource: {result.extract.title}"
+            return
+    return
+
+
+def faithful(candidate: Candidate, extractive: str) -> Optional[str]:
+    """Why a generated candidate is less faithful than the extractive answer, or None:
+    it must state every figure of the extractive answer and no other, and say the same
+    thing (cosine similarity of at least LLM_MIN_SUPPORT to it)."""
+    if guardrails.numbers(extractive) - guardrails.numbers(candidate.text):
+        return "misses_fact"
+    if guardrails.numbers(candidate.text) - guardrails.numbers(extractive):
+        return "other_figure"
+    if candidate.support < settings.LLM_MIN_SUPPORT:
+        return "unfaithful"
+    return None
+
+
+def intent_buttons(domain: Mapping[str, Any], intent: Optional[str]) -> List[Dict[str, Any]]:
+    """The buttons of the intent's own response (utter_<intent>), which lead on from its topic."""
+    variants = ((domain or {}).get("responses") or {}).get(f"utter_{intent}") or []
+    return list(variants[0].get("buttons") or []) if variants and isinstance(variants[0], dict) else []
 
 
 class ActionLLMReply(Action):
-    """Answer from the knowledge base through the LLM; on any failure, send a polite template.
+    """Answer a question from the knowledge base; on any failure, send a polite template.
 
-    The bot message carries `source` in its metadata ("llm", "no_knowledge",
-    "no_safe_answer" or "fallback"), which the tracker store keeps, so analytics and
-    tests can tell them apart; `sources` lists the cited page ids (only "llm" replies
-    cite: Rasa drops empty metadata values).
+    It answers every informational intent (data/rules/banking.yml), open questions
+    (nlu_fallback, out_of_scope) and follow-ups. The bot message carries `source` in its
+    metadata ("knowledge": sentences of a page; "llm": a generated reply that beat them;
+    "no_knowledge"; "fallback"), which the tracker store keeps, so analytics and tests
+    can tell them apart; `sources` lists the cited page ids.
     """
 
     def name(self) -> Text:
@@ -258,17 +290,22 @@ class ActionLLMReply(Action):
     ) -> List[Dict[Text, Any]]:
         started = time.monotonic()
         error_reason = None
+        intent = (tracker.latest_message or {}).get("intent", {}).get("name")
+        if intent == "inform" and answers.followup_context(tracker.events) is None:
+            # a form answer ("£150", "yesterday") with no form asking and nothing to continue
+            dispatcher.utter_message(response="utter_inform")
+            return []
         if last_user_text(tracker.events) is None:  # no user text to answer (e.g. an empty message)
             error_reason = "no user text"
         else:
             try:
                 result = await answer(tracker.events, tracker.slots)
             except generator.GeneratorError as error:
-                logger.warning("LLM reply failed for %s: %s", tracker.sender_id, error.reason)
+                logger.warning("answer failed for %s: %s", tracker.sender_id, error.reason)
                 metrics.LLM_CALLS.labels(error.reason.split(":")[0]).inc()
                 error_reason = error.reason
             except knowledge.KnowledgeError as error:
-                logger.error("LLM reply failed for %s: %s", tracker.sender_id, error)
+                logger.error("answer failed for %s: %s", tracker.sender_id, error)
                 error_reason = "knowledge index"
         if error_reason is not None:
             metrics.FALLBACKS.inc()
@@ -287,34 +324,36 @@ class ActionLLMReply(Action):
         retrieval = [
             {"page": h.passage.page_id, "section": h.passage.heading, "score": round(h.score, 3),
              "lexical": round(h.lexical, 3), "intent": round(h.intent, 3)}
-            for h in result.hits
+            for h in result.hits[:3]
         ]
+        extract = result.extract
+        gate = {"coverage": round(extract.coverage, 3), "retrieval": round(extract.retrieval, 3),
+                "followup": result.followup} if extract else {}
+        if extract and extract.why:
+            gate["refused"] = extract.why
         logger.info(
-            "LLM reply for %s: %s %s (best passage %.3f, rejected %s, sentences dropped %s) in %.2f s",
-            tracker.sender_id, result.source, result.sources, result.hits[0].score if result.hits else 0.0,
-            result.rejected, result.dropped, time.monotonic() - started,
+            "answer for %s: %s %s (intent %s, gate %s, rejected %s) in %.2f s",
+            tracker.sender_id, result.source, result.sources, intent, gate, result.rejected,
+            time.monotonic() - started,
         )
         if result.source == "no_knowledge":
             dispatcher.utter_message(
-                text=result.text, buttons=[HUMAN_BUTTON], source="no_knowledge", retrieval=retrieval
+                text=result.text, buttons=[HUMAN_BUTTON], source="no_knowledge", retrieval=retrieval, gate=gate
             )
             return []
-        llm = {
-            "model": result.model,
-            "completion_tokens": result.completion_tokens,
-            "latency_ms": result.latency_ms,
-            "candidates": len(result.candidates),
-            "rounds": result.rounds,
-            "rejected": result.rejected,
-            "dropped": result.dropped,
-        }
-        if result.source == "llm":
-            dispatcher.utter_message(
-                text=result.text, source="llm", sources=result.sources, llm=llm, retrieval=retrieval
-            )
-        else:
-            dispatcher.utter_message(
-                text=result.text, buttons=[HUMAN_BUTTON], source="no_safe_answer", llm=llm,
-                retrieval=retrieval,
-            )
+        extra: Dict[str, Any] = {}
+        if result.rounds:
+            extra["llm"] = {
+                "model": result.model,
+                "completion_tokens": result.completion_tokens,
+                "latency_ms": result.latency_ms,
+                "candidates": len(result.candidates),
+                "rounds": result.rounds,
+                "rejected": result.rejected,
+                "dropped": result.dropped,
+            }
+        dispatcher.utter_message(
+            text=result.text, buttons=intent_buttons(domain, intent), source=result.source,
+            sources=result.sources, retrieval=retrieval, gate=gate, **extra,
+        )
         return []

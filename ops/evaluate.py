@@ -90,7 +90,7 @@ def fallback_threshold(config_path: Path = settings.ROOT / "config.yml") -> Opti
 
     config = yaml.safe_load(config_path.read_text())
     for component in config.get("pipeline", []):
-        if component.get("name") == "FallbackClassifier":
+        if component.get("name") in ("FallbackClassifier", "addons.nlu.followups.FollowUpFallbackClassifier"):
             return float(component.get("threshold", 0.3))
     return None
 

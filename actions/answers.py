@@ -1,0 +1,416 @@
+"""Extractive answers: the knowledge pages' own sentences that state what the customer
+asked, or an honest "I don't know".
+
+A 135M-parameter model writes fluent replies with wrong facts; a sentence copied from
+the right page carries its fact by construction. So a question is answered like this:
+
+  1. Context. A short, elliptical message after a question ("and what does that cost?",
+     "do Saturdays count?") continues it: the query becomes the earlier question plus
+     this message, the earlier answer's page is preferred, the sentences already sent
+     are not repeated, and the NLU's intent of the elliptical message (unreliable) is
+     replaced by the earlier question's. `followup_context` decides.
+  2. Retrieve: the passages of the best pages (actions/knowledge.py, with the NLU's
+     intent ranking as a prior).
+  3. Rank sentences of those passages: cosine similarity of the sentence to the query,
+     plus the share of the question's content words it contains (IDF-weighted), plus a
+     bonus when it states the kind of fact asked for (an amount for "how much", a
+     duration for "how long", a place in the app for "where"), plus its page's
+     retrieval score relative to the best page.
+  4. Gate (`answerable`): the pages cover the question when the best passage's
+     retrieval score reaches KNOWLEDGE_MIN_SCORE and the best page contains enough of
+     the question's content words (ANSWER_MIN_COVERAGE, IDF-weighted, so that
+     "mortgage" or "overdraft" weigh more than "card"). Otherwise the honest reply
+     with a person offered.
+  5. Reply: the best sentence, the sentence before it when it starts with a pronoun,
+     and the next-best sentence of the same passage when it scores close to the best
+     (ANSWER_SECOND_MARGIN); verbatim, in the page's order, with the page's title as
+     the source.
+
+This module needs only numpy (and actions.knowledge): no Rasa, no generator.
+"""
+from __future__ import annotations
+
+import math
+import re
+from dataclasses import dataclass, field
+from typing import Any, Dict, Iterable, List, Mapping, Optional, Sequence, Set, Tuple
+
+import numpy as np
+
+from actions import settings
+from actions.knowledge import Hit, KnowledgeIndex, STOP_WORDS, unit
+
+# -- words -------------------------------------------------------------------------
+
+# Words that say nothing about what is asked (beyond knowledge.STOP_WORDS).
+FILLER = frozenset(
+    "hi hello hey thanks thank please ok okay yes yeah also really just still want wanted need needs know "
+    "tell help like lakeside bank im ive dont cant wont didnt doesnt isnt arent id ill youre theres whats "
+    "hows whos wondering question ask asking quick quickly guys mate pls plz thx u ur r some something "
+    "anything thing things way should might must may shall there here then now one ones much many more "
+    "got get getting go going make does did done said say says see able ever other another".split()
+)
+
+
+def stem(word: str) -> str:
+    """A crude suffix-stripping stem: charges, charged, charging and charge meet."""
+    for suffix in ("ing", "edly", "ed", "es", "s", "ly", "e"):
+        if len(word) > len(suffix) + 3 and word.endswith(suffix):
+            word = word[: -len(suffix)]
+            break
+    return word[:7]
+
+
+def content_words(text: str) -> List[str]:
+    """The stems of the words of a text that carry its meaning (no stop words, no filler)."""
+    words = re.findall(r"[a-z0-9]+", text.lower().replace("'", ""))
+    return [stem(w) for w in words if w not in STOP_WORDS and w not in FILLER and len(w) > 1]
+
+
+# -- what kind of fact a question asks for, and what a sentence states ---------------
+
+_ASKS = {
+    "money": re.compile(r"\b(how much|cost|costs|costing|price|fee|fees|charg\w*|pay for|free|expensive|cheap\w*|"
+                        r"commission|surcharge)\b", re.I),
+    "time": re.compile(r"\b(how long|how soon|how quickly|how many (?:days|hours|weeks|minutes)|what time|by when|"
+                       r"until when|deadline|expire\w*)\b|^\s*when\b|\bwhen (?:will|does|do|can|is|should|would|did|"
+                       r"are)\b", re.I),
+    "count": re.compile(r"\b(how many|limits?|limited|maximum|max|minimum|min|up to|allowance|how often|"
+                        r"times|attempts|tries|how old|age|biggest|largest|smallest|highest|lowest|what amount|"
+                        r"how big|how large)\b", re.I),
+    "place": re.compile(r"\b(where|which (menu|tab|screen|section|option|button)|in the app|how (do|can|to|would)"
+                        r" (i|we|you)|steps?)\b", re.I),
+    "rate": re.compile(r"\b(rate|markup|mark-up|percent\w*|%)", re.I),
+}
+_STATES = {
+    "money": re.compile(r"[£€$]\s?\d|\b\d+(?:\.\d+)?\s?%|\bfree\b|\bno (?:fee|charge)|\bat no cost\b|"
+                        r"\bdon't charge\b|\bcharge\b", re.I),
+    "time": re.compile(r"\b\d+(?:[–-]\d+)?\s+(?:working |business |calendar )?(?:days?|hours?|minutes?|weeks?|"
+                       r"months?|years?)\b|\binstantly\b|\bimmediately\b|\bnext working day\b|\bsame day\b|"
+                       r"\bwithin minutes\b|\bmonday|\bweekend|\bsaturday|\bsunday|\b\d+(?:st|nd|rd|th)\b|"
+                       r"\bfew (?:minutes|hours|days)\b|\bstraight away\b|\bright away\b|\bat once\b", re.I),
+    "count": re.compile(r"\d|\bno (?:set )?limit\b|\bunlimited\b|\bnot limited\b|\baren't limited\b|"
+                        r"\bno maximum\b|\bno minimum\b|\bone\b|\btwo\b|\bthree\b|\bfour\b|\bfive\b|\bsix\b", re.I),
+    "place": re.compile(r"\b[A-Z][\w ]{1,30} > [A-Z]|\bin the Lakeside app\b|\bunder [A-Z]", re.I),
+    "rate": re.compile(r"\d+(?:\.\d+)?\s?%|\binterbank\b|\bmid-market\b", re.I),
+}
+
+
+def asks(text: str) -> Set[str]:
+    """The kinds of fact the question asks for (money, time, count, place, rate)."""
+    return {kind for kind, pattern in _ASKS.items() if pattern.search(text)}
+
+
+def states(sentence: str) -> Set[str]:
+    return {kind for kind, pattern in _STATES.items() if pattern.search(sentence)}
+
+
+# Where a country is, in the words the pages use: they speak of "the UK", "the EEA" and
+# "outside the UK and the EEA", never of Spain or Australia.
+EEA = frozenset(
+    "austria belgium bulgaria croatia cyprus czechia czech denmark estonia finland france germany greece "
+    "hungary ireland italy latvia lithuania luxembourg malta netherlands holland poland portugal romania "
+    "slovakia slovenia spain sweden iceland liechtenstein norway austrian belgian bulgarian croatian cypriot "
+    "danish estonian finnish french german greek hungarian irish italian latvian lithuanian maltese dutch "
+    "polish portuguese romanian slovak slovenian spanish swedish icelandic norwegian europe eu".split())
+ABROAD = frozenset(
+    "usa us america american states canada canadian australia australian zealand india indian china chinese "
+    "japan japanese brazil brazilian mexico mexican nigeria nigerian south africa african russia russian turkey "
+    "turkish dubai uae emirates egypt thailand singapore hong kong pakistan philippines switzerland swiss "
+    "argentina ukraine ukrainian morocco kenya ghana vietnam korea israel saudi qatar".split())
+
+
+def place_words(text: str) -> str:
+    """The pages' words for the countries a text names ("EEA", "outside the UK and EEA"), or ""."""
+    words = set(re.findall(r"[a-z]+", text.lower()))
+    extra = []
+    if words & EEA:
+        extra.append("elsewhere in the EEA")
+    if words & ABROAD:
+        extra.append("outside the UK and EEA")
+    return " ".join(extra)
+
+
+# Kinds a reply must state when the question asks for them: a question about an amount,
+# a time or a limit whose best sentences state none is one the pages do not answer.
+GATED_KINDS = frozenset({"money", "time", "count", "rate"})
+
+
+def missing_kind(question: str, reply: str, wanted: Optional[Set[str]] = None) -> bool:
+    """The question asks for an amount, time, count or rate (or `wanted` says so), and
+    the reply states none of them."""
+    wanted = (asks(question) if wanted is None else wanted) & GATED_KINDS
+    return bool(wanted) and not wanted & states(reply)
+
+
+def wanted_kinds(focus: str, followup: Optional["FollowUp"]) -> Set[str]:
+    """What the message asks for; a follow-up that names no kind of its own ("and by bank
+    transfer?") asks for the same kind as the question it continues ("top up limit?")."""
+    kinds = asks(focus)
+    if not kinds & GATED_KINDS and followup is not None:
+        kinds |= asks(followup.question)
+    return kinds
+
+
+# -- follow-ups ------------------------------------------------------------------
+
+_CONTINUES = re.compile(
+    r"^\s*(and|but|also|so|or|plus|what about|how about|what if|and if|same for|is that|does that|do they|"
+    r"is it|are they|will it|would it|can it|does it|do those|what's that|whats that|then|ok so|okay so)\b",
+    re.I,
+)
+_ANAPHOR = re.compile(r"\b(it|that|this|those|these|they|them|there|one|ones|same)\b", re.I)
+
+
+@dataclass
+class Turn:
+    text: str
+    intent_ranking: List[Dict[str, Any]] = field(default_factory=list)
+    intent: Optional[str] = None
+
+
+@dataclass
+class FollowUp:
+    """The earlier question an elliptical message continues, and what the bot said to it."""
+    question: str
+    intent_ranking: List[Dict[str, Any]]
+    pages: List[str]  # the pages its answer cited
+    said: List[str]  # the bot's texts after it
+
+
+def _ranking(event: Mapping[str, Any]) -> List[Dict[str, Any]]:
+    ranking = (event.get("parse_data") or {}).get("intent_ranking")
+    return [r for r in ranking if isinstance(r, dict)] if isinstance(ranking, list) else []
+
+
+def opens_as_continuation(text: str) -> bool:
+    """A short message that opens like a continuation of the last one ("and ...", "what about ...")."""
+    return bool(_CONTINUES.search(text)) and len(re.findall(r"[\w']+", text)) <= 14
+
+
+def is_elliptical(text: str) -> bool:
+    """A message that only makes sense after another: short, and either opens like a
+    continuation ("and ...", "what about ...") or names its subject with a pronoun, or
+    has at most two content words."""
+    words = re.findall(r"[\w']+", text)
+    if not words:
+        return False
+    if _CONTINUES.search(text):
+        return len(words) <= 14
+    return len(words) <= 9 and bool(_ANAPHOR.search(text) or len(content_words(text)) <= 2)
+
+
+def followup_context(events: Sequence[Mapping[str, Any]]) -> Optional[FollowUp]:
+    """The earlier question of this session that the last user message continues, or None
+    when the message stands on its own (or nothing came before it)."""
+    users = []
+    for i, event in enumerate(events):
+        if event.get("event") == "session_started":
+            users = []
+        elif event.get("event") == "user":
+            text = (event.get("text") or "").strip()
+            if text and not text.startswith("/"):
+                users.append(i)
+    if len(users) < 2:
+        return None
+    last = events[users[-1]]
+    if not is_elliptical(last.get("text") or ""):
+        return None
+    # The question it continues: the latest earlier message that was not itself a fragment
+    # of the same kind ("and at weekends?" after "and what does it cost?" still points back).
+    chain = []
+    for i in reversed(users[:-1]):
+        chain.append(i)
+        if not is_elliptical(events[i].get("text") or ""):
+            break
+    start = chain[-1]
+    question = " ".join((events[i].get("text") or "").strip() for i in reversed(chain))
+    pages, said = [], []
+    for event in events[start + 1: users[-1]]:
+        if event.get("event") == "bot":
+            said.append(event.get("text") or "")
+            pages += [p for p in ((event.get("metadata") or {}).get("sources") or []) if isinstance(p, str)]
+    return FollowUp(question, _ranking(events[start]), list(dict.fromkeys(pages)), said)
+
+
+# -- sentences ----------------------------------------------------------------------
+
+
+@dataclass
+class Scored:
+    row: int  # the sentence's row in the index
+    score: float
+    similarity: float
+    overlap: float
+    kinds: Set[str]
+
+
+@dataclass
+class Extract:
+    """The extractive answer: sentences (verbatim) of one page, or nothing when the pages
+    do not cover the question (`answerable` False)."""
+    answerable: bool
+    sentences: List[str]
+    page_id: Optional[str]
+    title: Optional[str]
+    coverage: float  # IDF-weighted share of the question's content words the best page contains
+    retrieval: float  # the best passage's retrieval score
+    best: Optional[Scored] = None
+    why: str = ""  # why not answerable
+
+    @property
+    def text(self) -> str:
+        return " ".join(self.sentences)
+
+
+class SentenceIndex:
+    """The index's sentences as plain text, each page's vocabulary, and word IDF."""
+
+    def __init__(self, index: KnowledgeIndex, page_questions: Mapping[str, Sequence[str]]) -> None:
+        from actions.guardrails import SENTENCE_END
+
+        self.index = index
+        texts = [s for p in index.passages for s in SENTENCE_END.split(p.text) if len(s.split()) >= 3]
+        if len(texts) != len(index.sentence_rows):
+            raise ValueError("the index's sentences do not match its passages: rebuild it")
+        self.texts = texts
+        self.words = [set(content_words(t)) for t in texts]
+        vocab: Dict[str, Set[str]] = {}
+        for passage in index.passages:
+            vocab.setdefault(passage.page_id, set()).update(content_words(
+                f"{passage.title} {passage.heading} {passage.text}"))
+        for page, questions in page_questions.items():
+            if page in vocab:
+                for question in questions:
+                    vocab[page].update(content_words(question))
+        self.page_vocab = vocab
+        # IDF over pages: a word every page has (card) tells little; one no page has
+        # (mortgage) weighs the most.
+        n = len(vocab)
+        df: Dict[str, int] = {}
+        for words in vocab.values():
+            for w in words:
+                df[w] = df.get(w, 0) + 1
+        self.df, self.pages = df, n
+        self.sentence_df: Dict[str, int] = {}
+        for words in self.words:
+            for w in words:
+                self.sentence_df[w] = self.sentence_df.get(w, 0) + 1
+
+    def idf(self, word: str) -> float:
+        """Rarer across pages weighs more; a word no page uses weighs ANSWER_UNKNOWN_WORD_WEIGHT
+        (it may be the topic the pages miss, "mortgage", or only the customer's story, "my nan")."""
+        df = self.df.get(word, 0)
+        return math.log((self.pages + 1) / (df + 0.5)) if df else settings.ANSWER_UNKNOWN_WORD_WEIGHT
+
+    def sentence_idf(self, word: str) -> float:
+        return math.log((len(self.texts) + 1) / (self.sentence_df.get(word, 0) + 0.5))
+
+    def coverage(self, words: Iterable[str], page: str) -> float:
+        """IDF-weighted share of the words that the page (text and questions) contains."""
+        words = set(words)
+        total = sum(self.idf(w) for w in words)
+        if total <= 0:
+            return 1.0
+        vocab = self.page_vocab.get(page, set())
+        return sum(self.idf(w) for w in words if w in vocab) / total
+
+    def overlap(self, words: Set[str], row: int) -> float:
+        total = sum(self.sentence_idf(w) for w in words)
+        if total <= 0:
+            return 0.0
+        return sum(self.sentence_idf(w) for w in words if w in self.words[row]) / total
+
+
+def rank(sentences: SentenceIndex, query: np.ndarray, focus: str, hits: Sequence[Hit],
+         avoid: Iterable[str] = (), prefer_pages: Sequence[str] = (),
+         focus_query: Optional[np.ndarray] = None, wanted: Optional[Set[str]] = None) -> List[Scored]:
+    """The sentences of the hits' pages, best first (see the module's docstring)."""
+    index = sentences.index
+    page_score: Dict[str, float] = {}
+    for hit in hits:
+        page_score[hit.passage.page_id] = max(page_score.get(hit.passage.page_id, -1.0),
+                                              hit.score + settings.KNOWLEDGE_INTENT_WEIGHT * hit.intent)
+    for page in prefer_pages:
+        if page in page_score:
+            page_score[page] += settings.ANSWER_FOLLOWUP_PAGE_BONUS
+    if not page_score:
+        return []
+    best_page = max(page_score.values())
+    rows = [r for r, p in enumerate(index.sentence_rows) if index.passages[p].page_id in page_score]
+    if not rows:
+        return []
+    similarity = index.sentence_vectors[rows] @ unit(query)
+    if focus_query is not None:  # a follow-up: what it asks, within the earlier question's topic
+        similarity = (similarity + index.sentence_vectors[rows] @ unit(focus_query)) / 2
+    wanted = asks(focus) if wanted is None else wanted
+    words = set(content_words(focus))
+    avoided = {" ".join(s.split()) for s in avoid}
+    scored = []
+    for row, sim in zip(rows, similarity):
+        text = sentences.texts[row]
+        kinds = states(text)
+        overlap = sentences.overlap(words, row)
+        score = (float(sim) + settings.ANSWER_OVERLAP_WEIGHT * overlap
+                 + settings.ANSWER_KIND_WEIGHT * (len(wanted & kinds) > 0)
+                 + settings.ANSWER_PAGE_WEIGHT * (page_score[index.passages[index.sentence_rows[row]].page_id]
+                                                  - best_page))
+        if any(text in said for said in avoided):
+            score -= settings.ANSWER_REPEAT_PENALTY
+        scored.append(Scored(row, score, float(sim), overlap, kinds))
+    scored.sort(key=lambda s: -s.score)
+    return scored
+
+
+def compose(sentences: SentenceIndex, ranked: Sequence[Scored]) -> List[int]:
+    """The rows to send: the best sentence, the one before it when it opens with a pronoun,
+    and up to ANSWER_MAX_SENTENCES in all of the same page that score within
+    ANSWER_SECOND_MARGIN of the best; in the page's order."""
+    index = sentences.index
+    best = ranked[0]
+
+    def page(row: int) -> str:
+        return index.passages[int(index.sentence_rows[row])].page_id
+
+    rows = [best.row]
+    for other in ranked[1:]:
+        if len(rows) >= settings.ANSWER_MAX_SENTENCES or other.score < best.score - settings.ANSWER_SECOND_MARGIN:
+            break
+        if page(other.row) == page(best.row):
+            rows.append(other.row)
+    for row in list(rows):
+        if re.match(r"(It|This|That|They|These|Those|There|He|She|Its)\b", sentences.texts[row]) and row > 0 \
+                and int(index.sentence_rows[row - 1]) == int(index.sentence_rows[row]) and row - 1 not in rows:
+            rows.append(row - 1)
+    return sorted(set(rows))
+
+
+def extract(sentences: SentenceIndex, query: np.ndarray, question: str, hits: Sequence[Hit],
+            focus: Optional[str] = None, followup: Optional[FollowUp] = None,
+            focus_query: Optional[np.ndarray] = None) -> Extract:
+    """The extractive answer to `question` (its vector `query`; `focus` is the part the
+    sentences must answer: the last message of a follow-up, else the question)."""
+    focus = focus or question
+    wanted = wanted_kinds(focus, followup)
+    retrieval = hits[0].score if hits else 0.0
+    if not hits:
+        return Extract(False, [], None, None, 0.0, 0.0, why="no passages")
+    ranked = rank(sentences, query, focus, hits, avoid=followup.said if followup else (),
+                  prefer_pages=followup.pages if followup else (), focus_query=focus_query, wanted=wanted)
+    if not ranked:
+        return Extract(False, [], None, None, 0.0, retrieval, why="no sentences")
+    best = ranked[0]
+    page = sentences.index.passages[int(sentences.index.sentence_rows[best.row])].page_id
+    coverage = sentences.coverage(content_words(question), page)
+    title = sentences.index.titles[page]
+    if followup is None and retrieval < settings.KNOWLEDGE_MIN_SCORE:
+        return Extract(False, [], page, title, coverage, retrieval, best, why="retrieval")
+    if followup is None and best.similarity < settings.ANSWER_MIN_SIMILARITY:
+        return Extract(False, [], page, title, coverage, retrieval, best, why="similarity")
+    if coverage < settings.ANSWER_MIN_COVERAGE:
+        return Extract(False, [], page, title, coverage, retrieval, best, why="coverage")
+    rows = compose(sentences, ranked)
+    chosen = [sentences.texts[r] for r in rows]
+    if settings.ANSWER_KIND_GATE and missing_kind(focus, " ".join(chosen), wanted):
+        return Extract(False, [], page, title, coverage, retrieval, best, why="kind")
+    return Extract(True, chosen, page, title, coverage, retrieval, best)

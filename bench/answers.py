@@ -1,0 +1,361 @@
+"""Fact benchmark: does the customer read the fact they asked for, end to end?
+
+Starts its own stack (generator, action server, Rasa with the latest model; a fresh
+tracker store) on free loopback ports and sends every question of a set through the
+REST channel, as a customer would: NLU, fixed replies, forms and the answer action all
+take part. Each question is a new conversation; a follow-up's two turns share one.
+
+A set (bench/answers/<name>.yml) lists
+  - `answerable`: question, page, `fact` (a regex the reply must contain);
+  - `unanswerable`: questions no page answers;
+  - `followups`: two turns, page and fact, scored on the reply to the last turn.
+
+Per set it reports answerable correct / refused / wrong, unanswerable honest / invented,
+follow-ups correct / refused / wrong, replies with an unsupported figure (an amount,
+percentage, number or app path that appears neither in the knowledge pages nor in the
+bank database), and latency p50/p95 by the path that answered (metadata.source of the
+answer action, or the fixed response / form). `development.yml` is for tuning;
+`heldout.yml` was written before any tuning and is run once: for it only figures are
+printed, never questions.
+
+    .venvs/rasa/bin/python -m bench.answers [--set development heldout] [--limit N] [--details]
+
+Writes bench/results/answers-<set>.md (figures) and build/answers/<set>.json (every turn).
+"""
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import re
+import sqlite3
+import tempfile
+import time
+import uuid
+from collections import Counter, defaultdict
+from pathlib import Path
+from typing import Any, Dict, Iterable, List, Optional, Set, Tuple
+
+import yaml
+
+from ops import settings, stack
+from ops.train import latest_model
+
+SETS_DIR = settings.ROOT / "bench" / "answers"
+RESULTS_DIR = settings.ROOT / "bench" / "results"
+DETAILS_DIR = settings.ROOT / "build" / "answers"
+KNOWLEDGE_DIR = settings.ROOT / "knowledge"
+
+# Replies that decline to answer (the answer action's honest replies, the polite
+# fallback, a handoff) rather than state a fact.
+REFUSAL_SOURCES = {"no_knowledge", "no_safe_answer", "fallback"}
+REFUSAL_TEXT = re.compile(
+    r"don't have information|couldn't find an answer|can't answer that|rather not guess|"
+    r"connecting you to one of our support team|I'm not sure", re.I)
+
+# What counts as a figure in a reply: amounts, percentages, numbers, app paths.
+_FIGURE = re.compile(r"[£€$]\s?\d[\d,]*(?:\.\d+)?|\d[\d,]*(?:\.\d+)?\s?%|\b\d[\d,]*(?:\.\d+)?\b")
+_APP_PATH = re.compile(r"\b[A-Z][\w']*(?: [\w']+){0,3} > [A-Z][\w']*(?: [\w']+){0,3}(?: > [A-Z][\w']*(?: [\w']+){0,3})*")
+
+
+def _norm(figure: str) -> str:
+    return re.sub(r"[\s,]", "", figure).rstrip(".")
+
+
+def known_figures() -> Tuple[Set[str], str]:
+    """The numbers of the knowledge pages and the bank database, and the pages' text (for app paths)."""
+    text = []
+    for path in sorted(KNOWLEDGE_DIR.glob("*.md")):
+        if path.name.lower() != "readme.md":
+            body = path.read_text(encoding="utf-8").split("\n---\n", 1)[-1]
+            text.append(body)
+    from actions import bank  # the demo bank's seed rows: amounts, dates, card digits
+
+    rows = bank.demo_rows(dt.date.today()) if hasattr(bank, "demo_rows") else {}
+    text.append(json.dumps(rows, default=str))
+    corpus = "\n".join(text)
+    numbers = {_norm(m.group(0)) for m in re.finditer(r"\d[\d,]*(?:\.\d+)?", corpus)}
+    # the bank database keeps amounts in minor units (15000 is £150.00)
+    numbers |= {f"{int(n) / 100:.2f}" for n in list(numbers) if n.isdigit()}
+    numbers |= {str(int(n) // 100) for n in list(numbers) if n.isdigit() and int(n) % 100 == 0}
+    return numbers, " ".join(corpus.split())
+
+
+def unsupported(reply: str, numbers: Set[str], corpus: str) -> List[str]:
+    """The figures of a reply that neither the pages nor the bank database state."""
+    bad = []
+    for match in _FIGURE.finditer(reply):
+        digits = re.sub(r"[^\d.]", "", match.group(0)).rstrip(".")
+        if digits and _norm(digits) not in numbers:
+            bad.append(match.group(0))
+    for match in _APP_PATH.finditer(reply):
+        path = " ".join(match.group(0).split())
+        parts = [p.strip() for p in path.split(">")]
+        # every step must appear as a step of a path in the pages ("Card > Freeze" ...)
+        if not all(re.search(re.escape(p), corpus) for p in parts):
+            bad.append(path)
+    return bad
+
+
+def _bot_events(db_path: Path, sender: str) -> List[Dict[str, Any]]:
+    with sqlite3.connect(db_path) as db:
+        rows = db.execute("SELECT data FROM events WHERE sender_id = ? AND type_name = 'bot' ORDER BY id",
+                          (sender,)).fetchall()
+    return [json.loads(data) for (data,) in rows]
+
+
+def path_of(events: Iterable[Dict[str, Any]]) -> str:
+    """How a turn was answered: the answer action's source, a fixed response, or a form."""
+    kinds = []
+    for event in events:
+        meta = event.get("metadata") or {}
+        if meta.get("source"):
+            kinds.append(str(meta["source"]))
+        elif meta.get("utter_action"):
+            kinds.append("template")
+        else:
+            kinds.append("form/action")
+    return kinds[-1] if kinds else "none"
+
+
+def say(url: str, db_path: Path, sender: str, text: str) -> Dict[str, Any]:
+    seen = len(_bot_events(db_path, sender))
+    started = time.perf_counter()
+    status, reply = stack.post(f"{url}/webhooks/rest/webhook",
+                               json.dumps({"sender": sender, "message": text}).encode(), timeout=120)
+    seconds = time.perf_counter() - started
+    texts = [m.get("text") or "" for m in reply] if isinstance(reply, list) else []
+    events = _bot_events(db_path, sender)[seen:]
+    return {"text": "\n".join(t for t in texts if t), "status": status, "seconds": seconds,
+            "path": path_of(events), "sources": [s for e in events for s in (e.get("metadata") or {}).get("sources") or []]}
+
+
+def refused(turn: Dict[str, Any]) -> bool:
+    return turn["path"] in REFUSAL_SOURCES or bool(REFUSAL_TEXT.search(turn["text"])) or not turn["text"]
+
+
+def score(kind: str, item: Dict[str, Any], turn: Dict[str, Any]) -> str:
+    if kind == "unanswerable":
+        return "honest" if refused(turn) else "invented"
+    if re.search(item["fact"], turn["text"], re.I):
+        return "correct"
+    return "refused" if refused(turn) else "wrong"
+
+
+def run_set(name: str, url: str, db_path: Path, limit: Optional[int], numbers: Set[str], corpus: str
+            ) -> List[Dict[str, Any]]:
+    data = yaml.safe_load((SETS_DIR / f"{name}.yml").read_text())
+    rows = []
+    for kind in ("answerable", "unanswerable", "followups"):
+        items = (data.get(kind) or [])[:limit] if limit else data.get(kind) or []
+        for item in items:
+            sender = f"bench-{name}-{uuid.uuid4().hex[:8]}"
+            turns = item["turns"] if kind == "followups" else [item["question"]]
+            said = [say(url, db_path, sender, text) for text in turns]
+            last = said[-1]
+            rows.append({
+                "set": name, "kind": kind, "turns": turns, "page": item.get("page"), "fact": item.get("fact"),
+                "replies": [t["text"] for t in said], "paths": [t["path"] for t in said],
+                "sources": last["sources"], "seconds": [t["seconds"] for t in said],
+                "outcome": score(kind, item, last),
+                "unsupported": [f for t in said for f in unsupported(t["text"], numbers, corpus)],
+            })
+    return rows
+
+
+def percentile(values: List[float], p: float) -> float:
+    if not values:
+        return float("nan")
+    ordered = sorted(values)
+    k = (len(ordered) - 1) * p / 100
+    lo, hi = int(k), min(int(k) + 1, len(ordered) - 1)
+    return ordered[lo] + (ordered[hi] - ordered[lo]) * (k - lo)
+
+
+def summary(rows: List[Dict[str, Any]]) -> Dict[str, Any]:
+    out: Dict[str, Any] = {}
+    for kind in ("answerable", "unanswerable", "followups"):
+        these = [r for r in rows if r["kind"] == kind]
+        out[kind] = (len(these), Counter(r["outcome"] for r in these))
+        by_path = Counter((r["paths"][-1], r["outcome"]) for r in these)
+        out[f"{kind}_paths"] = by_path
+    replies = [(r, i) for r in rows for i in range(len(r["replies"]))]
+    out["replies"] = len(replies)
+    out["unsupported"] = sum(1 for r in rows if r["unsupported"])
+    latency: Dict[str, List[float]] = defaultdict(list)
+    for r in rows:
+        for path, seconds in zip(r["paths"], r["seconds"]):
+            latency[path].append(seconds)
+    out["latency"] = {p: (len(v), percentile(v, 50), percentile(v, 95)) for p, v in sorted(latency.items())}
+    return out
+
+
+def markdown(name: str, s: Dict[str, Any], model: str, seconds: float) -> str:
+    def share(kind: str, outcome: str) -> str:
+        n, counts = s[kind]
+        return f"{counts.get(outcome, 0)} ({counts.get(outcome, 0) / max(1, n):.1%})"
+
+    lines = [
+        f"# Fact benchmark: `{name}`",
+        "",
+        f"`python -m bench.answers --set {name}` on {dt.date.today().isoformat()}, model `{model}`, "
+        f"{seconds:.0f} s. Every question went through the REST channel of the real stack "
+        "(generator, action server, Rasa); a reply is correct when it contains the fact's pattern.",
+        "",
+        "| questions | n | correct / honest | refused | wrong / invented |",
+        "|---|---:|---:|---:|---:|",
+        f"| answerable | {s['answerable'][0]} | {share('answerable', 'correct')} | {share('answerable', 'refused')} "
+        f"| {share('answerable', 'wrong')} |",
+        f"| unanswerable | {s['unanswerable'][0]} | {share('unanswerable', 'honest')} | - "
+        f"| {share('unanswerable', 'invented')} |",
+        f"| two-turn follow-ups (second reply) | {s['followups'][0]} | {share('followups', 'correct')} "
+        f"| {share('followups', 'refused')} | {share('followups', 'wrong')} |",
+        "",
+        f"Questions with a reply stating an unsupported figure (in neither the pages nor the bank "
+        f"database): {s['unsupported']} of {sum(s[k][0] for k in ('answerable', 'unanswerable', 'followups'))}.",
+        "",
+        "Outcome by the path that gave the (last) reply:",
+        "",
+        "| questions | path | outcome | n |",
+        "|---|---|---|---:|",
+    ]
+    for kind in ("answerable", "unanswerable", "followups"):
+        for (path, outcome), n in sorted(s[f"{kind}_paths"].items()):
+            lines.append(f"| {kind} | {path} | {outcome} | {n} |")
+    lines += ["", "Latency of every turn, by path (seconds, REST round trip):", "",
+              "| path | turns | p50 | p95 |", "|---|---:|---:|---:|"]
+    for path, (n, p50, p95) in s["latency"].items():
+        lines.append(f"| {path} | {n} | {p50:.2f} | {p95:.2f} |")
+    return "\n".join(lines) + "\n"
+
+
+# -- offline: the answer action's pipeline in this process, for quick sweeps ---------
+
+ANSWERED_BY_ACTION_EXCEPT = {"greet", "goodbye", "thank", "affirm", "deny", "bot_challenge", "request_human",
+                             "handoff_released", "lost_or_stolen_card", "compromised_card",
+                             "transfer_not_received_by_recipient", "pending_transfer",
+                             "balance_not_updated_after_bank_transfer", "card_payment_not_recognised"}
+
+
+def offline(name: str, limit: Optional[int], details: bool) -> Dict[str, Any]:
+    """The set through the Rasa model's NLU (in process) and actions.llm_reply.answer with
+    the NLU's ONNX encoder for the query embeddings (the same vectors the generator gives):
+    no servers, a few seconds a run. Turns the rules give to a template or a form are
+    scored on what they would say: nothing (counted as `routed`)."""
+    import asyncio
+
+    import numpy as np
+
+    from actions import llm_reply
+    from actions.clients import generator
+    from addons.nlu.sentence_embeddings import DEFAULT_MODEL_DIR, SentenceEncoder
+    from ops.evaluate import parse_all
+
+    encoder = SentenceEncoder(DEFAULT_MODEL_DIR, threads=1, quantized=False)
+
+    async def embed(texts: List[str], **_: Any) -> generator.Embeddings:
+        return generator.Embeddings(np.asarray(encoder.encode(list(texts), 32)), 0)
+
+    generator.embed = embed  # type: ignore[assignment]
+    data = yaml.safe_load((SETS_DIR / f"{name}.yml").read_text())
+    items = []
+    for kind in ("answerable", "unanswerable", "followups"):
+        for item in (data.get(kind) or [])[:limit] if limit else data.get(kind) or []:
+            items.append((kind, item, item["turns"] if kind == "followups" else [item["question"]]))
+    texts = sorted({t for _, _, turns in items for t in turns})
+    model = latest_model()
+    parsed = dict(zip(texts, asyncio.run(parse_all(model, texts))))
+    outcomes: Dict[str, Counter] = defaultdict(Counter)
+
+    async def run() -> None:
+        for kind, item, turns in items:
+            events: List[Dict[str, Any]] = []
+            turn: Dict[str, Any] = {}
+            for text in turns:
+                events.append({"event": "user", "text": text, "parse_data": parsed[text]})
+                intent = parsed[text]["intent"]["name"]
+                if intent in ANSWERED_BY_ACTION_EXCEPT:
+                    turn = {"text": "", "path": "routed:" + intent}
+                    continue
+                result = await llm_reply.answer(events, candidates=0)
+                turn = {"text": result.text, "path": result.source, "extract": result.extract}
+                events.append({"event": "bot", "text": result.text, "metadata": {"sources": result.sources}})
+            outcome = "routed" if turn["path"].startswith("routed") else score(kind, item, turn)
+            outcomes[kind][outcome] += 1
+            if details and name != "heldout" and outcome not in ("correct", "honest"):
+                ex = turn.get("extract")
+                gate = f"cov {ex.coverage:.2f} ret {ex.retrieval:.2f} page {ex.page_id}" if ex else ""
+                print(f"--- {kind} {outcome} want {item.get('page')} /{item.get('fact')}/ {turn['path']} {gate}")
+                for t in turns:
+                    print(f"  Q: {t}  [{parsed[t]['intent']['name']} {parsed[t]['intent']['confidence']:.2f}]")
+                print(f"  A: {turn['text'][:300]}")
+
+    asyncio.run(run())
+    for kind, counts in outcomes.items():
+        n = sum(counts.values())
+        print(f"{name} {kind:12s} n={n:3d} " + "  ".join(f"{k} {v} ({v / n:.0%})" for k, v in sorted(counts.items())))
+    return outcomes
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench.answers", description=__doc__.splitlines()[0])
+    parser.add_argument("--set", nargs="+", default=["development"], help="question sets under bench/answers/")
+    parser.add_argument("--limit", type=int, help="at most this many questions of each kind")
+    parser.add_argument("--details", action="store_true", help="print each miss (never for heldout)")
+    parser.add_argument("--no-write", action="store_true", help="do not write bench/results/")
+    parser.add_argument("--offline", action="store_true",
+                        help="the answer pipeline in this process, no servers (for tuning; not the result)")
+    args = parser.parse_args(argv)
+    if args.offline:
+        for name in args.set:
+            offline(name, args.limit, args.details)
+        return 0
+    model = latest_model()
+    if model is None:
+        raise SystemExit("no trained model in models/: run `make train`")
+    numbers, corpus = known_figures()
+    from actions import bank
+
+    with tempfile.TemporaryDirectory() as tmp:
+        work = Path(tmp)
+        gen_port, act_port, rasa_port = stack.free_port(), stack.free_port(), stack.free_port()
+        db_path, bank_url = work / "tracker.db", f"sqlite:///{work / 'bank.db'}"
+        bank.seed(bank_url)
+        services = [
+            stack.generator_service(gen_port, work),
+            stack.actions_service(act_port, work, env={
+                "GENERATOR_URL": f"http://127.0.0.1:{gen_port}/v1", "BANK_DB_URL": bank_url}),
+            stack.rasa_service(rasa_port, work, model, stack.endpoints_for(act_port, work),
+                               env={"TRACKER_STORE_URL": f"sqlite:///{db_path}"}),
+        ]
+        try:
+            for service in services:
+                service.start()
+            stack.wait_healthy(services, settings.STARTUP_TIMEOUT_S)
+            url = f"http://127.0.0.1:{rasa_port}"
+            for name in args.set:
+                started = time.perf_counter()
+                rows = run_set(name, url, db_path, args.limit, numbers, corpus)
+                seconds = time.perf_counter() - started
+                s = summary(rows)
+                report = markdown(name, s, model.name, seconds)
+                print(report)
+                DETAILS_DIR.mkdir(parents=True, exist_ok=True)
+                (DETAILS_DIR / f"{name}.json").write_text(json.dumps(rows, indent=1))
+                if not args.no_write and not args.limit:
+                    RESULTS_DIR.mkdir(parents=True, exist_ok=True)
+                    (RESULTS_DIR / f"answers-{name}.md").write_text(report)
+                if args.details and name != "heldout":
+                    for r in rows:
+                        if r["outcome"] not in ("correct", "honest") or r["unsupported"]:
+                            print(f"--- {r['kind']} {r['outcome']} want {r['page']} /{r['fact']}/ "
+                                  f"paths {r['paths']} cites {r['sources']} unsupported {r['unsupported']}")
+                            for turn, reply in zip(r["turns"], r["replies"]):
+                                print(f"  Q: {turn}\n  A: {reply[:400]}")
+        finally:
+            stack.stop_all(services)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
