@@ -49,14 +49,10 @@ KNOWLEDGE_EXAMPLES = Path(os.environ.get("KNOWLEDGE_EXAMPLES", ROOT / "data" / "
 KNOWLEDGE_INDEX = Path(os.environ.get("KNOWLEDGE_INDEX", ROOT / "build" / "knowledge" / "index.npz"))
 # Passages retrieved; those of the best passage's page go into the prompt.
 KNOWLEDGE_TOP_K = _int("KNOWLEDGE_TOP_K", 3)
-# Below this retrieval score of the best passage the bot says it has no information.
-# Tuned on the four development question sets together (bench/grounding/questions.yml and
-# development-2/3/4.yml: 358 answerable, 75 unanswerable), with the pages' 70 customer
-# questions each in the index: the lowest score at which 80 % of the unanswerable
-# questions are refused, as before. The right page comes first and passes for 89.4 % of
-# the answerable questions, and 81 % of the unanswerable ones are refused (0.56: 90.5 %
-# and 71 %; 0.61: 84.9 % and 85 %). bench/results/grounding.md has the sweep.
-KNOWLEDGE_MIN_SCORE = _float("KNOWLEDGE_MIN_SCORE", 0.585)
+# Below this retrieval score of the best passage the bot says it has no information
+# (one of the answerability gate's tests, actions/answers.py). Chosen with the other
+# ANSWER_* gate settings on bench/answers/development.yml (bench/results/answers-development.md).
+KNOWLEDGE_MIN_SCORE = _float("KNOWLEDGE_MIN_SCORE", 0.5)
 # Weight of the lexical (BM25) score in the ranking of passages (actions/knowledge.py);
 # 0.1 was the best of 0–0.25 on the development questions (91.5 % right page first).
 KNOWLEDGE_LEXICAL_WEIGHT = _float("KNOWLEDGE_LEXICAL_WEIGHT", 0.1)
@@ -67,10 +63,13 @@ KNOWLEDGE_LEXICAL_WEIGHT = _float("KNOWLEDGE_LEXICAL_WEIGHT", 0.1)
 # because the NLU is confident about a banking topic for many questions the pages do
 # not answer (bench/results/grounding.md has the table).
 KNOWLEDGE_INTENT_WEIGHT = _float("KNOWLEDGE_INTENT_WEIGHT", 0.1)
-# Candidate replies generated in one batched request (n); sampled when > 1, greedy at 1.
-# 3 by the grounding benchmark (development questions): right citations 38 % (1), 83 %
-# (3), 86 % (5), but 5 let more unanswerable questions through and cost 2 s more per turn.
-LLM_CANDIDATES = _int("LLM_CANDIDATES", 3)
+# Generated candidates per answer, from one batched request (n; sampled when > 1, greedy
+# at 1). They compete with the extractive answer and replace it only when at least as
+# faithful (actions/llm_reply.py, `faithful`). 0 (the default): extractive answers only;
+# with SmolLM2-135M no generated candidate was both faithful and right often enough to
+# pay for the seconds it costs (bench/results/answers-development.md). With a stronger
+# model behind GENERATOR_URL, set 3.
+LLM_CANDIDATES = _int("LLM_CANDIDATES", 0)
 LLM_CANDIDATE_TEMPERATURE = _float("LLM_CANDIDATE_TEMPERATURE", 0.7)
 # When every candidate of a round is rejected, ask again for LLM_CANDIDATES new ones
 # (sampled, another seed), up to this many more rounds while the turn's deadline allows.
@@ -86,5 +85,34 @@ LLM_FREQUENCY_PENALTY = _float("LLM_FREQUENCY_PENALTY", 0.0)
 # A candidate whose best cosine similarity to the prompt's passages is lower is not
 # grounded and is rejected (short right answers score from about 0.3).
 LLM_MIN_SUPPORT = _float("LLM_MIN_SUPPORT", 0.30)
+
+# Extractive answers (actions/answers.py): the page sentences that answer the question.
+# Passages retrieved as candidates for the answer's sentences.
+ANSWER_TOP_K = _int("ANSWER_TOP_K", 6)
+# Sentence ranking: cosine similarity + these weights times the share of the question's
+# content words the sentence contains, a bonus when it states the kind of fact asked for
+# (amount, duration, place in the app), and its page's retrieval score minus the best page's.
+ANSWER_OVERLAP_WEIGHT = _float("ANSWER_OVERLAP_WEIGHT", 0.3)
+ANSWER_KIND_WEIGHT = _float("ANSWER_KIND_WEIGHT", 0.1)
+ANSWER_PAGE_WEIGHT = _float("ANSWER_PAGE_WEIGHT", 1.0)
+# A sentence already sent in this conversation scores this much less (follow-ups ask for more).
+ANSWER_REPEAT_PENALTY = _float("ANSWER_REPEAT_PENALTY", 0.3)
+# A follow-up's earlier answer's page scores this much more.
+ANSWER_FOLLOWUP_PAGE_BONUS = _float("ANSWER_FOLLOWUP_PAGE_BONUS", 0.1)
+# Another sentence of the best one's page joins the reply when it scores within this margin.
+ANSWER_SECOND_MARGIN = _float("ANSWER_SECOND_MARGIN", 0.2)
+# At most this many sentences (of the best one's page) make the reply.
+ANSWER_MAX_SENTENCES = _int("ANSWER_MAX_SENTENCES", 3)
+# The pages cover a question when its best page holds at least this IDF-weighted share of
+# the question's content words (and retrieval reaches KNOWLEDGE_MIN_SCORE).
+ANSWER_MIN_COVERAGE = _float("ANSWER_MIN_COVERAGE", 0.5)
+# Refuse when the question asks for an amount, time, count or rate and the chosen
+# sentences state none (1) or not (0).
+ANSWER_KIND_GATE = _int("ANSWER_KIND_GATE", 1)
+# ... and when the best sentence's cosine similarity to the question reaches this
+# (not for follow-ups, whose words lean on the earlier question).
+ANSWER_MIN_SIMILARITY = _float("ANSWER_MIN_SIMILARITY", 0.4)
+# Weight of a question word that no page uses, in the coverage (a word on one page: 3.0).
+ANSWER_UNKNOWN_WORD_WEIGHT = _float("ANSWER_UNKNOWN_WORD_WEIGHT", 2.0)
 
 BANK_NAME = os.environ.get("BANK_NAME", "Lakeside Bank")
