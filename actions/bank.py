@@ -11,11 +11,16 @@ operator commands and the seed script use the same tables through a plain engine
     .venvs/rasa/bin/python -m actions.bank seed [--date YYYY-MM-DD]   # demo customers (idempotent)
     .venvs/rasa/bin/python -m actions.bank show [CUSTOMER_ID]          # what the bot will see
 
-Which customer is chatting: the `customer_id` in the message metadata, set by the
-website's back end calling the REST channel ({"sender": ..., "message": ..., "metadata":
-{"customer_id": "C1002"}}; only channels in BANK_CUSTOMER_ID_CHANNELS, default `rest`, are
-trusted with it); without one, the demo customer DEMO_CUSTOMER_ID (BANK_DEMO_CUSTOMER_ID). Seeded
-dates are relative to the seed date (default: today), so "yesterday" finds
+Which customer is chatting: only what the channel verified, `metadata["verified_customer_id"]`
+(VERIFIED_CUSTOMER_KEY) of the latest message, which addons/channels.py sets from the
+socket.io JWT's `customer_id` claim, or from the REST back end's `metadata.customer_id`
+when the request carries the REST_CHANNEL_TOKEN bearer token, and removes from anything a
+client sends. Without it nobody is identified and the account actions ask the customer
+to sign in (actions/forms.py; docs/security.md). There is no default customer: the demo
+customer DEMO_CUSTOMER_ID (BANK_DEMO_CUSTOMER_ID) reaches the bot only through the token
+the demo page signs (ops/web.py).
+
+Seeded dates are relative to the seed date (default: today), so "yesterday" finds
 yesterday's demo transfers; seeding again rewrites the demo customers' rows to the
 same content (handoffs, which are operational, are kept).
 """
@@ -33,12 +38,32 @@ import sqlalchemy as sa
 
 ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_URL = f"sqlite:///{ROOT / 'build' / 'bank.db'}"
-# The customer a conversation belongs to when its messages carry no customer_id.
+# The demo customer: the one the demo page's token names (ops/web.py), and `show`'s
+# default. Never a default identity for a conversation.
 DEMO_CUSTOMER_ID = os.environ.get("BANK_DEMO_CUSTOMER_ID", "C1001")
-# Channels whose message metadata may name the customer: only server-to-server ones. The
-# REST channel is meant for a back end (put it behind REST_CHANNEL_TOKEN); socket.io
-# metadata comes from the visitor's browser, so it is not trusted to say who they are.
-CUSTOMER_ID_CHANNELS = os.environ.get("BANK_CUSTOMER_ID_CHANNELS", "rest").replace(",", " ").split()
+# The message metadata key of the customer the channel verified (addons/channels.py
+# sets it and removes any value a client sends): the only identity the actions trust.
+VERIFIED_CUSTOMER_KEY = "verified_customer_id"
+# Settings of the old trust rule (channel names trusted with a client's customer_id):
+# a service configured with one refuses to start rather than run with another meaning.
+OBSOLETE_IDENTITY_SETTINGS = {
+    "BANK_CUSTOMER_ID_CHANNELS": "no channel name is trusted with a customer id any more; only an "
+                                 "authenticated caller is (REST_CHANNEL_TOKEN, SOCKETIO_JWT_KEY): unset it",
+}
+
+
+def identity_settings_error() -> Optional[str]:
+    """Why this process's environment would trust an unauthenticated identity, or None."""
+    for name, why in OBSOLETE_IDENTITY_SETTINGS.items():
+        if os.environ.get(name, "").strip():
+            return f"refusing to start: {name} is set, but {why} (README.md, Configuration)"
+    return None
+
+
+# The action server imports this module at start: it exits here, with one line.
+if identity_settings_error():
+    raise SystemExit(identity_settings_error())
+
 ASYNC_DRIVERS = {"sqlite": "sqlite+aiosqlite", "postgresql": "postgresql+asyncpg"}
 SYNC_DRIVERS = {"sqlite": "sqlite", "postgresql": "postgresql+psycopg2"}
 

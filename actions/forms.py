@@ -20,6 +20,13 @@ Robustness in a form turn, where the NLU often misclassifies short answers:
 - at activation only values from the triggering message count: a slot left by a form
   that was abandoned (for a digression into another form) is cleared, not reused.
 Submit actions clear the form's slots, so the next form starts empty.
+
+Whose account: `customer_id(tracker)`, the identity the channel verified for the latest
+message (addons/channels.py: a JWT claim on socket.io, the REST back end's
+`metadata.customer_id` behind REST_CHANNEL_TOKEN), or None. A customer who is not
+identified gets SIGN_IN_REQUIRED from the form's validation, at activation or at any
+later turn, and the form ends there: no account is read or changed, and the ask and
+submit actions, should they run, read nothing either (docs/security.md).
 """
 from __future__ import annotations
 
@@ -56,6 +63,11 @@ ANSWER_INTENTS = {"inform", "affirm", "deny", "nlu_fallback"}
 STOP = re.compile(r"^(?:stop|cancel|quit|exit|never ?mind|forget (?:it|about it)|leave it|no thanks|"
                   r"i don'?t want to|not now)[.!]*$", re.IGNORECASE)
 DISPUTE_WINDOW_DAYS = 120  # knowledge/refunds-and-disputes.md
+# What an account action answers a customer who is not identified (see customer_id).
+SIGN_IN_REQUIRED = ("To do that I need to know it's you. Please sign in to the Lakeside app or website and chat "
+                    "with us from there, and I'll help you straight away.")
+LOST_CARD_WITHOUT_APP = (" If you can't get into the app, call the number on our website and we'll freeze "
+                         "the card for you.")
 FORM_SLOTS = {
     "lost_card_form": ["card_last4", "replace_card"],
     "transfer_form": ["transfer_amount", "transfer_date", "transfer_direction"],
@@ -71,17 +83,29 @@ def today() -> dt.date:
 # -- tracker helpers ---------------------------------------------------------------------
 
 
-def customer_id(tracker: Tracker) -> str:
-    """The `customer_id` of the newest user message that carries one, else the demo customer.
+def customer_id(tracker: Tracker) -> Optional[str]:
+    """The customer the channel verified for the latest user message, or None.
 
-    Only messages from a trusted channel (bank.CUSTOMER_ID_CHANNELS) may name the customer.
+    Only `metadata["verified_customer_id"]` (bank.VERIFIED_CUSTOMER_KEY) counts: the
+    channels (addons/channels.py) remove any value a client sends under that key and set
+    it only for an authenticated caller. A client's own `metadata.customer_id` means
+    nothing here, and an earlier message's identity does not carry over to a later one
+    (each message of an authenticated caller carries it again).
     """
     for event in reversed(tracker.events):
-        if event.get("event") == "user" and event.get("input_channel") in bank.CUSTOMER_ID_CHANNELS:
-            value = (event.get("metadata") or {}).get("customer_id")
-            if isinstance(value, str) and value.strip():
-                return value.strip()
-    return bank.DEMO_CUSTOMER_ID
+        if event.get("event") == "user":
+            value = (event.get("metadata") or {}).get(bank.VERIFIED_CUSTOMER_KEY)
+            return value.strip() if isinstance(value, str) and value.strip() else None
+    return None
+
+
+def identified(tracker: Tracker) -> str:
+    """customer_id() where the action runs only for an identified customer (a form's
+    validation checks first and ends the form otherwise)."""
+    who = customer_id(tracker)
+    if who is None:
+        raise PermissionError("account action without a verified customer")
+    return who
 
 
 def latest_text(tracker: Tracker) -> str:
@@ -141,6 +165,12 @@ def stop_requested(tracker: Tracker) -> bool:
     return bool(STOP.match(latest_text(tracker).strip()))
 
 
+def sign_in_required(dispatcher: CollectingDispatcher, form: str) -> None:
+    """Tell a customer who is not identified how to do this, without touching any account."""
+    text = SIGN_IN_REQUIRED + (LOST_CARD_WITHOUT_APP if form == "lost_card_form" else "")
+    dispatcher.utter_message(text=text, buttons=[HUMAN_BUTTON])
+
+
 # -- the common validation logic --------------------------------------------------------
 
 
@@ -154,6 +184,11 @@ class BankFormValidation(FormValidationAction):
         """Whether the latest message has something this form can use."""
 
     async def run(self, dispatcher: CollectingDispatcher, tracker: Tracker, domain: DomainDict) -> List[EventType]:
+        if customer_id(tracker) is None:
+            # Before anything reads the database: end the form (its submit action then
+            # does nothing) and say how to sign in. Runs at activation and at every turn.
+            sign_in_required(dispatcher, self.form_name())
+            return reset(self.form_name()) + [SlotSet(REQUESTED_SLOT, None)]
         requested = tracker.get_slot(REQUESTED_SLOT)
         candidates = tracker.slots_to_validate()
         if requested not in self.domain_slots(domain):
@@ -199,7 +234,7 @@ class ValidateLostCardForm(BankFormValidation):
     async def validate_card_last4(self, value: Any, dispatcher: CollectingDispatcher, tracker: Tracker,
                                   domain: DomainDict) -> Dict[Text, Any]:
         db = bank.get()
-        who = customer_id(tracker)
+        who = identified(tracker)
         cards = await db.cards(who)
         text = latest_text(tracker)
         if value == "yes" or (value != "no" and parse_last4(text) is None and yes_no(text) is True):
@@ -257,7 +292,10 @@ class ActionAskCardLast4(Action):
         return "action_ask_card_last4"
 
     async def run(self, dispatcher: CollectingDispatcher, tracker: Tracker, domain: DomainDict) -> List[EventType]:
-        cards = await bank.get().cards(customer_id(tracker))
+        who = customer_id(tracker)
+        if who is None:
+            return []  # the form's validation has ended the form and said how to sign in
+        cards = await bank.get().cards(who)
         if not cards:
             dispatcher.utter_message(
                 text="I can't find a card on your account that I could freeze. A person from our team can help.",
@@ -288,12 +326,14 @@ class ActionSubmitLostCard(Action):
         return "action_submit_lost_card"
 
     async def run(self, dispatcher: CollectingDispatcher, tracker: Tracker, domain: DomainDict) -> List[EventType]:
+        who = customer_id(tracker)
+        if who is None:  # the form's validation ended the form and said how to sign in
+            return reset("lost_card_form")
         last4, replace = tracker.get_slot("card_last4"), tracker.get_slot("replace_card")
         if not last4 or replace is None:
             dispatcher.utter_message(response="utter_form_stopped")
             return reset("lost_card_form")
         db = bank.get()
-        who = customer_id(tracker)
         card = await db.card(who, last4)
         if replace:
             card = await db.cancel_and_replace(who, last4)
@@ -412,6 +452,9 @@ class ActionSubmitTransfer(Action):
         return "action_submit_transfer"
 
     async def run(self, dispatcher: CollectingDispatcher, tracker: Tracker, domain: DomainDict) -> List[EventType]:
+        who = customer_id(tracker)
+        if who is None:  # the form's validation ended the form and said how to sign in
+            return reset("transfer_form")
         amount, day = tracker.get_slot("transfer_amount"), tracker.get_slot("transfer_date")
         if not amount or not day:
             dispatcher.utter_message(response="utter_form_stopped")
@@ -423,7 +466,6 @@ class ActionSubmitTransfer(Action):
         on = dt.date.fromisoformat(day)
         now = today()
         db = bank.get()
-        who = customer_id(tracker)
         found = await db.transactions(who, kinds, amount_minor=minor, on=on)
         if found:
             for transfer in found:
@@ -483,13 +525,13 @@ class ValidateDisputeForm(BankFormValidation):
         text = latest_text(tracker)
         if has_amount(text) or has_date(text) or yes_no(text) is not None or re.search(r"TX-\d+-\d+", text):
             return True
-        payments = await recent_card_payments(customer_id(tracker), today())
+        payments = await recent_card_payments(identified(tracker), today())
         return any(_merchant_matches(text, t.counterparty) for t in payments)
 
     async def validate_payment_id(self, value: Any, dispatcher: CollectingDispatcher, tracker: Tracker,
                                   domain: DomainDict) -> Dict[Text, Any]:
         now = today()
-        who = customer_id(tracker)
+        who = identified(tracker)
         text = latest_text(tracker)
         before = slot_before_turn(tracker, "payment_id")
         payments = await recent_card_payments(who, now)
@@ -552,8 +594,11 @@ class ActionAskPaymentId(Action):
         return "action_ask_payment_id"
 
     async def run(self, dispatcher: CollectingDispatcher, tracker: Tracker, domain: DomainDict) -> List[EventType]:
+        who = customer_id(tracker)
+        if who is None:
+            return []  # the form's validation has ended the form and said how to sign in
         now = today()
-        payments = await recent_card_payments(customer_id(tracker), now)
+        payments = await recent_card_payments(who, now)
         candidates = tracker.get_slot("payment_candidates") or []
         if candidates:
             chosen = [t for t in payments if t.reference in candidates]
@@ -576,8 +621,11 @@ class ActionAskPaymentConfirmed(Action):
         return "action_ask_payment_confirmed"
 
     async def run(self, dispatcher: CollectingDispatcher, tracker: Tracker, domain: DomainDict) -> List[EventType]:
+        who = customer_id(tracker)
+        if who is None:
+            return []  # the form's validation has ended the form and said how to sign in
         now = today()
-        payment = await bank.get().transaction(customer_id(tracker), tracker.get_slot("payment_id") or "")
+        payment = await bank.get().transaction(who, tracker.get_slot("payment_id") or "")
         if payment is None:
             dispatcher.utter_message(text="Shall I open a dispute for this payment?")
             return []
@@ -599,12 +647,14 @@ class ActionSubmitDispute(Action):
         return "action_submit_dispute"
 
     async def run(self, dispatcher: CollectingDispatcher, tracker: Tracker, domain: DomainDict) -> List[EventType]:
+        who = customer_id(tracker)
+        if who is None:  # the form's validation ended the form and said how to sign in
+            return reset("dispute_form")
         reference = tracker.get_slot("payment_id")
         if not reference or tracker.get_slot("payment_confirmed") is not True:
             dispatcher.utter_message(response="utter_form_stopped")
             return reset("dispute_form")
         db = bank.get()
-        who = customer_id(tracker)
         payment = await db.transaction(who, reference)
         if payment is None:
             dispatcher.utter_message(text="I can't find that payment anymore.", buttons=[HUMAN_BUTTON])

@@ -1,12 +1,25 @@
 """Rasa's REST and socket.io channels, hardened for a public website.
 
+Who the customer is, is decided here, where it is known whether the caller
+authenticated: each channel removes any `verified_customer_id` a client puts in the
+message metadata and sets it (VERIFIED_CUSTOMER_KEY) only for an authenticated caller.
+The action server trusts that key alone (actions/forms.py customer_id); without it the
+customer is not identified and the account actions ask them to sign in.
+- REST: the back end's `metadata.customer_id`, only when REST_CHANNEL_TOKEN is set and
+  the request carries it (`Authorization: Bearer …`); otherwise ignored.
+- socket.io: the `customer_id` claim of the JWT the bank's web back end signed with
+  SOCKETIO_JWT_KEY, checked on connect; the metadata a browser sends never names one.
+No channel name is trusted on its own. Rasa refuses to start with a setting of the old
+rule (BANK_CUSTOMER_ID_CHANNELS) or an unsigned JWT method (docs/security.md).
+
 REST (`rest`, same URL /webhooks/rest/webhook): stock RestInput answers 500 to a JSON
 body that is not an object and takes messages of any size; this one answers bad
 requests with a 4xx and a JSON error, a turn that could not be stored with a 503, and requires `Authorization: Bearer
 $REST_CHANNEL_TOKEN` when that variable is set (server-to-server use).
 
 socket.io (`socketio`, for the chat widget): Rasa's channel plus
-- an optional JWT (`SOCKETIO_JWT_KEY`; Rasa's own `jwt_key` check on connect),
+- an optional JWT (`SOCKETIO_JWT_KEY`; Rasa's own `jwt_key` check on connect), whose
+  `customer_id` claim identifies the customer for the connection's messages,
 - connections only from the web origins in `CORS_ORIGINS` (browsers send Origin),
 - `history_request` -> `history`: the conversation's messages from the tracker store,
   so a reloaded or reconnected widget shows what it missed,
@@ -21,12 +34,13 @@ import hmac
 import json
 import logging
 import os
+import time
 import uuid
 from contextvars import ContextVar
 from typing import Any, Awaitable, Callable, Dict, List, Optional, Text
 
 from rasa.core.channels import rest, socketio
-from rasa.core.channels.channel import UserMessage
+from rasa.core.channels.channel import UserMessage, decode_bearer_token
 from rasa.shared.core.events import BotUttered, UserUttered
 from sanic import Blueprint, Sanic, response
 from sanic.request import Request
@@ -42,6 +56,54 @@ _turn_not_stored: ContextVar[bool] = ContextVar("turn_not_stored", default=False
 MAX_MESSAGE_CHARS = int(os.environ.get("MAX_MESSAGE_CHARS", "4000"))
 # The most messages a `history` answer carries (the newest ones).
 HISTORY_MESSAGES = 200
+
+# The message metadata key of the customer this channel verified; the action server
+# trusts nothing else (the same name as actions/bank.py VERIFIED_CUSTOMER_KEY).
+VERIFIED_CUSTOMER_KEY = "verified_customer_id"
+# The JWT claim (socket.io) and REST metadata key that name the customer.
+CUSTOMER_CLAIM = "customer_id"
+MAX_CUSTOMER_ID_CHARS = 64
+# Settings that would make a channel trust an identity nobody authenticated.
+OBSOLETE_IDENTITY_SETTINGS = ("BANK_CUSTOMER_ID_CHANNELS",)
+
+
+def identity_settings_error() -> Optional[str]:
+    """Why these settings would trust an unauthenticated identity, or None."""
+    for name in OBSOLETE_IDENTITY_SETTINGS:
+        if os.environ.get(name, "").strip():
+            return (f"refusing to start: {name} is set, but no channel name is trusted with a customer id any "
+                    "more, only an authenticated caller (REST_CHANNEL_TOKEN, SOCKETIO_JWT_KEY): unset it")
+    method = os.environ.get("SOCKETIO_JWT_METHOD", "HS256")
+    if os.environ.get("SOCKETIO_JWT_KEY") and method.strip().lower() in ("", "none"):
+        return f"refusing to start: SOCKETIO_JWT_METHOD={method!r} would accept unsigned tokens"
+    return None
+
+
+def check_identity_settings() -> None:
+    """Exit, with one line saying why, when the settings trust an unauthenticated identity."""
+    error = identity_settings_error()
+    if error:
+        logger.error(error)
+        raise SystemExit(error)
+
+
+def customer_id_value(value: Any) -> Optional[str]:
+    """A customer id as the channel accepts it (a short non-empty string), or None."""
+    if isinstance(value, str) and value.strip() and len(value.strip()) <= MAX_CUSTOMER_ID_CHARS:
+        return value.strip()
+    return None
+
+
+def client_metadata(raw: Any) -> Dict[str, Any]:
+    """The metadata a client sent, as a dict without the key only the channel may set."""
+    if isinstance(raw, str):
+        try:
+            raw = json.loads(raw)
+        except ValueError:
+            return {}
+    if not isinstance(raw, dict):
+        return {}
+    return {key: value for key, value in raw.items() if key != VERIFIED_CUSTOMER_KEY}
 
 
 def allowed_origins() -> List[str]:
@@ -78,6 +140,8 @@ def check_body(body: bytes, max_chars: int = MAX_MESSAGE_CHARS) -> Optional[resp
         return _error(400, "'message' must be a string.")
     if len(message) > max_chars:
         return _error(413, f"'message' is longer than {max_chars} characters.")
+    if payload.get("metadata") is not None and not isinstance(payload["metadata"], dict):
+        return _error(400, "'metadata' must be a JSON object.")
     return None
 
 
@@ -88,11 +152,27 @@ def _token_ok(request: Request, token: str) -> bool:
 
 
 class RestInput(rest.RestInput):
-    """The `rest` channel: malformed requests get a 4xx; optional bearer token."""
+    """The `rest` channel: malformed requests get a 4xx; optional bearer token; the
+    customer named by an authenticated back end."""
 
     @classmethod
     def name(cls) -> str:
         return "rest"
+
+    @classmethod
+    def from_credentials(cls, credentials: Optional[Dict[Text, Any]]) -> "RestInput":
+        check_identity_settings()
+        return cls()
+
+    def get_metadata(self, request: Request) -> Dict[Text, Any]:
+        """The client's metadata; `metadata.customer_id` is verified only for a caller
+        that sent REST_CHANNEL_TOKEN (without the token set, nobody is identified)."""
+        metadata = client_metadata((request.json or {}).get("metadata"))
+        token = os.environ.get("REST_CHANNEL_TOKEN", "")
+        customer = customer_id_value(metadata.get(CUSTOMER_CLAIM))
+        if token and customer and _token_ok(request, token):
+            metadata[VERIFIED_CUSTOMER_KEY] = customer
+        return metadata
 
     def blueprint(
         self, on_new_message: Callable[[UserMessage], Awaitable[Any]]
@@ -177,6 +257,7 @@ class SocketIOInput(socketio.SocketIOInput):
 
     @classmethod
     def from_credentials(cls, credentials: Optional[Dict[Text, Any]]) -> "SocketIOInput":
+        check_identity_settings()
         credentials = dict(credentials or {})
         if os.environ.get("SOCKETIO_JWT_KEY"):
             credentials["jwt_key"] = os.environ["SOCKETIO_JWT_KEY"]
@@ -202,9 +283,58 @@ class SocketIOInput(socketio.SocketIOInput):
             if origin and "*" not in origins and origin not in origins:
                 logger.warning("socket.io connection from origin %s refused (CORS_ORIGINS)", origin)
                 return False
-            return await rasa_connect(sid, environ, auth)
+            if not await rasa_connect(sid, environ, auth):
+                return False
+            # The customer of this connection: the signed token's claim, never metadata.
+            claims = None
+            if self.jwt_key and isinstance(auth, dict) and isinstance(auth.get("token"), str):
+                claims = decode_bearer_token(auth["token"], self.jwt_key, self.jwt_algorithm)
+            customer = customer_id_value((claims or {}).get(CUSTOMER_CLAIM))
+            expires = (claims or {}).get("exp")
+            await sio.save_session(sid, {
+                "customer_id": customer,
+                "expires": float(expires) if isinstance(expires, (int, float)) else None,
+            }, namespace=self.namespace)
+            return True
 
         sio.on("connect", connect, namespace=self.namespace)
+
+        async def verified_customer(sid: Text) -> Optional[str]:
+            """The customer the connection's token named, while the token is valid."""
+            try:
+                session = await sio.get_session(sid, namespace=self.namespace)
+            except Exception:  # noqa: BLE001 - no session (disconnected): nobody
+                return None
+            expires = session.get("expires")
+            if expires is not None and time.time() >= expires:
+                return None  # the token ran out while connected: anonymous from now on
+            return session.get("customer_id")
+
+        async def handle_message(sid: Text, data: Any) -> None:
+            # Rasa's handler, with the metadata the client sent stripped of the verified
+            # key and the connection's verified customer added.
+            if not isinstance(data, dict):
+                return
+            if self.session_persistence:
+                sender_id = data.get("session_id")
+                if not isinstance(sender_id, str) or not sender_id:
+                    logger.warning("socket.io message without a session_id ignored (send session_request first)")
+                    return
+            else:
+                sender_id = sid
+            text = data.get("message", "")
+            metadata = client_metadata(data.get(self.metadata_key))
+            metadata.pop(CUSTOMER_CLAIM, None)  # a browser does not get to say who it is
+            customer = await verified_customer(sid)
+            if customer:
+                metadata[VERIFIED_CUSTOMER_KEY] = customer
+            message = UserMessage(
+                text if isinstance(text, str) else "", SocketIOOutput(sio, self.bot_message_evt), sender_id,
+                input_channel=self.name(), metadata=metadata,
+            )
+            await with_our_output(message)
+
+        sio.on(self.user_message_evt, handle_message, namespace=self.namespace)
 
         async def session_request(sid: Text, data: Optional[Dict]) -> None:
             # Rasa 3.6 calls AsyncServer.enter_room without awaiting it, which

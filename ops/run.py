@@ -23,6 +23,13 @@ def _api_token() -> str:
     return token
 
 
+def _jwt_env() -> dict:
+    """SOCKETIO_JWT_KEY for Rasa and the demo page: the environment's, or a new one for this
+    run. The demo page signs its visitors' tokens with it (the demo customer's sign-in,
+    ops/web.py); without it the socket.io channel would have no identified customer."""
+    return {"SOCKETIO_JWT_KEY": os.environ.get("SOCKETIO_JWT_KEY") or secrets.token_urlsafe(32)}
+
+
 def run() -> int:
     for venv in (settings.RASA_VENV, settings.GENERATOR_VENV):
         if not venv.is_dir():
@@ -34,6 +41,7 @@ def run() -> int:
     generator_url = os.environ.get("GENERATOR_URL", "")
     local = [] if generator_url else [stack.generator_service(settings.GENERATOR_PORT, log_dir)]
     generator_url = generator_url or f"http://127.0.0.1:{settings.GENERATOR_PORT}/v1"
+    jwt_env = _jwt_env()
     services = [
         *local,
         stack.actions_service(settings.ACTIONS_PORT, log_dir, env={"GENERATOR_URL": generator_url}),
@@ -42,8 +50,9 @@ def run() -> int:
             # Rasa's HTTP API (model hot-swap, trackers) behind a token: RASA_API_TOKEN, or
             # a fresh one in build/rasa-api-token that `ops promote` and `ops rollback` read.
             extra_args=stack.api_args(_api_token()),
+            env=jwt_env,
         ),
-        stack.web_service(settings.WEB_PORT, log_dir),
+        stack.web_service(settings.WEB_PORT, log_dir, env=jwt_env),
     ]
     stopping = up = False
 

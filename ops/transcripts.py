@@ -15,6 +15,8 @@ import datetime as dt
 import json
 import sqlite3
 import tempfile
+import urllib.error
+import urllib.request
 from pathlib import Path
 from typing import Any, Dict, List, Tuple
 
@@ -22,6 +24,10 @@ from ops import handoff, settings, stack
 from ops.train import latest_model
 
 API_TOKEN = "transcripts"
+# The conversations come as the bank's back end sends them: REST behind this bearer
+# token, naming the signed-in demo customer (docs/security.md, "Identity").
+REST_TOKEN = "transcripts-rest"
+CUSTOMER = "C1001"
 
 CONVERSATIONS: List[Tuple[str, str, List[str]]] = [
     ("A knowledge question", "An intent the NLU knows, answered with the reply for it.",
@@ -72,6 +78,20 @@ def _messages(reply: List[Dict[str, Any]]) -> List[str]:
     return lines
 
 
+def _send(rasa_url: str, sender: str, text: str) -> Tuple[int, Any]:
+    """One REST turn with the back end's token and the signed-in customer."""
+    body = {"sender": sender, "message": text, "metadata": {"customer_id": CUSTOMER}}
+    request = urllib.request.Request(
+        f"{rasa_url}/webhooks/rest/webhook", data=json.dumps(body).encode(), method="POST",
+        headers={"Content-Type": "application/json", "Authorization": f"Bearer {REST_TOKEN}"},
+    )
+    try:
+        with urllib.request.urlopen(request, timeout=120) as response:
+            return response.status, json.loads(response.read() or b"null")
+    except urllib.error.HTTPError as error:
+        return error.code, error.read().decode(errors="replace")
+
+
 def write(out: Path) -> None:
     model = latest_model()
     if model is None:
@@ -90,7 +110,7 @@ def write(out: Path) -> None:
             }),
             stack.rasa_service(
                 rasa_port, work, model, stack.endpoints_for(act_port, work),
-                env={"TRACKER_STORE_URL": f"sqlite:///{db_path}"},
+                env={"TRACKER_STORE_URL": f"sqlite:///{db_path}", "REST_CHANNEL_TOKEN": REST_TOKEN},
                 extra_args=stack.api_args(API_TOKEN),
             ),
         ]
@@ -100,7 +120,8 @@ def write(out: Path) -> None:
             "",
             f"Written by `python -m ops.transcripts` on {dt.date.today().isoformat()} with model "
             f"`{model.name}`, through the REST channel of the real stack (generator, action server, "
-            "Rasa; demo customer C1001 of a freshly seeded bank database). \"How\" is what the "
+            "Rasa; the bank's back end signed in as demo customer C1001 of a freshly seeded bank "
+            "database). \"How\" is what the "
             "tracker store recorded for each bot message.",
         ]
         try:
@@ -118,8 +139,7 @@ def write(out: Path) -> None:
                         lines += ["*(operator: `python -m ops release " + sender + "`)*", ""]
                         reply = result["messages"]
                     else:
-                        body = json.dumps({"sender": sender, "message": text}).encode()
-                        status, reply = stack.post(f"{rasa_url}/webhooks/rest/webhook", body, timeout=120)
+                        status, reply = _send(rasa_url, sender, text)
                         if status != 200:
                             raise SystemExit(f"{text!r}: HTTP {status} {reply}")
                         lines.append(f"**Customer:** {text}")

@@ -3,8 +3,16 @@
 Serves widget/demo/index.html, the built widget (widget/dist, made by `make widget`)
 under /widget/, and /config.js: the widget's settings for this deployment: Rasa's
 URL as seen from the browser and, when the socket.io channel requires a JWT
-(`SOCKETIO_JWT_KEY`), a short-lived token for this visitor. A bank's own website
-does the same from its back end: it signs the token for its logged-in customer.
+(`SOCKETIO_JWT_KEY`; `make run` sets one), a short-lived token for this visitor.
+
+The token is the demo's sign-in: its `customer_id` claim names the demo customer
+(BANK_DEMO_CUSTOMER_ID, default C1001), so the page's visitor can freeze that
+customer's cards, check transfers and dispute payments in the demo bank database.
+It is the only way the demo identity reaches the bot (addons/channels.py). A bank's
+own website does the same from its back end: it signs the token for its logged-in
+customer, and one without the claim for a visitor who is not signed in. Anyone who
+can load this page acts as the demo customer, so it is for demos only: the
+deployment files (deploy/) do not run it.
 """
 from __future__ import annotations
 
@@ -20,6 +28,8 @@ from ops import settings
 
 WIDGET_DIR = settings.ROOT / "widget"
 TOKEN_LIFETIME_S = 3600
+# The customer the demo page signs in as (empty: an anonymous visitor's token).
+DEMO_CUSTOMER_ID = os.environ.get("BANK_DEMO_CUSTOMER_ID", "C1001")
 
 
 def widget_config(host: str) -> Dict[str, Any]:
@@ -33,7 +43,10 @@ def widget_config(host: str) -> Dict[str, Any]:
         import jwt
 
         now = int(time.time())
-        claims = {"sub": f"visitor-{secrets.token_hex(8)}", "iat": now, "exp": now + TOKEN_LIFETIME_S}
+        claims: Dict[str, Any] = {"sub": f"visitor-{secrets.token_hex(8)}", "iat": now,
+                                  "exp": now + TOKEN_LIFETIME_S}
+        if DEMO_CUSTOMER_ID:
+            claims["customer_id"] = DEMO_CUSTOMER_ID
         config["token"] = jwt.encode(claims, key, algorithm=method)
     return config
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 import json
 import os
 import sqlite3
+import urllib.error
 import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
@@ -13,10 +14,13 @@ import pytest
 import sqlalchemy as sa
 
 from ops import settings, stack
-from ops.stack import free_port, post
+from ops.stack import free_port
 from ops.train import latest_model
 
 API_TOKEN = "test-token"
+# The REST channel's bearer token where a test module turns it on (`rasa_env`): the bank's
+# back end, trusted to name the customer in metadata.customer_id.
+REST_TOKEN = "test-rest-token"
 # Short enough to keep the suite quick, long enough for a 64-token CPU reply.
 GENERATOR_TIMEOUT_S = 20
 
@@ -73,10 +77,15 @@ class Stack:
     rasa_url: str
     db_path: Path
     bank_url: str = ""  # the action server's bank database (seeded with the demo customers)
+    rest_token: str = ""  # REST_CHANNEL_TOKEN of this Rasa, sent with every message when set
 
-    def say(self, sender: str, text: str, timeout: float = 90) -> Tuple[int, Any]:
-        body = json.dumps({"sender": sender, "message": text}).encode()
-        return post(f"{self.rasa_url}/webhooks/rest/webhook", body, timeout)
+    def say(self, sender: str, text: str, timeout: float = 90, customer: Optional[str] = None) -> Tuple[int, Any]:
+        """One REST turn, as the bank's back end sends it: with the bearer token when this
+        Rasa requires one, naming `customer` (metadata.customer_id) when given."""
+        body: Dict[str, Any] = {"sender": sender, "message": text}
+        if customer:
+            body["metadata"] = {"customer_id": customer}
+        return rest_post(self.rasa_url, body, self.rest_token, timeout)
 
     def events(self, sender: str) -> List[Dict[str, Any]]:
         """The conversation as Rasa's SQL tracker store holds it, in insertion order."""
@@ -111,8 +120,33 @@ def domain_responses() -> Dict[str, List[str]]:
     return {name: [v.get("text", "") for v in variants] for name, variants in domain.responses.items()}
 
 
+def rest_post(rasa_url: str, body: Dict[str, Any], token: str = "", timeout: float = 90) -> Tuple[int, Any]:
+    """POST to the REST channel, with `Authorization: Bearer token` when given."""
+    request = urllib.request.Request(
+        f"{rasa_url}/webhooks/rest/webhook", data=json.dumps(body).encode(), method="POST",
+        headers={"Content-Type": "application/json", **({"Authorization": f"Bearer {token}"} if token else {})},
+    )
+    try:
+        with urllib.request.urlopen(request, timeout=timeout) as response:
+            return response.status, json.loads(response.read() or b"null")
+    except urllib.error.HTTPError as error:
+        raw = error.read()
+        try:
+            return error.code, json.loads(raw)
+        except ValueError:
+            return error.code, raw.decode(errors="replace")
+
+
 @pytest.fixture(scope="module")
-def running_stack(tmp_path_factory, trained_model) -> Stack:
+def rasa_env() -> Dict[str, str]:
+    """Extra environment of the module's Rasa; a test module overrides it, e.g. to require
+    REST_CHANNEL_TOKEN (then Stack.say sends it) or SOCKETIO_JWT_KEY. Default: neither,
+    as `make run` leaves REST: anonymous callers, nobody identified."""
+    return {}
+
+
+@pytest.fixture(scope="module")
+def running_stack(tmp_path_factory, trained_model, rasa_env) -> Stack:
     work = tmp_path_factory.mktemp("stack")
     gen_port, act_port, rasa_port = free_port(), free_port(), free_port()
     endpoints_path = stack.endpoints_for(act_port, work)
@@ -138,7 +172,7 @@ def running_stack(tmp_path_factory, trained_model) -> Stack:
             work,
             trained_model,
             endpoints_path,
-            env={"TRACKER_STORE_URL": f"sqlite:///{db_path}"},
+            env={"TRACKER_STORE_URL": f"sqlite:///{db_path}", **rasa_env},
             extra_args=["--enable-api", "--auth-token", API_TOKEN],
         ),
     ]
@@ -146,9 +180,23 @@ def running_stack(tmp_path_factory, trained_model) -> Stack:
         for service in services:
             service.start()
         stack.wait_healthy(services, settings.STARTUP_TIMEOUT_S)
-        yield Stack(*services, rasa_url=f"http://127.0.0.1:{rasa_port}", db_path=db_path, bank_url=bank_url)
+        yield Stack(*services, rasa_url=f"http://127.0.0.1:{rasa_port}", db_path=db_path, bank_url=bank_url,
+                    rest_token=rasa_env.get("REST_CHANNEL_TOKEN", ""))
     finally:
         stack.stop_all(services)
+
+
+def bank_rows(url: str) -> Dict[str, List[tuple]]:
+    """Every row of every table of the bank database, to compare before and after."""
+    from actions import bank
+
+    engine = bank.sync_engine(url)
+    try:
+        with engine.connect() as connection:
+            return {table.name: sorted((tuple(row) for row in connection.execute(sa.select(table))), key=repr)
+                    for table in bank.metadata.sorted_tables}
+    finally:
+        engine.dispose()
 
 
 def metadata(event: Optional[Dict[str, Any]]) -> Dict[str, Any]:

@@ -28,10 +28,13 @@ CHART = DEPLOY / "helm" / "lakeside-assistant"
 # Newest Kubernetes whose schemas kubernetes-validate (as pinned) ships.
 KUBERNETES_VERSION = "1.28.0"
 VLLM = {"generator": {"vllm": {"enabled": True}}}
+# The values an install must give (the chart refuses to render without them).
+IDENTITY = {"secrets": {"restChannelToken": "rest-token", "socketioJwtKey": "jwt-key"}}
 # Our services in compose and in the chart (the others are stock images).
 OWN_SERVICES = ("rasa", "actions", "generator", "exporter")
 MUST_BE_SET = {
-    "rasa": {"TRACKER_STORE_URL", "LOCK_STORE_URL", "EVENT_BROKER_URL", "ACTION_ENDPOINT_URL", "RASA_API_TOKEN"},
+    "rasa": {"TRACKER_STORE_URL", "LOCK_STORE_URL", "EVENT_BROKER_URL", "ACTION_ENDPOINT_URL", "RASA_API_TOKEN",
+             "REST_CHANNEL_TOKEN", "SOCKETIO_JWT_KEY"},
     "actions": {"GENERATOR_URL", "GENERATOR_MODEL", "GENERATOR_API_KEY"},
     "exporter": {"TRACKER_STORE_URL"},
 }
@@ -171,7 +174,8 @@ def test_compose_has_the_whole_stack_with_secrets_from_the_env_file():
     assert compose["services"]["rasa"]["deploy"]["replicas"] == 2
     text = (DEPLOY / "docker-compose.yml").read_text()
     example = (DEPLOY / ".env.example").read_text()
-    for secret in ("POSTGRES_PASSWORD", "REDIS_PASSWORD", "RABBITMQ_PASSWORD", "RASA_API_TOKEN", "GRAFANA_ADMIN_PASSWORD"):
+    for secret in ("POSTGRES_PASSWORD", "REDIS_PASSWORD", "RABBITMQ_PASSWORD", "RASA_API_TOKEN",
+                   "GRAFANA_ADMIN_PASSWORD", "REST_CHANNEL_TOKEN", "SOCKETIO_JWT_KEY"):
         assert f"${{{secret}:?" in text, f"{secret} must come from deploy/.env, required"
         assert re.search(rf"^{secret}=", example, re.M), f"{secret} missing from deploy/.env.example"
 
@@ -202,9 +206,19 @@ def test_compose_and_the_images_run_what_ops_stack_runs(tmp_path):
 # --- Helm -----------------------------------------------------------------------------
 
 
-def _render(values: Optional[dict] = None) -> List[dict]:
+def _merge(base: dict, extra: Optional[dict]) -> dict:
+    merged = dict(base)
+    for key, value in (extra or {}).items():
+        nested = isinstance(value, dict) and isinstance(merged.get(key), dict)
+        merged[key] = _merge(merged[key], value) if nested else value
+    return merged
+
+
+def _render(values: Optional[dict] = None, identity: bool = True) -> List[dict]:
+    """The chart rendered with these values (and, unless `identity` is False, IDENTITY)."""
     import helm_python as helm
 
+    values = _merge(IDENTITY, values) if identity else values
     rendered = helm.Chart.load(CHART).render(values, name="bank", namespace="lakeside", is_install=True)
     return [doc for path, text in rendered.items() if path.endswith(".yaml") for doc in yaml.safe_load_all(text) if doc]
 
@@ -225,7 +239,7 @@ def _chart_env(container: dict) -> Dict[str, str]:
 def test_helm_lint_passes(values):
     import helm_python as helm
 
-    report = helm.lint(CHART, values, strict=True)
+    report = helm.lint(CHART, _merge(IDENTITY, values), strict=True)
     problems = [m for m in report["messages"] if m["severity"] >= 2]  # 2: warning, 3: error
     assert problems == [] and report["errors"] == []
 
@@ -256,6 +270,31 @@ def test_vllm_replaces_the_generator():
     assert _chart_env(vllm["actions"])["GENERATOR_MODEL"] == server["args"][3]
     service = next(d for d in _render(VLLM) if d["kind"] == "Service" and d["metadata"]["name"].endswith("-generator"))
     assert service["spec"]["selector"]["app.kubernetes.io/component"] == "vllm"
+
+
+def test_the_chart_needs_the_rest_token_and_the_jwt_key():
+    """Without them a deployment would either leave REST open or have no signed identity."""
+    import helm_python as helm
+
+    with pytest.raises(helm.HelmError, match="restChannelToken"):
+        _render(identity=False)
+    with pytest.raises(helm.HelmError, match="socketioJwtKey"):
+        _render({"secrets": {"restChannelToken": "rest-token"}}, identity=False)
+    secret = next(d for d in _render() if d["kind"] == "Secret")
+    assert {"REST_CHANNEL_TOKEN", "SOCKETIO_JWT_KEY"} <= set(secret["data"])
+    rasa = _chart_env(_containers(_render())["rasa"])
+    assert rasa["REST_CHANNEL_TOKEN"] == rasa["SOCKETIO_JWT_KEY"] == "<secret>"
+    # an existing Secret must hold them (README "Deployment"); the chart then makes none
+    assert not [d for d in _render({"secrets": {"existingSecret": "bank"}}, identity=False) if d["kind"] == "Secret"]
+
+
+def test_compose_needs_the_rest_token_and_the_jwt_key():
+    rasa = _compose_env(_compose()["services"]["rasa"])
+    for name in ("REST_CHANNEL_TOKEN", "SOCKETIO_JWT_KEY"):
+        assert rasa[name].startswith(f"${{{name}:?"), f"compose must refuse to start without {name}"
+    # no setting of the old trust rule (Rasa and the action server refuse to start with it)
+    text = (DEPLOY / "docker-compose.yml").read_text() + (CHART / "values.yaml").read_text()
+    assert "BANK_CUSTOMER_ID_CHANNELS" not in text and "BANK_DEMO_CUSTOMER_ID" not in text
 
 
 def test_several_rasa_pods_need_a_lock_store():

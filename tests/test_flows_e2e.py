@@ -1,28 +1,35 @@
 """End to end through the REST channel on the real stack (generator, action server, Rasa):
 a whole form with a correction, a customer named in the message metadata, and a
 handoff in the middle of a form followed by the operator's release. Replies are checked
-against the bank database and Rasa's tracker store."""
+against the bank database and Rasa's tracker store.
+
+The REST channel requires REST_CHANNEL_TOKEN here, and every message comes as the bank's
+back end sends it: with the token and the signed-in customer (metadata.customer_id,
+the demo customer C1001 unless a test names another). The same messages from a caller
+without the token are tested in test_identity_e2e.py."""
 from __future__ import annotations
 
 import asyncio
 import datetime as dt
-import json
+
+import pytest
 
 from actions import bank
 from ops import handoff as ops_handoff
-from ops.stack import post
-from tests.conftest import API_TOKEN
+from tests.conftest import API_TOKEN, REST_TOKEN
+
+
+@pytest.fixture(scope="module")
+def rasa_env():
+    return {"REST_CHANNEL_TOKEN": REST_TOKEN}
 
 
 def _texts(reply):
     return [message.get("text") for message in reply if message.get("text")]
 
 
-def _say(stack, sender, text, customer=None):
-    body = {"sender": sender, "message": text}
-    if customer:
-        body["metadata"] = {"customer_id": customer}
-    status, reply = post(f"{stack.rasa_url}/webhooks/rest/webhook", json.dumps(body).encode(), 90)
+def _say(stack, sender, text, customer="C1001"):
+    status, reply = stack.say(sender, text, customer=customer)
     assert status == 200, reply
     return reply
 

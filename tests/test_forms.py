@@ -27,11 +27,15 @@ from rasa_sdk.executor import CollectingDispatcher
 
 from actions import bank, forms, parsing
 from ops import settings
+from tests.conftest import bank_rows
 
 TODAY = dt.date(2026, 3, 11)  # a Wednesday: yesterday is Tuesday 10 March
 DOMAIN = Domain.load(str(settings.ROOT / "domain"))
 DOMAIN_DICT = DOMAIN.as_dict()
 HUMAN = {"title": "Talk to a person", "payload": "/request_human"}
+# The customer of a conversation unless a test says otherwise: each message carries the
+# identity the channel verified (addons/channels.py), as an authenticated caller's do.
+DEMO = "C1001"
 
 
 @pytest.fixture
@@ -70,10 +74,12 @@ def query(scenario):
     return asyncio.run(main())
 
 
-def user(text, intent, entities=(), customer=None):
+def user(text, intent, entities=(), customer=DEMO, metadata=None):
+    """A user message; `customer` is the identity the channel verified (None: nobody)."""
+    verified = {bank.VERIFIED_CUSTOMER_KEY: customer} if customer else {}
     return UserUttered(text, {"name": intent, "confidence": 0.9},
                        [{"entity": e, "value": v, "start": 0, "end": 0} for e, v in entities],
-                       metadata={"customer_id": customer} if customer else {}, input_channel="rest")
+                       metadata={**(metadata or {}), **verified}, input_channel="rest")
 
 
 def sdk_tracker(events) -> Tracker:
@@ -82,7 +88,7 @@ def sdk_tracker(events) -> Tracker:
     return Tracker.from_dict(state)
 
 
-def in_form(form, requested, slots=None, customer=None, trigger="lost_or_stolen_card"):
+def in_form(form, requested, slots=None, customer=DEMO, trigger="lost_or_stolen_card"):
     """The events of a conversation whose form is active and asking for `requested`."""
     return [
         RasaActionExecuted("action_listen"), user("trigger", trigger, customer=customer),
@@ -92,7 +98,7 @@ def in_form(form, requested, slots=None, customer=None, trigger="lost_or_stolen_
     ]
 
 
-def form_turn(form, requested, message, candidates, slots=None, customer=None, trigger="lost_or_stolen_card"):
+def form_turn(form, requested, message, candidates, slots=None, customer=DEMO, trigger="lost_or_stolen_card"):
     """The tracker the form sends to validate_<form> after the user's `message`."""
     events = in_form(form, requested, slots, customer, trigger) + [message]
     events += [RasaSlotSet(k, v) for k, v in candidates.items()]  # action_extract_slots
@@ -112,7 +118,7 @@ def activation(form, message, fresh, stale=None):
     return sdk_tracker(events)
 
 
-def after_form(form, slots, customer=None):
+def after_form(form, slots, customer=DEMO):
     """The tracker when the form has finished and its submit action runs."""
     events = in_form(form, None, slots, customer) + [RasaActiveLoop(None), RasaActionExecuted(form)]
     return sdk_tracker(events)
@@ -185,14 +191,83 @@ def test_parse_last4_yes_no_and_formats():
     assert parsing.format_date(dt.date(2025, 3, 6), TODAY) == "6 March 2025"
 
 
-def test_customer_comes_from_message_metadata_else_the_demo_customer():
-    assert forms.customer_id(sdk_tracker([user("hi", "greet")])) == bank.DEMO_CUSTOMER_ID == "C1001"
-    events = [user("hi", "greet", customer="C1002"), user("/inform", "inform")]
-    assert forms.customer_id(sdk_tracker(events)) == "C1002"
-    # a browser's socket.io metadata does not get to say who the customer is
-    spoofed = UserUttered("hi", {"name": "greet"}, metadata={"customer_id": "C1003"}, input_channel="socketio")
-    assert forms.customer_id(sdk_tracker(events + [spoofed])) == "C1002"
-    assert forms.customer_id(sdk_tracker([spoofed])) == "C1001"
+def test_the_customer_is_only_the_one_the_channel_verified_for_the_latest_message():
+    assert forms.customer_id(sdk_tracker([user("hi", "greet", customer="C1002")])) == "C1002"
+    # no identity, no default customer
+    assert forms.customer_id(sdk_tracker([])) is None
+    assert forms.customer_id(sdk_tracker([user("hi", "greet", customer=None)])) is None
+    # what a client says about itself means nothing, on any channel
+    for channel in ("rest", "socketio"):
+        claimed = UserUttered("hi", {"name": "greet"}, metadata={"customer_id": "C1002"}, input_channel=channel)
+        assert forms.customer_id(sdk_tracker([claimed])) is None
+    # an identity does not carry over to a later message that has none
+    later = [user("hi", "greet", customer="C1002"), user("/inform", "inform", customer=None)]
+    assert forms.customer_id(sdk_tracker(later)) is None
+    assert forms.customer_id(sdk_tracker([*later, user("yes", "affirm", customer="C1003")])) == "C1003"
+    assert bank.VERIFIED_CUSTOMER_KEY == "verified_customer_id"
+
+
+# -- a customer who is not identified --------------------------------------------------------------
+
+
+SIGN_IN = forms.SIGN_IN_REQUIRED
+
+
+@pytest.mark.parametrize("validation, message, fresh", [
+    (forms.ValidateLostCardForm(), user("I lost my card ending 3377", "lost_or_stolen_card",
+                                        [("card_last4", "3377")], customer=None, metadata={"customer_id": "C1002"}),
+     {"card_last4": "3377"}),
+    (forms.ValidateTransferForm(), user("I sent £250 yesterday", "transfer_not_received_by_recipient",
+                                        [("amount", "£250"), ("date", "yesterday")], customer=None),
+     {"transfer_direction": "out", "transfer_amount": "£250", "transfer_date": "yesterday"}),
+    (forms.ValidateDisputeForm(), user("I don't know the £150 payment", "card_payment_not_recognised",
+                                       [("amount", "£150")], customer=None), {"payment_id": "£150"}),
+], ids=["lost card", "transfer", "dispute"])
+def test_an_unidentified_customer_is_asked_to_sign_in_and_nothing_is_read_or_changed(
+        db_url, validation, message, fresh):
+    before = bank_rows(db_url)
+    events, messages = run(validation, activation(validation.form_name(), message, fresh))
+    form = validation.form_name()
+    assert events == [SlotSet(name, None) for name in forms.FORM_SLOTS[form]] + [SlotSet("requested_slot", None)]
+    [said] = messages
+    assert said["text"].startswith(SIGN_IN) and said["buttons"] == [HUMAN]
+    assert not re.search(r"\b\d{4}\b|TX-|£", said["text"])  # nothing about any account
+    assert bank_rows(db_url) == before
+
+
+def test_the_form_ends_when_a_message_comes_without_identity(db_url):
+    """A conversation started by an identified customer; then a message nobody vouches for."""
+    tracker = form_turn("lost_card_form", "card_last4", user("yes", "affirm", customer=None),
+                        {"card_last4": "yes"}, customer="C1002")
+    before = bank_rows(db_url)
+    events, messages = run(forms.ValidateLostCardForm(), tracker)
+    assert events == [SlotSet("card_last4", None), SlotSet("replace_card", None), SlotSet("requested_slot", None)]
+    assert messages[0]["text"] == SIGN_IN + forms.LOST_CARD_WITHOUT_APP
+    assert card(db_url, "C1002", "3377").status == "active" and bank_rows(db_url) == before
+
+
+@pytest.mark.parametrize("action, form, slots", [
+    (forms.ActionSubmitLostCard(), "lost_card_form", {"card_last4": "4821", "replace_card": True}),
+    (forms.ActionSubmitTransfer(), "transfer_form",
+     {"transfer_direction": "out", "transfer_amount": "250.00", "transfer_date": "2026-03-10"}),
+    (forms.ActionSubmitDispute(), "dispute_form", {"payment_id": "TX-1001-03", "payment_confirmed": True}),
+    (forms.ActionAskCardLast4(), "lost_card_form", {}),
+    (forms.ActionAskPaymentId(), "dispute_form", {}),
+    (forms.ActionAskPaymentConfirmed(), "dispute_form", {"payment_id": "TX-1001-03"}),
+], ids=lambda v: v.name() if hasattr(v, "name") else None)
+def test_without_identity_the_ask_and_submit_actions_read_and_change_nothing(db_url, action, form, slots):
+    """They run after the validation ended the form (which said how to sign in): silent."""
+    before = bank_rows(db_url)
+    events, messages = run(action, after_form(form, slots, customer=None))
+    assert messages == []
+    assert events == ([] if action.name().startswith("action_ask") else forms.reset(form))
+    assert bank_rows(db_url) == before
+
+
+def test_the_validators_refuse_to_read_an_account_without_identity(db_url):
+    tracker = sdk_tracker(in_form("dispute_form", "payment_id", customer=None))
+    with pytest.raises(PermissionError):
+        forms.identified(tracker)
 
 
 # -- lost or stolen card -----------------------------------------------------------------------
@@ -241,10 +316,10 @@ def test_the_only_active_card_is_confirmed_then_frozen(db_url):
 
 
 def test_no_to_the_only_card_asks_for_the_digits(db_url):
-    tracker = form_turn("lost_card_form", "card_last4", user("No, another card", "getting_spare_card"),
+    tracker = form_turn("lost_card_form", "card_last4", user("No, another card", "getting_spare_card", customer="C1002"),
                         {"card_last4": "No, another card"}, customer="C1002")
     assert run(forms.ValidateLostCardForm(), tracker) == ([SlotSet("card_last4", None)], [])
-    events = in_form("lost_card_form", "card_last4", customer="C1002") + [user("no", "deny")]
+    events = in_form("lost_card_form", "card_last4", customer="C1002") + [user("no", "deny", customer="C1002")]
     assert run(forms.ActionAskCardLast4(), sdk_tracker(events))[1] == [{
         "text": "The only card on your account I can freeze is your card ending 3377. If it's another card, "
                 "please type its last 4 digits, or talk to a person.",
@@ -259,13 +334,14 @@ def test_no_to_the_only_card_asks_for_the_digits(db_url):
     ("my cat ate it", "C1001", "Sorry, I need the last 4 digits of the card, for example 4821."),
 ])
 def test_cards_that_cannot_be_frozen_are_explained(db_url, text, customer, message):
-    tracker = form_turn("lost_card_form", "card_last4", user(text, "inform"), {"card_last4": text},
-                        customer=customer)
+    tracker = form_turn("lost_card_form", "card_last4", user(text, "inform", customer=customer),
+                        {"card_last4": text}, customer=customer)
     assert run(forms.ValidateLostCardForm(), tracker) == ([SlotSet("card_last4", None)], [{"text": message}])
 
 
 def test_an_already_frozen_card_is_accepted(db_url):
-    tracker = form_turn("lost_card_form", "card_last4", user("5560", "inform", [("card_last4", "5560")]),
+    tracker = form_turn("lost_card_form", "card_last4",
+                        user("5560", "inform", [("card_last4", "5560")], customer="C1003"),
                         {"card_last4": "5560"}, customer="C1003")
     assert run(forms.ValidateLostCardForm(), tracker) == (
         [SlotSet("card_last4", "5560")], [{"text": "Your card ending 5560 is already frozen, so no one can use it."}])

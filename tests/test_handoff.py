@@ -50,8 +50,9 @@ def run(action, tracker, url=None):
 
 
 def user(text, intent, customer=None):
+    """A user message; `customer`: the identity the channel verified (None: nobody)."""
     return UserUttered(text, {"name": intent, "confidence": 0.9},
-                       metadata={"customer_id": customer} if customer else {}, input_channel="rest")
+                       metadata={bank.VERIFIED_CUSTOMER_KEY: customer} if customer else {}, input_channel="rest")
 
 
 @pytest.fixture
@@ -61,7 +62,7 @@ def db_url(bank_url, monkeypatch):
 
 
 def test_handoff_queues_the_conversation_and_pauses_it(db_url):
-    tracker = tracker_of([RasaActionExecuted("action_listen"), user("human please", "request_human"),
+    tracker = tracker_of([RasaActionExecuted("action_listen"), user("human please", "request_human", "C1001"),
                           RasaActionExecuted("utter_request_human")])
     assert run(handoff.ActionHandoff(), tracker) == (PAUSE, [])
     [queued] = bank.list_handoffs(db_url)
@@ -72,12 +73,22 @@ def test_handoff_queues_the_conversation_and_pauses_it(db_url):
     assert len(bank.list_handoffs(db_url)) == 1
 
 
+def test_a_customer_who_is_not_identified_is_handed_off_without_a_customer(db_url):
+    """A person can help someone who cannot sign in; the queue names no customer for them."""
+    tracker = tracker_of([RasaActionExecuted("action_listen"),
+                          UserUttered("human please", {"name": "request_human"}, metadata={"customer_id": "C1002"}),
+                          RasaActionExecuted("utter_request_human")], sender="web-2")
+    assert run(handoff.ActionHandoff(), tracker) == (PAUSE, [])
+    [queued] = bank.list_handoffs(db_url)
+    assert (queued.sender_id, queued.customer_id) == ("web-2", None)
+
+
 def test_handoff_during_a_form_ends_the_form(db_url):
     tracker = tracker_of([
         RasaActionExecuted("action_listen"), user("I don't know this payment", "card_payment_not_recognised", "C1002"),
         RasaActionExecuted("dispute_form"), RasaActiveLoop("dispute_form"), RasaSlotSet("payment_id", "TX-1002-01"),
         RasaSlotSet("requested_slot", "payment_confirmed"), RasaActionExecuted("action_listen"),
-        user("let me talk to an agent", "request_human"), RasaActionExecuted("utter_request_human"),
+        user("let me talk to an agent", "request_human", "C1002"), RasaActionExecuted("utter_request_human"),
     ])
     events, messages = run(handoff.ActionHandoff(), tracker)
     assert events == [ActiveLoop(None), SlotSet("requested_slot", None), SlotSet("payment_id", None), *PAUSE]

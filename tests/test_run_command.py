@@ -26,7 +26,8 @@ def test_run_starts_everything_and_ctrl_c_stops_everything(tmp_path, trained_mod
         **{k: str(v) for k, v in ports.items()},
         "TRACKER_STORE_URL": f"sqlite:///{tmp_path / 'tracker.db'}",
     }
-    env.pop("GENERATOR_URL", None)
+    for name in ("GENERATOR_URL", "SOCKETIO_JWT_KEY", "BANK_DEMO_CUSTOMER_ID"):
+        env.pop(name, None)
     process = subprocess.Popen(
         [sys.executable, "-m", "ops", "run"], cwd=settings.ROOT, env=env,
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
@@ -51,7 +52,9 @@ def test_run_starts_everything_and_ctrl_c_stops_everything(tmp_path, trained_mod
         with urllib.request.urlopen(page_url, timeout=10) as page:
             assert '<script src="/widget/lakeside-chat.js"' in page.read().decode()
         with urllib.request.urlopen(f"{page_url}/config.js", timeout=10) as config:
-            assert f'"serverUrl": "http://127.0.0.1:{ports["RASA_PORT"]}"' in config.read().decode()
+            script = config.read().decode()
+        assert f'"serverUrl": "http://127.0.0.1:{ports["RASA_PORT"]}"' in script
+        _the_demo_page_signs_in_the_demo_customer(script, f"http://127.0.0.1:{ports['RASA_PORT']}", page_url)
         with urllib.request.urlopen(f"{page_url}/widget/lakeside-chat.js", timeout=10) as script:
             assert script.headers["Content-Type"].startswith(("application/javascript", "text/javascript"))
     finally:
@@ -60,6 +63,39 @@ def test_run_starts_everything_and_ctrl_c_stops_everything(tmp_path, trained_mod
     assert process.returncode == 0, "".join(output) + remaining
     assert "stopped." in remaining
     assert not any(_port_open(port) for port in ports.values())
+
+
+def _the_demo_page_signs_in_the_demo_customer(config_js: str, rasa_url: str, page_url: str) -> None:
+    """The run command gives Rasa and the page one SOCKETIO_JWT_KEY (a new one per run):
+    socket.io needs the page's token, whose claim makes the visitor the demo customer."""
+    import queue
+
+    import jwt
+    import socketio
+
+    config = json.loads(config_js.split("=", 1)[1].strip().rstrip(";"))
+    assert jwt.decode(config["token"], options={"verify_signature": False})["customer_id"] == "C1001"
+    refused = socketio.Client(reconnection=False, websocket_extra_options={"origin": page_url})
+    try:
+        refused.connect(rasa_url, transports=["websocket"], wait_timeout=10)
+        raise AssertionError("socket.io accepted a connection without the page's token")
+    except socketio.exceptions.ConnectionError:
+        pass
+    client = socketio.Client(reconnection=False, websocket_extra_options={"origin": page_url})
+    replies = queue.Queue()
+    client.on("bot_uttered", replies.put)
+    client.connect(rasa_url, auth={"token": config["token"]}, transports=["websocket"], wait_timeout=10)
+    try:
+        client.emit("session_request", {"session_id": "run-command-demo"})
+        time.sleep(1)
+        client.emit("user_uttered", {"message": "I lost my card", "session_id": "run-command-demo"})
+        messages = [replies.get(timeout=60)]
+        while not messages[-1].get("quick_replies"):
+            messages.append(replies.get(timeout=60))
+    finally:
+        client.disconnect()
+    # the form asks about the demo customer's cards (build/bank.db), not how to sign in
+    assert "I can freeze it for you now" in messages[-1]["text"], messages
 
 
 def test_an_api_token_that_starts_with_a_dash_reaches_rasa():

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import time
 
@@ -15,7 +16,7 @@ import pytest
 from actions.llm_reply import HUMAN_BUTTON, NO_KNOWLEDGE_TEXT
 from actions.settings import KNOWLEDGE_TOP_K
 from ops.stack import post
-from tests.conftest import API_TOKEN, GENERATOR_TIMEOUT_S, get_json, metadata
+from tests.conftest import API_TOKEN, GENERATOR_TIMEOUT_S, bank_rows, get_json, metadata
 
 OPEN_QUESTION = "what is the tallest building in the world"
 
@@ -160,6 +161,29 @@ def test_empty_message_gets_a_polite_reply(running_stack, domain_responses):
     assert running_stack.say("e2e-empty", "hello")[0] == 200
 
 
+@pytest.mark.parametrize("text", [
+    "I lost my card",  # the request of issue 19
+    "my friend hasn't received the money I sent",
+    "there's a payment on my account I don't recognise",
+], ids=["lost card", "transfer", "dispute"])
+def test_an_anonymous_caller_naming_a_customer_gets_nothing_of_that_customer(running_stack, text):
+    """The REST channel as `make run` leaves it (no REST_CHANNEL_TOKEN): a caller's
+    metadata.customer_id identifies nobody, so the account actions say how to sign in,
+    reveal nothing of C1002 and change nothing (docs/security.md; the same request with
+    the token: test_identity_e2e.py)."""
+    from actions import forms
+
+    before = bank_rows(running_stack.bank_url)
+    sender = f"attacker-{text[:8].replace(' ', '-')}"
+    body = {"sender": sender, "message": text, "metadata": {"customer_id": "C1002"}}
+    status, reply = post(f"{running_stack.rasa_url}/webhooks/rest/webhook", json.dumps(body).encode())
+    assert status == 200
+    said = " ".join(_texts(reply))
+    assert _texts(reply)[-1].startswith(forms.SIGN_IN_REQUIRED)
+    assert not re.search(r"3377|Sam Patel|Page Turner|Lee Wong|card ending|TX-", said), said
+    assert bank_rows(running_stack.bank_url) == before
+
+
 def test_rasa_side_embeddings_match_the_generators(running_stack):
     """The fp32 ONNX export gives the generator's sentence-transformers vectors; the
     int8 one used by default stays close to them."""
@@ -203,7 +227,6 @@ def test_status_shows_every_part(running_stack, monkeypatch, trained_model):
 
 def test_action_server_metrics_after_the_conversations(running_stack):
     """Runs after the tests above: LLM replies, fallbacks and timeouts have happened."""
-    import re
     import urllib.request
 
     port = running_stack.actions.health_url.split(":")[2].split("/")[0]
