@@ -143,11 +143,16 @@ def missing_kind(question: str, reply: str, wanted: Optional[Set[str]] = None) -
     return bool(wanted) and not wanted & states(reply)
 
 
+# "can I change it?", "does it work abroad?": a question of its own, not a fragment.
+_YES_NO = re.compile(r"\b(can|could|do|does|did|is|are|will|would|should|may)\s+(i|it|they|you|we|my|that|this|"
+                     r"those|these|there)\b", re.I)
+
+
 def wanted_kinds(focus: str, followup: Optional["FollowUp"]) -> Set[str]:
     """What the message asks for; a follow-up that names no kind of its own ("and by bank
     transfer?") asks for the same kind as the question it continues ("top up limit?")."""
     kinds = asks(focus)
-    if not kinds & GATED_KINDS and followup is not None:
+    if not kinds and followup is not None and not _YES_NO.search(focus):
         kinds |= asks(followup.question)
     return kinds
 
@@ -181,6 +186,15 @@ class FollowUp:
 def _ranking(event: Mapping[str, Any]) -> List[Dict[str, Any]]:
     ranking = (event.get("parse_data") or {}).get("intent_ranking")
     return [r for r in ranking if isinstance(r, dict)] if isinstance(ranking, list) else []
+
+
+_QUESTION_WORD = re.compile(r"^\s*(how|what|whats|what's|when|where|why|which|who|can|could|do|does|did|is|are|will|"
+                            r"would|should|may|am|have|has)\b", re.I)
+
+
+def is_question(text: str) -> bool:
+    """A question rather than a bare detail ("£150", "yesterday", "the one ending 3377")."""
+    return "?" in text or bool(_QUESTION_WORD.search(text))
 
 
 def opens_as_continuation(text: str) -> bool:
@@ -343,6 +357,7 @@ def rank(sentences: SentenceIndex, query: np.ndarray, focus: str, hits: Sequence
     similarity = index.sentence_vectors[rows] @ unit(query)
     if focus_query is not None:  # a follow-up: what it asks, within the earlier question's topic
         similarity = (similarity + index.sentence_vectors[rows] @ unit(focus_query)) / 2
+    passage_similarity = index.vectors @ unit(query)  # the section's own (its heading says what it is about)
     wanted = asks(focus) if wanted is None else wanted
     words = set(content_words(focus))
     avoided = {" ".join(s.split()) for s in avoid}
@@ -352,7 +367,9 @@ def rank(sentences: SentenceIndex, query: np.ndarray, focus: str, hits: Sequence
         kinds = states(text)
         overlap = sentences.overlap(words, row)
         score = (float(sim) + settings.ANSWER_OVERLAP_WEIGHT * overlap
-                 + settings.ANSWER_KIND_WEIGHT * (len(wanted & kinds) > 0)
+                 + settings.ANSWER_SECTION_WEIGHT * float(passage_similarity[index.sentence_rows[row]])
+                 + settings.ANSWER_KIND_WEIGHT * (len(wanted & kinds - {"place"}) > 0)
+                 + settings.ANSWER_PLACE_WEIGHT * ("place" in wanted and "place" in kinds)
                  + settings.ANSWER_PAGE_WEIGHT * (page_score[index.passages[index.sentence_rows[row]].page_id]
                                                   - best_page))
         if any(text in said for said in avoided):
@@ -360,6 +377,11 @@ def rank(sentences: SentenceIndex, query: np.ndarray, focus: str, hits: Sequence
         scored.append(Scored(row, score, float(sim), overlap, kinds))
     scored.sort(key=lambda s: -s.score)
     return scored
+
+
+# A sentence that leans on the one before it ("It takes...", "Then cancel it...").
+_NEEDS_PREVIOUS = re.compile(r"(It|Its|This|That|They|These|Those|There|He|She|Then|After that|Once (?:it|they|you"
+                             r"(?:'ve)? do)|Otherwise|However|But|Also|So|If (?:so|not|it doesn't))\b")
 
 
 def compose(sentences: SentenceIndex, ranked: Sequence[Scored]) -> List[int]:
@@ -379,7 +401,7 @@ def compose(sentences: SentenceIndex, ranked: Sequence[Scored]) -> List[int]:
         if page(other.row) == page(best.row):
             rows.append(other.row)
     for row in list(rows):
-        if re.match(r"(It|This|That|They|These|Those|There|He|She|Its)\b", sentences.texts[row]) and row > 0 \
+        if _NEEDS_PREVIOUS.match(sentences.texts[row]) and row > 0 \
                 and int(index.sentence_rows[row - 1]) == int(index.sentence_rows[row]) and row - 1 not in rows:
             rows.append(row - 1)
     return sorted(set(rows))
@@ -401,7 +423,8 @@ def extract(sentences: SentenceIndex, query: np.ndarray, question: str, hits: Se
         return Extract(False, [], None, None, 0.0, retrieval, why="no sentences")
     best = ranked[0]
     page = sentences.index.passages[int(sentences.index.sentence_rows[best.row])].page_id
-    coverage = sentences.coverage(content_words(question), page)
+    # country names are covered by the pages' "EEA" / "outside the UK and EEA" (place_words)
+    coverage = sentences.coverage([w for w in content_words(question) if w not in EEA and w not in ABROAD], page)
     title = sentences.index.titles[page]
     if followup is None and retrieval < settings.KNOWLEDGE_MIN_SCORE:
         return Extract(False, [], page, title, coverage, retrieval, best, why="retrieval")

@@ -173,13 +173,14 @@ async def answer(
         raise generator.GeneratorError("no user text")
     followup = answers.followup_context(events)
     query_text = f"{followup.question} {question}" if followup else question
-    query_text = f"{query_text} {answers.place_words(question)}".strip()
+    # "Spain" is "elsewhere in the EEA" in the pages' words: searched, not counted as covered
+    search_text = f"{query_text} {answers.place_words(question)}".strip()
     ranking = followup.intent_ranking if followup else last_intent_ranking(events)
 
-    query = await generator.embed([query_text, question] if followup else [query_text], base_url=base_url,
+    query = await generator.embed([search_text, question] if followup else [search_text], base_url=base_url,
                                   timeout_s=deadline.left())
     waited = query.latency_ms
-    hits = index.search(query.vectors[0], max(settings.KNOWLEDGE_TOP_K, settings.ANSWER_TOP_K), text=query_text,
+    hits = index.search(query.vectors[0], max(settings.KNOWLEDGE_TOP_K, settings.ANSWER_TOP_K), text=search_text,
                         intent_ranking=ranking)
     extract = answers.extract(sentences, query.vectors[0], query_text, hits, focus=question, followup=followup,
                               focus_query=query.vectors[1] if followup else None)
@@ -291,8 +292,9 @@ class ActionLLMReply(Action):
         started = time.monotonic()
         error_reason = None
         intent = (tracker.latest_message or {}).get("intent", {}).get("name")
-        if intent == "inform" and answers.followup_context(tracker.events) is None:
-            # a form answer ("£150", "yesterday") with no form asking and nothing to continue
+        text = (tracker.latest_message or {}).get("text") or ""
+        if intent == "inform" and not answers.is_question(text) and answers.followup_context(tracker.events) is None:
+            # a bare detail ("£150", "yesterday") with no form asking and nothing to continue
             dispatcher.utter_message(response="utter_inform")
             return []
         if last_user_text(tracker.events) is None:  # no user text to answer (e.g. an empty message)

@@ -94,9 +94,13 @@ ANSWER_TOP_K = _int("ANSWER_TOP_K", 6)
 # (amount, duration, place in the app), and its page's retrieval score minus the best page's.
 ANSWER_OVERLAP_WEIGHT = _float("ANSWER_OVERLAP_WEIGHT", 0.3)
 ANSWER_KIND_WEIGHT = _float("ANSWER_KIND_WEIGHT", 0.1)
+# ... plus this weight times its section's cosine similarity to the question.
+ANSWER_SECTION_WEIGHT = _float("ANSWER_SECTION_WEIGHT", 0.7)
+# ... and for a place in the app ("Card > Freeze") when the question asks how or where.
+ANSWER_PLACE_WEIGHT = _float("ANSWER_PLACE_WEIGHT", 0.1)
 ANSWER_PAGE_WEIGHT = _float("ANSWER_PAGE_WEIGHT", 1.0)
 # A sentence already sent in this conversation scores this much less (follow-ups ask for more).
-ANSWER_REPEAT_PENALTY = _float("ANSWER_REPEAT_PENALTY", 0.3)
+ANSWER_REPEAT_PENALTY = _float("ANSWER_REPEAT_PENALTY", 0.1)
 # A follow-up's earlier answer's page scores this much more.
 ANSWER_FOLLOWUP_PAGE_BONUS = _float("ANSWER_FOLLOWUP_PAGE_BONUS", 0.1)
 # Another sentence of the best one's page joins the reply when it scores within this margin.
