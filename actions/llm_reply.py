@@ -1,39 +1,29 @@
-"""Answer open-ended and low-confidence turns with the language model, grounded in the
-knowledge base (knowledge/*.md, indexed by actions.knowledge).
+"""Answer the customer's questions from the knowledge base (knowledge/*.md).
 
-One turn:
-  1. Retrieve: embed the customer's last message (redacted, capped) through the
-     generator's /v1/embeddings and take the KNOWLEDGE_TOP_K best passages (ranked
-     with the NLU's intent ranking of that message as a prior, when the tracker has
-     one: actions/knowledge.py). If the best passage's score is below
-     KNOWLEDGE_MIN_SCORE the bot says it has no information on that and offers a
-     person (source "no_knowledge"); nothing is generated.
-  2. Generate: one page answers, the best passage's: the prompt
-     (conversation.build_prompt) holds that passage and the page's other sections
-     among the top k, the recent conversation and the quoted question.
-     LLM_CANDIDATES replies come from ONE request (OpenAI `n`; the generator decodes
-     them together in its batch), sampled at LLM_CANDIDATE_TEMPERATURE when there are
-     several, greedy when there is one; LLM_FREQUENCY_PENALTY (when not 0) is sent
-     as OpenAI's frequency_penalty.
-  3. Select: each candidate is tidied (speaker label, an unfinished last sentence) and
-     repaired (guardrails.repair drops its sentences that state a number the passages
-     lack, and repeats of a sentence), then rejected if guardrails.check_reply names a
-     reason (length, a loop, system prompt leak, personal data, URL, account claim, a
-     number not in the passages).
-     The survivors are embedded in one more /v1/embeddings call; a candidate's
-     support is its best cosine similarity to a passage of the prompt, and one below
-     LLM_MIN_SUPPORT is rejected as ungrounded (one above ECHO_SIMILARITY to the
-     question only repeats it, and is rejected too). The best-supported candidate
-     wins (ties: the earlier one). If none is left, a new round asks for
-     LLM_CANDIDATES more (sampled, another seed), up to LLM_RETRY_ROUNDS times, while
-     the turn's deadline leaves at least as long as the last round took. If no round
-     gives one, the bot says it has no answer it is sure of and offers a person
-     (source "no_safe_answer").
-  4. Cite: the reply ends with "Source: <page title>" of the page the prompt held;
-     metadata.sources lists its page id.
+action_llm_reply answers every informational intent (data/rules/banking.yml), open
+questions (nlu_fallback, out_of_scope), questions the NLU reads as `inform`, and
+follow-ups. One turn:
 
-If the generator fails or the whole turn takes longer than GENERATOR_TIMEOUT_S, the
-customer gets the polite template utter_llm_fallback (source "fallback").
+  1. Context: a short, elliptical message continues the earlier question of the
+     session (answers.followup_context); the query is then both together.
+  2. Retrieve: embed the query (redacted, capped) through the generator's
+     /v1/embeddings and rank passages (actions/knowledge.py, with the NLU's intent
+     ranking as a prior: the earlier question's for a follow-up).
+  3. Extract: the sentences of the best page that state what was asked, verbatim, or
+     nothing when the answerability gate says the pages do not cover the question
+     (actions/answers.py). Then the honest reply with a person offered (source
+     "no_knowledge"): nothing is made up.
+  4. Optionally generate (LLM_CANDIDATES > 0; 0 by default): N candidates from one
+     batched request, phrased from the answer's page; each is tidied, repaired and
+     checked by the guardrails, and one replaces the extractive answer only when it is
+     at least as faithful (`faithful`: the same figures, no others, close in meaning).
+     Source "llm" when one wins, "knowledge" otherwise.
+  5. Cite: the reply ends with "Source: <page title>"; metadata.sources lists the page
+     id, metadata.gate the gate's figures. The intent's own buttons (utter_<intent>)
+     come with the answer.
+
+If the generator fails or the turn takes longer than GENERATOR_TIMEOUT_S, the customer
+gets the polite template utter_llm_fallback (source "fallback").
 """
 from __future__ import annotations
 
@@ -57,10 +47,6 @@ FALLBACK_RESPONSE = "utter_llm_fallback"
 HUMAN_BUTTON = {"title": "Talk to a person", "payload": "/request_human"}
 NO_KNOWLEDGE_TEXT = (
     "I'm sorry, I don't have information about that, and I'd rather not guess. "
-    "Would you like me to connect you with a person from our support team?"
-)
-NO_SAFE_ANSWER_TEXT = (
-    "I'm sorry, I couldn't find an answer to that I'm confident is correct. "
     "Would you like me to connect you with a person from our support team?"
 )
 
@@ -141,6 +127,13 @@ class _Deadline:
 _sentences: Optional[answers.SentenceIndex] = None
 
 
+def cite(text: str, title: Optional[str]) -> str:
+    """The answer with its source on a line of its own. One newline, not a blank line:
+    Rasa's socket.io channel sends each paragraph as a message of its own, which would
+    show the source as a second bubble live and as one after a reload."""
+    return f"{text}\nSource: {title}"
+
+
 def load_sentences() -> answers.SentenceIndex:
     """The index's sentences and page vocabularies, built once per process."""
     global _sentences
@@ -172,7 +165,9 @@ async def answer(
     if not question:
         raise generator.GeneratorError("no user text")
     followup = answers.followup_context(events)
-    query_text = f"{followup.question} {question}" if followup else question
+    # the earlier question is read from the events as typed: redacted and capped like the message
+    earlier = guardrails.cap(guardrails.redact(followup.question), settings.LLM_MAX_MESSAGE_CHARS) if followup else ""
+    query_text = f"{earlier} {question}" if followup else question
     # "Spain" is "elsewhere in the EEA" in the pages' words: searched, not counted as covered
     search_text = f"{query_text} {answers.place_words(question)}".strip()
     ranking = followup.intent_ranking if followup else last_intent_ranking(events)
@@ -187,10 +182,14 @@ async def answer(
     if not extract.answerable:
         return Answer("no_knowledge", NO_KNOWLEDGE_TEXT, hits=hits, latency_ms=waited, extract=extract,
                       followup=followup is not None)
-    result = Answer("knowledge", f"{extract.text}\n\nSource: {extract.title}", sources=[extract.page_id or ""],
+    result = Answer("knowledge", cite(extract.text, extract.title), sources=[extract.page_id or ""],
                     hits=hits, latency_ms=waited, extract=extract, followup=followup is not None)
     if candidates > 0:
-        await generate(result, events, slots, hits, question, candidates, deadline, base_url)
+        try:
+            await generate(result, events, slots, hits, question, candidates, deadline, base_url)
+        except generator.GeneratorError as error:  # the extractive answer stands
+            logger.warning("generated candidates failed (%s): the extractive answer is sent", error.reason)
+            metrics.LLM_CALLS.labels(error.reason.split(":")[0]).inc()
     return result
 
 
@@ -246,7 +245,7 @@ async def generate(result: Answer, events: Sequence[Dict[str, Any]], slots: Opti
             best = max(winners, key=lambda c: c.support)
             best.passage = used[0].passage
             result.source = "llm"
-            result.text = f"{best.text}\n\nSource: {result.extract.title}"
+            result.text = cite(best.text, result.extract.title)
             return
     return
 

@@ -25,7 +25,7 @@ FALLBACKS = Counter(
 )
 LLM_REPLIES = Counter(
     "action_server_llm_replies_total",
-    "Replies of action_llm_reply by source (llm, no_knowledge, no_safe_answer, fallback)",
+    "Replies of action_llm_reply by source (knowledge, llm, no_knowledge, fallback)",
     ["source"],
 )
 REJECTED_CANDIDATES = Counter(

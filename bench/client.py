@@ -235,7 +235,7 @@ def stored_turns(events: Sequence[Dict[str, Any]]) -> List[StoredTurn]:
 def answered_by(turns: Sequence[Turn], stored: Dict[str, List[Dict[str, Any]]]) -> Dict[str, str]:
     """How the bot answered each turn (by message id), from the tracker store:
     "template" (a response or form, no LLM), the metadata.source of action_llm_reply's
-    message ("llm", "no_knowledge", "no_safe_answer", "fallback"), or "not stored"."""
+    message ("knowledge", "llm", "no_knowledge", "fallback"), or "not stored"."""
     by_id = {}
     for events in stored.values():
         for turn in stored_turns(events):

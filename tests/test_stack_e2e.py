@@ -37,8 +37,13 @@ def test_card_arrival_is_classified_and_answered(running_stack, domain_responses
     assert status == 200
     user = [e for e in running_stack.events("e2e-card") if e["event"] == "user"][-1]
     assert user["parse_data"]["intent"]["name"] == "card_arrival"
-    assert _texts(reply)[0] in domain_responses["utter_card_arrival"]
-    assert metadata(running_stack.last_bot_event("e2e-card"))["utter_action"] == "utter_card_arrival"
+    # answered from the intent's page: its sentences (verbatim), with the page as the source
+    text = _texts(reply)[0]
+    assert "working days" in text and text.endswith("Source: Card delivery and tracking")
+    bot = metadata(running_stack.last_bot_event("e2e-card"))
+    assert bot["source"] == "knowledge" and bot["sources"] == ["card-delivery"]
+    actions = [e["name"] for e in running_stack.events("e2e-card") if e["event"] == "action"]
+    assert actions[-2:] == ["action_llm_reply", "action_listen"]
 
 
 def test_out_of_scope_question_gets_the_honest_no_knowledge_reply(running_stack):

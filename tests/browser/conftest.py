@@ -67,6 +67,9 @@ def web_stack(tmp_path_factory, trained_model, request):
             "GENERATOR_URL": f"http://127.0.0.1:{gen_port}/v1",
             "GENERATOR_TIMEOUT_S": str(GENERATOR_TIMEOUT_S),
             "BANK_DB_URL": bank_url,
+            # generated candidates on (off by default): a knowledge answer then takes
+            # seconds, the slow turn the typing indicator and the reconnect test need
+            "LLM_CANDIDATES": "3",
         }),
         stack.rasa_service(
             rasa_port, work, trained_model, stack.endpoints_for(act_port, work),

@@ -16,7 +16,6 @@ from tests.browser.conftest import SCREENSHOTS
 
 BOT = ".lsc-msg.lsc-bot"
 USER = ".lsc-msg.lsc-user"
-OPEN_QUESTION = "what is the tallest building in the world"
 # Out of scope for the NLU, answered from the knowledge base: candidates are generated.
 KNOWLEDGE_QUESTION = "explain how Lakeside handles weekend exchange markups and why"
 
@@ -75,7 +74,7 @@ def test_ask_a_question_and_see_the_answer(web_stack, page, domain_responses):
     send(page, "my card still hasn't arrived")
     wait_bot_count(page, 2)
     assert user_texts(page) == ["my card still hasn't arrived"]
-    assert bot_texts(page)[1] in domain_responses["utter_card_arrival"]
+    assert "working days" in bot_texts(page)[1]  # the card delivery page's sentences
     # The conversation is the widget's session id in the tracker store.
     user = user_events(web_stack, page, 2)
     assert [e["text"] for e in user] == ["/greet", "my card still hasn't arrived"]
@@ -94,7 +93,7 @@ def test_reload_keeps_the_conversation(web_stack, page, domain_responses):
     page.locator(BOT).nth(1).wait_for()
     assert session_id(page) == sid
     assert (user_texts(page), bot_texts(page)) == before
-    assert bot_texts(page)[1] in domain_responses["utter_activate_my_card"]
+    assert "Card > Activate card" in bot_texts(page)[1]
     # and the conversation goes on in the same session
     send(page, "thanks")
     wait_bot_count(page, 3)
@@ -137,7 +136,8 @@ def test_typing_indicator_during_an_llm_reply(web_stack, page):
         time.sleep(0.2)
     assert "action_llm_reply" in names
     bot = [e for e in events if e["event"] == "bot"][-1]
-    assert bot["metadata"]["source"] in ("llm", "no_safe_answer")  # generated, then checked
+    # candidates generated, then checked against the extractive answer: the winner is sent
+    assert bot["metadata"]["source"] in ("llm", "knowledge") and bot["metadata"]["llm"]["candidates"] >= 1
     assert words(bot_texts(page)[1]) == words(bot["text"])
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)
     (SCREENSHOTS / "llm-first-word.json").write_text(json.dumps(
@@ -149,7 +149,7 @@ def test_typing_indicator_during_an_llm_reply(web_stack, page):
 
 def test_reply_sent_while_offline_appears_after_reconnecting(web_stack, page):
     open_chat(page, web_stack.page_url)
-    send(page, OPEN_QUESTION)  # an LLM reply: seconds, long enough to drop the line
+    send(page, KNOWLEDGE_QUESTION)  # candidates are generated: seconds, long enough to drop the line
     page.evaluate("LakesideChat.instance.socket.disconnect()")
     page.locator(".lsc-status").filter(has_text="Reconnecting").wait_for()
     sid = session_id(page)
@@ -164,7 +164,7 @@ def test_reply_sent_while_offline_appears_after_reconnecting(web_stack, page):
     wait_bot_count(page, 3)
     bots = [e["text"] for e in stored_events(web_stack.db_path, sid) if e["event"] == "bot"]
     assert words(bot_texts(page)[1]) == words(bots[1])
-    assert user_texts(page) == [OPEN_QUESTION, "my card still hasn't arrived"]
+    assert user_texts(page) == [KNOWLEDGE_QUESTION, "my card still hasn't arrived"]
 
 
 def test_keyboard_and_screen_reader(web_stack, page):
