@@ -66,8 +66,10 @@ DISPUTE_WINDOW_DAYS = 120  # knowledge/refunds-and-disputes.md
 # What an account action answers a customer who is not identified (see customer_id).
 SIGN_IN_REQUIRED = ("To do that I need to know it's you. Please sign in to the Lakeside app or website and chat "
                     "with us from there, and I'll help you straight away.")
-LOST_CARD_WITHOUT_APP = (" If you can't get into the app, call the number on our website and we'll freeze "
-                         "the card for you.")
+# What the customer can do alone meanwhile, in the words of knowledge/lost-stolen-compromised-card.md.
+LOST_CARD_WITHOUT_APP = (" Meanwhile you can freeze it yourself in the Lakeside app under Card > Freeze, or cancel it "
+                         "under Card > Report lost or stolen. If you can't get into the app, call the number on the "
+                         "back of your card or on our website and we'll freeze the card for you.")
 FORM_SLOTS = {
     "lost_card_form": ["card_last4", "replace_card"],
     "transfer_form": ["transfer_amount", "transfer_date", "transfer_direction"],
