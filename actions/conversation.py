@@ -13,7 +13,7 @@ from actions import guardrails, settings
 from actions.knowledge import Passage
 
 # Short and plain: SmolLM2-135M follows a few simple sentences better than a long rule
-# list (bench/results/grounding.md). The guardrails check the reply whatever it says.
+# list. The guardrails check the reply whatever it says.
 SYSTEM_PROMPT = (
     "You are a helpful support assistant for {bank}. Use the help article to answer the question "
     "briefly. Only use facts from the article, and do not talk about the customer's own account. "

@@ -40,8 +40,7 @@ The term only reorders passages: the no-knowledge threshold still applies to the
 `Hit.score` of the passage ranked first, so the NLU's guess never makes the bot answer
 a question the knowledge base has too little to say about (the NLU is confident about
 a banking topic for many questions the pages do not answer). Without a ranking the
-term is 0 and the order is the one without it. bench/results/grounding.md has the
-figures for each part on the development questions and on held-out ones.
+term is 0 and the order is the one without it.
 
 The index is built ahead of time into build/knowledge/index.npz (about 19 MB; three
 minutes on one CPU core), with a digest of the files it was built from:
@@ -84,7 +83,7 @@ FORMAT_VERSION = 4
 EMBED_BATCH = 32
 # The relevance score: PASSAGE_WEIGHT * passage similarity + (1 - PASSAGE_WEIGHT) * best
 # example question's similarity, where an NLU example counts NLU_EXAMPLE_PENALTY less.
-# Chosen on the grounding benchmark's development sets (bench/results/grounding.md).
+# Chosen on the citation benchmark's development sets (2026-12-03; replaced by bench/answers.py).
 PASSAGE_WEIGHT = 0.3
 NLU_EXAMPLE_PENALTY = 0.06
 

@@ -42,7 +42,8 @@ LLM_MAX_PROMPT_CHARS = _int("LLM_MAX_PROMPT_CHARS", 6000)
 # Slots whose values the prompt may show (comma-separated names; none by default).
 LLM_PROMPT_SLOTS = [s.strip() for s in os.environ.get("LLM_PROMPT_SLOTS", "").split(",") if s.strip()]
 
-# Grounded replies (actions/llm_reply.py, actions/knowledge.py, bench/grounding.py).
+# Answers from the knowledge base (actions/llm_reply.py, actions/answers.py, actions/knowledge.py,
+# bench/answers.py).
 KNOWLEDGE_DIR = Path(os.environ.get("KNOWLEDGE_DIR", ROOT / "knowledge"))
 # NLU examples of the intents the pages list: they help find the right page.
 KNOWLEDGE_EXAMPLES = Path(os.environ.get("KNOWLEDGE_EXAMPLES", ROOT / "data" / "nlu" / "banking77.yml"))
@@ -54,14 +55,15 @@ KNOWLEDGE_TOP_K = _int("KNOWLEDGE_TOP_K", 3)
 # ANSWER_* gate settings on bench/answers/development.yml (bench/results/answers-development.md).
 KNOWLEDGE_MIN_SCORE = _float("KNOWLEDGE_MIN_SCORE", 0.5)
 # Weight of the lexical (BM25) score in the ranking of passages (actions/knowledge.py);
-# 0.1 was the best of 0–0.25 on the development questions (91.5 % right page first).
+# 0.1 was the best of 0–0.25 on the earlier citation benchmark's development questions
+# (91.5 % right page first).
 KNOWLEDGE_LEXICAL_WEIGHT = _float("KNOWLEDGE_LEXICAL_WEIGHT", 0.1)
 # Weight of the intent prior in the ranking of passages (actions/knowledge.py): the
 # NLU's summed confidence in the intents a page lists (the message's intent_ranking).
-# 0.1 was the best of 0–1 on the development questions (95.3 % right page first, from
+# 0.1 was the best of 0–1 on the citation benchmark's questions (95.3 % right page first, from
 # 91.5 % without it). It reorders passages only: KNOWLEDGE_MIN_SCORE does not count it,
 # because the NLU is confident about a banking topic for many questions the pages do
-# not answer (bench/results/grounding.md has the table).
+# not answer.
 KNOWLEDGE_INTENT_WEIGHT = _float("KNOWLEDGE_INTENT_WEIGHT", 0.1)
 # Generated candidates per answer, from one batched request (n; sampled when > 1, greedy
 # at 1). They compete with the extractive answer and replace it only when at least as
@@ -73,8 +75,7 @@ LLM_CANDIDATES = _int("LLM_CANDIDATES", 0)
 LLM_CANDIDATE_TEMPERATURE = _float("LLM_CANDIDATE_TEMPERATURE", 0.7)
 # When every candidate of a round is rejected, ask again for LLM_CANDIDATES new ones
 # (sampled, another seed), up to this many more rounds while the turn's deadline allows.
-# Only turns whose candidates all failed pay for it (bench/results/grounding.md counts
-# the answers the second round gave). 0: the honest no-answer reply at once.
+# Only turns whose candidates all failed pay for it. 0: the extractive answer at once.
 LLM_RETRY_ROUNDS = _int("LLM_RETRY_ROUNDS", 1)
 # OpenAI's frequency_penalty (-2..2) for the reply requests: lowers the odds of tokens a
 # reply has already used, against loops. 0 leaves it out of the request. Measured at 0.5
