@@ -114,8 +114,8 @@ EEA = frozenset(
     "danish estonian finnish french german greek hungarian irish italian latvian lithuanian maltese dutch "
     "polish portuguese romanian slovak slovenian spanish swedish icelandic norwegian europe eu".split())
 ABROAD = frozenset(
-    "usa us america american states canada canadian australia australian zealand india indian china chinese "
-    "japan japanese brazil brazilian mexico mexican nigeria nigerian south africa african russia russian turkey "
+    "usa america american canada canadian australia australian zealand india indian china chinese "
+    "japan japanese brazil brazilian mexico mexican nigeria nigerian africa african russia russian turkey "
     "turkish dubai uae emirates egypt thailand singapore hong kong pakistan philippines switzerland swiss "
     "argentina ukraine ukrainian morocco kenya ghana vietnam korea israel saudi qatar".split())
 
@@ -126,7 +126,8 @@ def place_words(text: str) -> str:
     extra = []
     if words & EEA:
         extra.append("elsewhere in the EEA")
-    if words & ABROAD:
+    # "US" only in capitals, "states" only after "united": "us" and "states" are common words
+    if words & ABROAD or re.search(r"\bU\.?S\.?A?\b", text) or re.search(r"\bunited states\b", text, re.I):
         extra.append("outside the UK and EEA")
     return " ".join(extra)
 

@@ -106,14 +106,14 @@ class TransformersChatEngine(ChatEngine):
         path = ensure_chat_cache(settings)
         torch.set_num_threads(settings.threads)
         tokenizer = AutoTokenizer.from_pretrained(path)
-        model = AutoModelForCausalLM.from_pretrained(path, dtype=getattr(torch, settings.dtype))
+        model = AutoModelForCausalLM.from_pretrained(path, dtype=getattr(torch, settings.torch_dtype))
         model.eval()
         engine = cls(model, tokenizer, settings)
         started = time.monotonic()
         engine.generate([{"role": "user", "content": "Hi"}], SamplingParams(max_tokens=2, temperature=0),
                         CancelToken(time.monotonic() + 60))  # first forward passes allocate; pay that now
         log.info("chat model loaded from %s (%s, %d torch threads, batches of up to %d, warm-up %.1f s)",
-                 path, settings.dtype, settings.threads, settings.max_batch, time.monotonic() - started)
+                 path, settings.torch_dtype, settings.threads, settings.max_batch, time.monotonic() - started)
         return engine
 
     @property

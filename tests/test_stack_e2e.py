@@ -19,6 +19,8 @@ from ops.stack import post
 from tests.conftest import API_TOKEN, GENERATOR_TIMEOUT_S, bank_rows, get_json, metadata
 
 OPEN_QUESTION = "what is the tallest building in the world"
+# The quick fact benchmark's floors: one under what the pipeline got on 2026-12-04 (11, 12, 12 of 12).
+QUICK_FLOORS = {"answerable": 10, "unanswerable": 11, "followups": 11}
 
 
 def _texts(reply):
@@ -280,3 +282,22 @@ def test_turn_metrics_exporter_after_a_scripted_conversation(running_stack):
     assert value("rasa_intent_confidence_count") == 4
     assert 0 < value("rasa_reply_latency_seconds_sum") < 60
     assert value("rasa_reply_latency_seconds_count") == 4
+
+
+def test_the_quick_fact_benchmark_holds(running_stack):
+    """The quick form of `python -m bench.answers` that CI runs: the first 12 questions of
+    each kind of the development set, through REST, scored on the fact the reply must
+    state. The floors sit one question under what the current pipeline gets (settings
+    were chosen on this set), so a change that makes answers worse fails here."""
+    from bench import answers as fact
+
+    numbers, corpus = fact.known_figures()
+    rows = fact.run_set("development", running_stack.rasa_url, running_stack.db_path, 12, numbers, corpus)
+    outcomes = {kind: [r["outcome"] for r in rows if r["kind"] == kind]
+                for kind in ("answerable", "unanswerable", "followups")}
+    print({kind: {o: found.count(o) for o in set(found)} for kind, found in outcomes.items()})
+    assert [len(found) for found in outcomes.values()] == [12, 12, 12]
+    assert outcomes["answerable"].count("correct") >= QUICK_FLOORS["answerable"]
+    assert outcomes["unanswerable"].count("honest") >= QUICK_FLOORS["unanswerable"]
+    assert outcomes["followups"].count("correct") >= QUICK_FLOORS["followups"]
+    assert not [r for r in rows if r["unsupported"]], "a reply states a figure no page or bank row has"

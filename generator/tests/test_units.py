@@ -77,3 +77,16 @@ def test_bad_settings_are_refused(monkeypatch, name, value):
     monkeypatch.setenv(name, value)
     with pytest.raises(ValueError):
         Settings.from_env()
+
+
+def test_auto_dtype_is_bfloat16_only_where_the_cpu_has_it(tmp_path):
+    from generator.settings import Settings, native_bfloat16
+
+    with_bf16, without = tmp_path / "bf16", tmp_path / "plain"
+    with_bf16.write_text("flags\t\t: fpu sse2 avx2 avx512f avx512_bf16 avx512_vnni\n")
+    without.write_text("flags\t\t: fpu sse2 avx2 fma\n")
+    assert native_bfloat16(with_bf16) and not native_bfloat16(without)
+    assert not native_bfloat16(tmp_path / "missing")
+    assert Settings().dtype == "auto"
+    assert Settings().torch_dtype == ("bfloat16" if native_bfloat16() else "float32")
+    assert Settings(dtype="float32").torch_dtype == "float32"
