@@ -137,11 +137,30 @@ def place_words(text: str) -> str:
 GATED_KINDS = frozenset({"money", "time", "count", "rate"})
 
 
-def missing_kind(question: str, reply: str, wanted: Optional[Set[str]] = None) -> bool:
+# Words on nearly every page: a figure next to them says little about what was asked.
+GENERIC_WORDS = frozenset(stem(w) for w in "card cards account app lakeside money pay payment payments".split())
+
+
+def missing_kind(question: str, reply: str, wanted: Optional[Set[str]] = None, anchors: Optional[str] = None
+                 ) -> bool:
     """The question asks for an amount, time, count or rate (or `wanted` says so), and
     the reply states none of them."""
     wanted = (asks(question) if wanted is None else wanted) & GATED_KINDS
-    return bool(wanted) and not wanted & states(reply)
+    if not wanted:
+        return False
+    if settings.ANSWER_KIND_WINDOW <= 0:
+        return not wanted & states(reply)
+    # anchored: the figure must stand near one of the question's own words
+    words = set(content_words(anchors or question)) - GENERIC_WORDS
+    tokens = re.findall(r"\S+", reply)
+    stems = [set(content_words(t)) for t in tokens]
+    for kind in wanted:
+        for match in _STATES[kind].finditer(reply):
+            at = len(re.findall(r"\S+", reply[: match.start()]))
+            window = stems[max(0, at - settings.ANSWER_KIND_WINDOW): at + settings.ANSWER_KIND_WINDOW + 1]
+            if not words or any(w in words for near in window for w in near):
+                return False
+    return True
 
 
 # "can I change it?", "does it work abroad?": a question of its own, not a fragment.
@@ -238,6 +257,10 @@ def followup_context(events: Sequence[Mapping[str, Any]]) -> Optional[FollowUp]:
         chain.append(i)
         if not is_elliptical(events[i].get("text") or ""):
             break
+    # greetings and thanks are not a topic to continue: only messages with content words
+    chain = [i for i in chain if content_words(events[i].get("text") or "")]
+    if not chain:
+        return None
     start = chain[-1]
     question = " ".join((events[i].get("text") or "").strip() for i in reversed(chain))
     pages, said = [], []
@@ -246,6 +269,26 @@ def followup_context(events: Sequence[Mapping[str, Any]]) -> Optional[FollowUp]:
             said.append(event.get("text") or "")
             pages += [p for p in ((event.get("metadata") or {}).get("sources") or []) if isinstance(p, str)]
     return FollowUp(question, _ranking(events[start]), list(dict.fromkeys(pages)), said)
+
+
+def covered_words(text: str) -> List[str]:
+    """The content words the pages must have for a question (country names are covered by
+    the pages' "EEA" / "outside the UK and EEA": place_words)."""
+    return [w for w in content_words(text) if w not in EEA and w not in ABROAD]
+
+
+def asked_parts(question: str) -> List[str]:
+    """The whole message, and its last question when a story comes before it ("I'm
+    flying to Spain next week ... What's the daily cash limit?"): the story's words need
+    not be on the page."""
+    from actions.guardrails import SENTENCE_END
+
+    parts = [question]
+    sentences_ = [s for s in SENTENCE_END.split(question.strip()) if s]
+    asked = [s for s in sentences_ if s.rstrip().endswith("?") or _QUESTION_WORD.search(s)]
+    if len(sentences_) > 1 and asked and len(covered_words(asked[-1])) >= 2:
+        parts.append(asked[-1])
+    return parts
 
 
 # -- sentences ----------------------------------------------------------------------
@@ -424,8 +467,7 @@ def extract(sentences: SentenceIndex, query: np.ndarray, question: str, hits: Se
         return Extract(False, [], None, None, 0.0, retrieval, why="no sentences")
     best = ranked[0]
     page = sentences.index.passages[int(sentences.index.sentence_rows[best.row])].page_id
-    # country names are covered by the pages' "EEA" / "outside the UK and EEA" (place_words)
-    coverage = sentences.coverage([w for w in content_words(question) if w not in EEA and w not in ABROAD], page)
+    coverage = max(sentences.coverage(covered_words(text), page) for text in asked_parts(question))
     title = sentences.index.titles[page]
     if followup is None and retrieval < settings.KNOWLEDGE_MIN_SCORE:
         return Extract(False, [], page, title, coverage, retrieval, best, why="retrieval")
@@ -435,6 +477,6 @@ def extract(sentences: SentenceIndex, query: np.ndarray, question: str, hits: Se
         return Extract(False, [], page, title, coverage, retrieval, best, why="coverage")
     rows = compose(sentences, ranked)
     chosen = [sentences.texts[r] for r in rows]
-    if settings.ANSWER_KIND_GATE and missing_kind(focus, " ".join(chosen), wanted):
+    if settings.ANSWER_KIND_GATE and missing_kind(focus, " ".join(chosen), wanted, anchors=question):
         return Extract(False, [], page, title, coverage, retrieval, best, why="kind")
     return Extract(True, chosen, page, title, coverage, retrieval, best)
