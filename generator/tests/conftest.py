@@ -5,9 +5,8 @@ server can have its own settings (small queue, short timeout, API key) for free.
 
 from __future__ import annotations
 
-import os
-
 import asyncio
+import os
 import socket
 import threading
 import time
