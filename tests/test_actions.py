@@ -3,10 +3,14 @@ action_llm_reply run on trackers built from events.
 
 The client tests talk HTTP to small aiohttp servers that misbehave on purpose
 (HTTP 500, a non-JSON body, no answer at all): failure modes the real generator
-cannot be made to produce on demand. The action tests use a small OpenAI-compatible
-server whose embeddings are bags of words and whose chat answers with the candidates
-a test gives it, so every decision of the action is known in advance. The real
-generator is used in test_grounding and test_stack_e2e.
+cannot be made to produce on demand. The action tests use a small index of a few
+pages and a small OpenAI-compatible server whose embeddings are bags of words and
+whose chat answers with the candidates a test gives it, so every decision of the
+action is known in advance: which sentences of which page answer (actions/answers.py),
+when the gate refuses, how a follow-up continues the earlier question, and when a
+generated candidate (LLM_CANDIDATES > 0) beats the extractive answer. The real index
+and encoder are used in test_answers, the real generator in test_grounding and
+test_stack_e2e.
 """
 from __future__ import annotations
 
@@ -172,11 +176,34 @@ Transfers within the UK are free. International transfers have a fixed £3 fee, 
 before you confirm the transfer.
 """,
 }
+# A page that states no amount (for the kind gate).
+PIN_PAGE = """---
+id: card-pin
+title: Your card PIN
+intents:
+  - change_pin
+---
+
+## Changing your PIN
+
+You can change your PIN at any Lakeside cash machine. Choose PIN services on the screen and follow the steps.
+"""
 STOP = {"a", "an", "the", "to", "of", "and", "or", "is", "it", "my", "i", "do", "does", "how", "at", "in", "on"}
 MESSAGE_KEYS = {"buttons": [], "elements": [], "custom": {}, "template": None, "response": None, "image": None,
                 "attachment": None}
-DELIVERY_QUESTION = "How long does card delivery take to a UK address? My card is 4111 1111 1111 1111."
+HUMAN_BUTTONS = [{"title": "Talk to a person", "payload": "/request_human"}]
+DELIVERY_QUESTION = "When will my new Lakeside card arrive? My card is 4111 1111 1111 1111."
+REDACTED_QUESTION = "When will my new Lakeside card arrive? My card is [card number]."
+DELIVERY_TITLE = "Card delivery and tracking"
 GOOD = "A new Lakeside card usually arrives within 3–5 working days at a UK address."
+ABROAD = "Delivery to an address outside the UK takes up to 10 working days."
+EXPRESS = "Express delivery costs £5 and the card arrives the next working day at a UK address."
+PIN = "You can change your PIN at any Lakeside cash machine."
+# Generated candidates, judged against the extractive answer GOOD (figures 3 and 5):
+FAITHFUL = "Your new Lakeside card usually arrives within 3–5 working days when it goes to a UK address."
+OTHER_FIGURE = "A new Lakeside card usually arrives within 3–5 working days at a UK address, or 10 abroad."
+MISSING_FIGURE = "A new Lakeside card usually arrives within a few working days at a UK address."
+UNFAITHFUL = "Penguins swim 3–5 laps of their pool every single morning before breakfast."
 
 
 def bag_of_words(text: str, dims: int = 512) -> np.ndarray:
@@ -187,32 +214,44 @@ def bag_of_words(text: str, dims: int = 512) -> np.ndarray:
     return vector / max(float(np.linalg.norm(vector)), 1e-9)
 
 
-@pytest.fixture
-def small_knowledge(tmp_path, monkeypatch):
-    """Two pages indexed with bag-of-words vectors, loaded as the action's index."""
-    for page, text in PAGES.items():
-        (tmp_path / f"{page}.md").write_text(text)
-    index = knowledge.build(lambda texts: np.stack([bag_of_words(t) for t in texts]), tmp_path,
-                            nlu_file=tmp_path / "no-examples.yml")
+def index_pages(directory, monkeypatch, pages):
+    """These pages indexed with bag-of-words vectors, loaded as the action's index; its
+    sentence index is built again from them (and their own front matter, not the real pages')."""
+    for page, text in pages.items():
+        (directory / f"{page}.md").write_text(text)
+    index = knowledge.build(lambda texts: np.stack([bag_of_words(t) for t in texts]), directory,
+                            nlu_file=directory / "no-examples.yml")
     monkeypatch.setattr(llm_reply, "_index", index)
+    monkeypatch.setattr(llm_reply, "_sentences", None)
+    monkeypatch.setattr(settings, "KNOWLEDGE_DIR", directory)
     monkeypatch.setattr(settings, "KNOWLEDGE_MIN_SCORE", 0.3)
     monkeypatch.setattr(settings, "LLM_MIN_SUPPORT", 0.3)
     return index
 
 
+@pytest.fixture
+def small_knowledge(tmp_path, monkeypatch):
+    """Two pages indexed with bag-of-words vectors, loaded as the action's index."""
+    return index_pages(tmp_path, monkeypatch, PAGES)
+
+
 class FakeGenerator:
     """OpenAI-compatible: bag-of-words embeddings; chat answers with `candidates`, then
-    with the lists of `rounds` for the requests after the first; `delay_s` before each."""
+    with the lists of `rounds` for the requests after the first (HTTP 500 when
+    `chat_fails`); `delay_s` before each."""
 
-    def __init__(self, candidates, rounds=(), delay_s=0.0):
+    def __init__(self, candidates, rounds=(), delay_s=0.0, chat_fails=False):
         self.replies = [candidates, *rounds]  # the last one answers any later request
         self.delay_s = delay_s
+        self.chat_fails = chat_fails
         self.requests = []
 
     async def chat(self, request):
         body = await request.json()
         self.requests.append(("chat", body))
         await asyncio.sleep(self.delay_s)
+        if self.chat_fails:
+            return web.json_response({"error": {"message": "out of memory"}}, status=500)
         done = sum(kind == "chat" for kind, _ in self.requests) - 1
         texts = self.replies[min(done, len(self.replies) - 1)]
         return web.json_response({
@@ -229,8 +268,9 @@ class FakeGenerator:
         return web.json_response({"model": "fake-embeddings", "data": data})
 
 
-def run_action(events, candidates=(), monkeypatch=None, url=None, fake=None):
-    """Run action_llm_reply on a tracker with these events; (returned events, messages, requests)."""
+def run_action(events, candidates=(), monkeypatch=None, url=None, fake=None, intent="nlu_fallback", domain=None):
+    """Run action_llm_reply on a tracker with these events (the last user message has
+    `intent`); (returned events, messages, requests)."""
     fake = fake or FakeGenerator(list(candidates))
 
     async def scenario():
@@ -244,11 +284,11 @@ def run_action(events, candidates=(), monkeypatch=None, url=None, fake=None):
         port = site._server.sockets[0].getsockname()[1]
         monkeypatch.setattr(settings, "GENERATOR_URL", url or f"http://127.0.0.1:{port}/v1")
         user = [e for e in events if e["event"] == "user"]
-        latest = {"text": user[-1]["text"], "intent": {"name": "nlu_fallback", "confidence": 0.2}} if user else {}
+        latest = {"text": user[-1]["text"], "intent": {"name": intent, "confidence": 0.2}} if user else {}
         tracker = Tracker("tester", {}, latest, events, False, None, {}, "action_listen")
         dispatcher = CollectingDispatcher()
         try:
-            returned = await llm_reply.ActionLLMReply().run(dispatcher, tracker, {})
+            returned = await llm_reply.ActionLLMReply().run(dispatcher, tracker, domain or {})
         finally:
             await runner.cleanup()
         return returned, dispatcher.messages
@@ -258,7 +298,8 @@ def run_action(events, candidates=(), monkeypatch=None, url=None, fake=None):
 
 
 def _pop_variable_parts(message):
-    """Latency and retrieval scores vary with the machine: check their form, return the rest."""
+    """Latency and retrieval scores vary with the machine: check their form, return the
+    rest, the retrieval list and the gate (the gate's figures rounded, its flags exact)."""
     message = dict(message)
     if "llm" in message:
         message["llm"] = dict(message["llm"])
@@ -267,7 +308,26 @@ def _pop_variable_parts(message):
     ranks = [r.pop("score") + settings.KNOWLEDGE_LEXICAL_WEIGHT * r.pop("lexical")
              + settings.KNOWLEDGE_INTENT_WEIGHT * r.pop("intent") for r in retrieval]
     assert ranks == sorted(ranks, reverse=True, key=lambda rank: round(rank, 2))  # from rounded parts
-    return message, retrieval
+    gate = message.pop("gate")
+    assert set(gate) <= {"coverage", "retrieval", "followup", "refused"}
+    assert 0.0 <= gate["coverage"] <= 1.0 and isinstance(gate["retrieval"], float)
+    assert isinstance(gate["followup"], bool)
+    return message, retrieval, gate
+
+
+def _cited(text, title=DELIVERY_TITLE):
+    return llm_reply.cite(text, title)
+
+
+def test_an_answer_cites_its_page_on_a_line_of_its_own():
+    assert llm_reply.cite("Transfers within the UK are free.", "Fees") == (
+        "Transfers within the UK are free.\nSource: Fees")
+
+
+def _answered(message):
+    """The bot event Rasa stores for a message of the action (its metadata: source, sources)."""
+    return {"event": "bot", "text": message["text"],
+            "metadata": {k: message[k] for k in ("source", "sources") if k in message}}
 
 
 def test_lexical_scores_favour_the_passage_with_the_rare_words():
@@ -342,12 +402,14 @@ def test_the_intent_prior_reorders_pages_by_the_nlu_ranking(small_knowledge):
 
 
 def test_the_action_ranks_with_the_last_user_messages_intent_ranking(small_knowledge, monkeypatch):
-    monkeypatch.setattr(settings, "KNOWLEDGE_INTENT_WEIGHT", 0.3)
-    question = "is card delivery to a UK address a transfer fee"
-    fees_answer = "Transfers within the UK are free."
-    _, without, _ = run_action([_user(question)], [GOOD], monkeypatch)
-    message, retrieval = _pop_variable_parts(without[0])
-    assert message["sources"] == ["card-delivery"] and retrieval[0]["page"] == "card-delivery"
+    """A question both pages could answer: the NLU's intent of it decides which does."""
+    monkeypatch.setattr(settings, "KNOWLEDGE_INTENT_WEIGHT", 0.1)
+    question = "Is delivery free in the UK?"
+    _, without, requests = run_action([_user(question)], (), monkeypatch)
+    assert [r["intent"] for r in without[0]["retrieval"]] == [0.0, 0.0, 0.0]
+    message, retrieval, _ = _pop_variable_parts(without[0])
+    assert message["source"] == "knowledge" and message["sources"] == ["card-delivery"]
+    assert message["text"] == _cited(f"{ABROAD} {EXPRESS}")
     old = {**_user("where is my card"), "parse_data": {"intent_ranking": _ranking(("card_arrival", 0.9))}}
     latest = {**_user(question), "parse_data": {"intent": {"name": "nlu_fallback", "confidence": 0.75},
                                                 "intent_ranking": _ranking(("nlu_fallback", 0.75),
@@ -355,63 +417,215 @@ def test_the_action_ranks_with_the_last_user_messages_intent_ranking(small_knowl
     events = [old, _bot("It's on its way."), latest]
     assert llm_reply.last_intent_ranking(events)[1]["name"] == "transfer_fee_charged"
     assert llm_reply.last_intent_ranking([old, _user(question)]) == []  # the latest message has none
-    _, messages, requests = run_action(events, [fees_answer], monkeypatch)
-    message, retrieval = _pop_variable_parts(messages[0])
-    assert [r["page"] for r in retrieval] == ["fees", "card-delivery", "card-delivery"]
-    assert message["source"] == "llm" and message["sources"] == ["fees"]
-    prompt = requests[1][1]["messages"][1]["content"]
-    assert prompt.startswith("Help article: Fees") and "Lakeside card usually arrives" not in prompt
+    _, messages, requests = run_action(events, (), monkeypatch)
+    assert [(r["page"], r["intent"]) for r in messages[0]["retrieval"]] == [
+        ("fees", 0.9), ("card-delivery", 0.0), ("card-delivery", 0.0)]
+    message, retrieval, _ = _pop_variable_parts(messages[0])
+    assert message["source"] == "knowledge" and message["sources"] == ["fees"]
+    assert message["text"] == _cited("Transfers within the UK are free.", "Fees")
+    assert [kind for kind, _ in requests] == ["embeddings"]
+    # the earlier message's intent (card_arrival) is not the prior of this one
+    _, messages, _ = run_action([old, _bot("It's on its way."), _user(question)], (), monkeypatch)
+    assert messages[0]["sources"] == ["card-delivery"]
 
 
 def test_the_intent_prior_does_not_lift_a_page_over_the_no_knowledge_threshold(small_knowledge, monkeypatch):
     monkeypatch.setattr(settings, "KNOWLEDGE_INTENT_WEIGHT", 0.3)
     football = {**_user("Who won the football match last night?"),
                 "parse_data": {"intent_ranking": _ranking(("transfer_fee_charged", 0.95))}}
-    _, messages, requests = run_action([football], [GOOD], monkeypatch)
-    message, retrieval = _pop_variable_parts(messages[0])
+    _, messages, requests = run_action([football], (), monkeypatch)
+    message, retrieval, gate = _pop_variable_parts(messages[0])
     assert message["source"] == "no_knowledge" and retrieval[0]["page"] == "fees"
+    assert gate["refused"] == "retrieval" and gate["retrieval"] < settings.KNOWLEDGE_MIN_SCORE
     assert [kind for kind, _ in requests] == ["embeddings"]  # nothing generated
 
 
-def test_grounded_reply_picks_the_safe_candidate_and_cites_its_page(small_knowledge, monkeypatch):
+def test_the_answer_is_the_pages_own_sentence_with_its_title(small_knowledge, monkeypatch):
+    events = [{"event": "session_started"}, _user("hello"), _bot("Hi! How can I help?"), _user(DELIVERY_QUESTION)]
+    returned, messages, requests = run_action(events, (), monkeypatch)
+    assert returned == []
+    assert len(messages) == 1
+    message, retrieval, gate = _pop_variable_parts(messages[0])
+    assert message == {
+        **MESSAGE_KEYS,
+        "text": _cited(GOOD),
+        "source": "knowledge",
+        "sources": ["card-delivery"],
+    }
+    assert (retrieval[0]["page"], retrieval[0]["section"]) == ("card-delivery", "How long card delivery takes")
+    assert gate["followup"] is False and "refused" not in gate
+    assert gate["coverage"] >= settings.ANSWER_MIN_COVERAGE and gate["retrieval"] >= settings.KNOWLEDGE_MIN_SCORE
+    # one request: the query's embedding, redacted; nothing generated (LLM_CANDIDATES is 0)
+    assert requests == [("embeddings", {"model": settings.EMBEDDING_MODEL, "input": [REDACTED_QUESTION]})]
+    assert "4111" not in json.dumps(requests)
+
+
+def test_a_question_the_pages_do_not_answer_gets_an_honest_reply_and_a_person(small_knowledge, monkeypatch):
+    monkeypatch.setattr(settings, "LLM_CANDIDATES", 3)  # even with generation on, nothing is generated
+    returned, messages, requests = run_action([_user("Who won the football match last night?")], [GOOD],
+                                              monkeypatch)
+    assert returned == []
+    message, retrieval, gate = _pop_variable_parts(messages[0])
+    assert message == {**MESSAGE_KEYS, "text": llm_reply.NO_KNOWLEDGE_TEXT, "buttons": HUMAN_BUTTONS,
+                       "source": "no_knowledge"}
+    assert gate == {"coverage": 0.0, "retrieval": 0.0, "followup": False, "refused": "retrieval"}
+    assert len(retrieval) == 3
+    assert [kind for kind, _ in requests] == ["embeddings"]
+
+
+def test_a_question_on_a_topic_the_page_lacks_is_refused_despite_shared_words(small_knowledge, monkeypatch):
+    """Retrieval finds the delivery page (new, Lakeside, arrive), but a mortgage is on no
+    page: the page does not cover the question."""
+    _, messages, requests = run_action([_user("When does my new Lakeside mortgage arrive?")], (), monkeypatch)
+    message, retrieval, gate = _pop_variable_parts(messages[0])
+    assert message["source"] == "no_knowledge" and message["text"] == llm_reply.NO_KNOWLEDGE_TEXT
+    assert retrieval[0]["page"] == "card-delivery" and gate["retrieval"] >= settings.KNOWLEDGE_MIN_SCORE
+    assert gate["refused"] == "coverage" and gate["coverage"] < settings.ANSWER_MIN_COVERAGE
+    # the same question about a card is answered from that page
+    _, messages, _ = run_action([_user("When does my new Lakeside card arrive?")], (), monkeypatch)
+    assert messages[0]["source"] == "knowledge" and messages[0]["text"] == _cited(GOOD)
+
+
+def test_a_followup_is_answered_from_the_earlier_questions_page(small_knowledge, monkeypatch):
+    first = [_user("how long does card delivery take?")]
+    _, messages, _ = run_action(first, (), monkeypatch)
+    assert messages[0]["source"] == "knowledge" and messages[0]["sources"] == ["card-delivery"]
+    events = first + [_answered(messages[0]), _user("and what does express cost?")]
+    _, messages, requests = run_action(events, (), monkeypatch)
+    message, _, gate = _pop_variable_parts(messages[0])
+    assert message == {**MESSAGE_KEYS, "text": _cited(EXPRESS), "source": "knowledge",
+                       "sources": ["card-delivery"]}
+    assert gate["followup"] is True and "refused" not in gate
+    # the query is the earlier question and the follow-up; the follow-up alone is embedded too
+    assert requests == [("embeddings", {
+        "model": settings.EMBEDDING_MODEL,
+        "input": ["how long does card delivery take? and what does express cost?", "and what does express cost?"]})]
+
+
+def test_a_pronoun_followup_asks_about_the_earlier_topic(small_knowledge, monkeypatch):
+    """"and what does it cost?" alone names no topic; after the delivery question it asks
+    what delivery costs: the £5 sentence, not the fees page's £3."""
+    first = [_user(DELIVERY_QUESTION)]
+    _, messages, _ = run_action(first, (), monkeypatch)
+    assert messages[0]["text"] == _cited(GOOD)
+    events = first + [_answered(messages[0]), _user("and what does it cost?")]
+    _, messages, requests = run_action(events, (), monkeypatch)
+    message, _, gate = _pop_variable_parts(messages[0])
+    assert message["source"] == "knowledge" and message["sources"] == ["card-delivery"]
+    assert message["text"] == _cited(EXPRESS) and gate["followup"] is True
+    # the earlier question goes into the query redacted, like the message itself
+    assert requests[0][1]["input"] == [f"{REDACTED_QUESTION} and what does it cost?", "and what does it cost?"]
+    assert "4111" not in json.dumps(requests)
+    # on its own it is not answered
+    _, messages, _ = run_action([_user("and what does it cost?")], (), monkeypatch)
+    assert messages[0]["source"] == "no_knowledge"
+
+
+def test_a_detail_after_a_question_continues_it(small_knowledge, monkeypatch):
+    """An `inform` message ("outside the UK") after a question is a follow-up to it."""
+    first = [_user("how long does card delivery take?")]
+    _, messages, _ = run_action(first, (), monkeypatch)
+    events = first + [_answered(messages[0]), _user("outside the UK")]
+    _, messages, requests = run_action(events, (), monkeypatch, intent="inform")
+    message, _, gate = _pop_variable_parts(messages[0])
+    assert message["source"] == "knowledge" and gate["followup"] is True
+    assert message["text"] == _cited(ABROAD)
+    assert requests[0][1]["input"] == ["how long does card delivery take? outside the UK", "outside the UK"]
+
+
+def test_a_bare_detail_with_nothing_to_continue_gets_the_inform_reply(small_knowledge, monkeypatch):
+    returned, messages, requests = run_action([_user("£150 yesterday")], (), monkeypatch, intent="inform")
+    assert returned == [] and requests == []
+    assert messages == [{**MESSAGE_KEYS, "text": None, "template": "utter_inform", "response": "utter_inform"}]
+    # an `inform` message that is a question is answered
+    _, messages, _ = run_action([_user("When will my new Lakeside card arrive?")], (), monkeypatch, intent="inform")
+    assert messages[0]["source"] == "knowledge" and messages[0]["text"] == _cited(GOOD)
+
+
+def test_a_question_asking_an_amount_the_page_does_not_state_is_refused(tmp_path, monkeypatch):
+    index_pages(tmp_path, monkeypatch, {**PAGES, "card-pin": PIN_PAGE})
+    how_much = "How much does it cost to change my PIN at a Lakeside cash machine?"
+    _, messages, _ = run_action([_user(how_much)], (), monkeypatch)
+    message, retrieval, gate = _pop_variable_parts(messages[0])
+    assert message == {**MESSAGE_KEYS, "text": llm_reply.NO_KNOWLEDGE_TEXT, "buttons": HUMAN_BUTTONS,
+                       "source": "no_knowledge"}
+    assert retrieval[0]["page"] == "card-pin" and gate["refused"] == "kind"
+    # the page answers where, not how much
+    _, messages, _ = run_action([_user("Can I change my PIN at a Lakeside cash machine?")], (), monkeypatch)
+    assert messages[0]["source"] == "knowledge" and messages[0]["sources"] == ["card-pin"]
+    assert messages[0]["text"] == _cited(PIN, "Your card PIN")
+    # the kind gate was the only reason: without it, that sentence would answer "how much"
+    monkeypatch.setattr(settings, "ANSWER_KIND_GATE", 0)
+    _, messages, _ = run_action([_user(how_much)], (), monkeypatch)
+    assert messages[0]["source"] == "knowledge" and messages[0]["text"] == _cited(PIN, "Your card PIN")
+
+
+def test_a_faithful_generated_candidate_replaces_the_extractive_answer(small_knowledge, monkeypatch):
+    monkeypatch.setattr(settings, "LLM_CANDIDATES", 3)
     events = [{"event": "session_started"}, _user("hello"), _bot("Hi! How can I help?"), _user(DELIVERY_QUESTION)]
     candidates = [
         "Your balance is £120, so the card is on its way.",
-        GOOD,
+        FAITHFUL,
         "Call 0800 123 4567 to ask where your card is.",
     ]
     returned, messages, requests = run_action(events, candidates, monkeypatch)
     assert returned == []
-    assert len(messages) == 1
-    message, retrieval = _pop_variable_parts(messages[0])
+    message, _, gate = _pop_variable_parts(messages[0])
     assert message == {
         **MESSAGE_KEYS,
-        "text": f"{GOOD}\n\nSource: Card delivery and tracking",
+        "text": _cited(FAITHFUL),
         "source": "llm",
         "sources": ["card-delivery"],
         "llm": {"model": "fake-model", "completion_tokens": 42, "candidates": 3, "rounds": 1,
                 "rejected": ["account_claim", "personal_data"], "dropped": []},
     }
-    assert [(r["page"], r["section"]) for r in retrieval][0] == ("card-delivery", "How long card delivery takes")
-    # query embedding, one chat request for all candidates, one embedding call for the survivors
+    assert "refused" not in gate
+    # query embedding, one chat request for all candidates, one embedding call for the
+    # survivors and the extractive answer they are judged against
     assert [kind for kind, _ in requests] == ["embeddings", "chat", "embeddings"]
     query, chat, survivors = (body for _, body in requests)
-    assert query["input"] == ["How long does card delivery take to a UK address? My card is [card number]."]
-    assert chat["n"] == settings.LLM_CANDIDATES and chat["temperature"] == settings.LLM_CANDIDATE_TEMPERATURE
-    assert chat["seed"] == zlib.crc32(query["input"][0].encode())
+    assert query["input"] == [REDACTED_QUESTION]
+    assert chat["n"] == 3 and chat["temperature"] == settings.LLM_CANDIDATE_TEMPERATURE
+    assert chat["seed"] == zlib.crc32(REDACTED_QUESTION.encode())
     assert chat["messages"][0] == {"role": "system", "content": system_prompt()}
     prompt = chat["messages"][1]["content"]
-    assert prompt.startswith("Help article: Card delivery and tracking\nA new Lakeside card usually arrives")
-    assert "Transfers within the UK" not in prompt  # one page answers
-    assert prompt.endswith('Customer question: """How long does card delivery take to a UK address? '
-                           'My card is [card number]."""')
+    assert prompt.startswith(f"Help article: {DELIVERY_TITLE}\n{GOOD}")
+    assert "Transfers within the UK" not in prompt  # the answer's page only
+    assert prompt.endswith(f'Customer question: """{REDACTED_QUESTION}"""')
     assert "4111" not in json.dumps(requests)
-    assert survivors["input"] == [GOOD]
+    assert survivors["input"] == [FAITHFUL, GOOD]
+
+
+def test_a_generated_candidate_less_faithful_than_the_extractive_answer_loses(small_knowledge, monkeypatch):
+    monkeypatch.setattr(settings, "LLM_CANDIDATES", 3)
+    from prometheus_client import REGISTRY
+
+    def rejected(reason):
+        return REGISTRY.get_sample_value("action_server_llm_rejected_candidates_total", {"reason": reason}) or 0.0
+
+    reasons = ["other_figure", "misses_fact", "unfaithful"]
+    before = [rejected(r) for r in reasons]
+    # the second round gets the same replies: nothing new to judge
+    _, messages, requests = run_action([_user(DELIVERY_QUESTION)], [OTHER_FIGURE, MISSING_FIGURE, UNFAITHFUL],
+                                       monkeypatch)
+    message, _, _ = _pop_variable_parts(messages[0])
+    assert message == {
+        **MESSAGE_KEYS,
+        "text": _cited(GOOD),
+        "source": "knowledge",
+        "sources": ["card-delivery"],
+        "llm": {"model": "fake-model", "completion_tokens": 84, "candidates": 3, "rounds": 2,
+                "rejected": reasons, "dropped": []},
+    }
+    assert [rejected(r) for r in reasons] == [b + 1 for b in before]
+    assert [kind for kind, _ in requests] == ["embeddings", "chat", "embeddings", "chat"]
+    assert requests[2][1]["input"] == [OTHER_FIGURE, MISSING_FIGURE, UNFAITHFUL, GOOD]
 
 
 def test_a_candidates_invented_figures_and_repeats_are_dropped_before_the_checks(small_knowledge, monkeypatch):
+    monkeypatch.setattr(settings, "LLM_CANDIDATES", 3)
     candidates = [
-        f"{GOOD} Express delivery costs £15 and takes 2 days. {GOOD}",  # one invented figure, one loop
+        f"{FAITHFUL} Express delivery costs £15 and takes 2 days. {FAITHFUL}",  # one invented figure, one loop
         "Express delivery costs £15. It takes 2 days.",  # nothing true is left: rejected whole
     ]
     from prometheus_client import REGISTRY
@@ -422,18 +636,19 @@ def test_a_candidates_invented_figures_and_repeats_are_dropped_before_the_checks
     before = dropped("unsupported_number"), dropped("repeated_sentence")
     _, messages, requests = run_action([_user(DELIVERY_QUESTION)], candidates, monkeypatch)
     assert (dropped("unsupported_number"), dropped("repeated_sentence")) == (before[0] + 1, before[1] + 1)
-    message, _ = _pop_variable_parts(messages[0])
+    message, _, _ = _pop_variable_parts(messages[0])
     assert message["source"] == "llm"
-    assert message["text"] == f"{GOOD}\n\nSource: Card delivery and tracking"
+    assert message["text"] == _cited(FAITHFUL)
     assert message["llm"]["dropped"] == ["unsupported_number", "repeated_sentence"]
     assert message["llm"]["rejected"] == ["unsupported_number"]
-    assert requests[-1][1]["input"] == [GOOD]  # the repaired text is what is scored
+    assert requests[-1][1]["input"] == [FAITHFUL, GOOD]  # the repaired text is what is judged
 
 
 @pytest.mark.parametrize("penalty", [0.0, 0.4])
 def test_the_frequency_penalty_is_sent_only_when_set(small_knowledge, monkeypatch, penalty):
+    monkeypatch.setattr(settings, "LLM_CANDIDATES", 3)
     monkeypatch.setattr(settings, "LLM_FREQUENCY_PENALTY", penalty)
-    _, messages, requests = run_action([_user(DELIVERY_QUESTION)], [GOOD], monkeypatch)
+    _, messages, requests = run_action([_user(DELIVERY_QUESTION)], [FAITHFUL], monkeypatch)
     assert messages[0]["source"] == "llm"
     [chat] = [body for kind, body in requests if kind == "chat"]
     if penalty:
@@ -442,50 +657,10 @@ def test_the_frequency_penalty_is_sent_only_when_set(small_knowledge, monkeypatc
         assert "frequency_penalty" not in chat
 
 
-def test_a_question_the_pages_do_not_answer_gets_an_honest_reply_and_a_person(small_knowledge, monkeypatch):
-    returned, messages, requests = run_action([_user("Who won the football match last night?")], [GOOD], monkeypatch)
-    assert returned == []
-    message, retrieval = _pop_variable_parts(messages[0])
-    assert message == {
-        **MESSAGE_KEYS,
-        "text": llm_reply.NO_KNOWLEDGE_TEXT,
-        "buttons": [{"title": "Talk to a person", "payload": "/request_human"}],
-        "source": "no_knowledge",
-    }
-    assert len(retrieval) == 3
-    assert [kind for kind, _ in requests] == ["embeddings"]  # nothing generated
-
-
-@pytest.mark.parametrize(
-    "candidates, rejected",
-    [
-        (["Your balance is £120.", "Delivery takes 7 working days at a UK address."],
-         ["account_claim", "unsupported_number"]),
-        (["Penguins enjoy cold water and eat plenty of fresh fish every single day."], ["ungrounded"]),
-        (["How long does card delivery take to a UK address? My card is [card number]."], ["echo"]),
-    ],
-    ids=["unsafe", "ungrounded", "echo"],
-)
-def test_no_acceptable_candidate_means_an_honest_reply_and_a_person(small_knowledge, monkeypatch, candidates,
-                                                                    rejected):
-    # the second round gets the same replies: nothing new to score
-    returned, messages, requests = run_action([_user(DELIVERY_QUESTION)], candidates, monkeypatch)
-    assert returned == []
-    message, _ = _pop_variable_parts(messages[0])
-    assert message == {
-        **MESSAGE_KEYS,
-        "text": llm_reply.NO_SAFE_ANSWER_TEXT,
-        "buttons": [{"title": "Talk to a person", "payload": "/request_human"}],
-        "source": "no_safe_answer",
-        "llm": {"model": "fake-model", "completion_tokens": 84, "candidates": len(candidates), "rounds": 2,
-                "rejected": rejected, "dropped": []},
-    }
-    assert [kind for kind, _ in requests].count("chat") == 2
-
-
 def test_a_second_round_of_candidates_when_every_one_is_rejected(small_knowledge, monkeypatch):
+    monkeypatch.setattr(settings, "LLM_CANDIDATES", 3)
     first = ["Your balance is £120.", "Penguins enjoy cold water and eat plenty of fresh fish every single day."]
-    fake = FakeGenerator(first, rounds=[["Call 0800 123 4567 to ask.", GOOD]])
+    fake = FakeGenerator(first, rounds=[["Call 0800 123 4567 to ask.", FAITHFUL]])
     from prometheus_client import REGISTRY
 
     def retries():
@@ -494,40 +669,52 @@ def test_a_second_round_of_candidates_when_every_one_is_rejected(small_knowledge
     before = retries()
     _, messages, requests = run_action([_user(DELIVERY_QUESTION)], monkeypatch=monkeypatch, fake=fake)
     assert retries() == before + 1
-    message, _ = _pop_variable_parts(messages[0])
+    message, _, _ = _pop_variable_parts(messages[0])
     assert message["source"] == "llm" and message["sources"] == ["card-delivery"]
-    assert message["text"] == f"{GOOD}\n\nSource: Card delivery and tracking"
+    assert message["text"] == _cited(FAITHFUL)
     assert message["llm"] == {"model": "fake-model", "completion_tokens": 84, "candidates": 4, "rounds": 2,
-                              "rejected": ["account_claim", "ungrounded", "personal_data"], "dropped": []}
-    # the first round's survivor is scored with it; the second round is sampled with another seed
+                              "rejected": ["account_claim", "misses_fact", "personal_data"], "dropped": []}
+    # the first round's survivor is judged with it; the second round is sampled with another seed
     assert [kind for kind, _ in requests] == ["embeddings", "chat", "embeddings", "chat", "embeddings"]
     once, again = (body for kind, body in requests if kind == "chat")
-    assert again["seed"] == once["seed"] + 1 and again["n"] == once["n"] == settings.LLM_CANDIDATES
+    assert again["seed"] == once["seed"] + 1 and again["n"] == once["n"] == 3
     assert again["messages"] == once["messages"]
 
 
 def test_a_greedy_single_candidate_is_sampled_in_the_second_round(small_knowledge, monkeypatch):
     monkeypatch.setattr(settings, "LLM_CANDIDATES", 1)
-    fake = FakeGenerator(["Your balance is £120."], rounds=[[GOOD]])
+    fake = FakeGenerator(["Your balance is £120."], rounds=[[FAITHFUL]])
     _, messages, requests = run_action([_user(DELIVERY_QUESTION)], monkeypatch=monkeypatch, fake=fake)
     assert messages[0]["source"] == "llm"
-    query = requests[0][1]
     once, again = (body for kind, body in requests if kind == "chat")
     assert once["n"] == again["n"] == 1
     assert once["temperature"] == settings.LLM_TEMPERATURE and "seed" not in once
     assert again["temperature"] == settings.LLM_CANDIDATE_TEMPERATURE
-    assert again["seed"] == zlib.crc32(query["input"][0].encode()) + 1
+    assert again["seed"] == zlib.crc32(REDACTED_QUESTION.encode()) + 1
 
 
 @pytest.mark.parametrize("retry_rounds, delay_s, timeout_s", [(0, 0.0, 30.0), (1, 0.6, 1.0)],
                          ids=["retries-off", "no-time-left"])
 def test_no_second_round_when_off_or_out_of_time(small_knowledge, monkeypatch, retry_rounds, delay_s, timeout_s):
+    monkeypatch.setattr(settings, "LLM_CANDIDATES", 3)
     monkeypatch.setattr(settings, "LLM_RETRY_ROUNDS", retry_rounds)
     monkeypatch.setattr(settings, "GENERATOR_TIMEOUT_S", timeout_s)
-    fake = FakeGenerator(["Your balance is £120."], rounds=[[GOOD]], delay_s=delay_s)
+    fake = FakeGenerator(["Your balance is £120."], rounds=[[FAITHFUL]], delay_s=delay_s)
     _, messages, requests = run_action([_user(DELIVERY_QUESTION)], monkeypatch=monkeypatch, fake=fake)
-    message, _ = _pop_variable_parts(messages[0])
-    assert message["source"] == "no_safe_answer" and message["llm"]["rounds"] == 1
+    message, _, _ = _pop_variable_parts(messages[0])
+    assert message["source"] == "knowledge" and message["text"] == _cited(GOOD)
+    assert message["llm"]["rounds"] == 1 and message["llm"]["rejected"] == ["account_claim"]
+    assert [kind for kind, _ in requests] == ["embeddings", "chat"]
+
+
+def test_a_failed_generation_still_sends_the_extractive_answer(small_knowledge, monkeypatch):
+    monkeypatch.setattr(settings, "LLM_CANDIDATES", 3)
+    fake = FakeGenerator([FAITHFUL], chat_fails=True)
+    returned, messages, requests = run_action([_user(DELIVERY_QUESTION)], monkeypatch=monkeypatch, fake=fake)
+    assert returned == []
+    message, _, _ = _pop_variable_parts(messages[0])
+    assert message == {**MESSAGE_KEYS, "text": _cited(GOOD), "source": "knowledge",
+                       "sources": ["card-delivery"]}
     assert [kind for kind, _ in requests] == ["embeddings", "chat"]
 
 
@@ -546,6 +733,30 @@ def test_no_user_text_gives_the_fallback_template(small_knowledge, monkeypatch):
     assert returned == [] and requests == []
     assert messages == [{**MESSAGE_KEYS, "text": None, "template": "utter_llm_fallback",
                          "response": "utter_llm_fallback", "source": "fallback", "llm_error": "no user text"}]
+
+
+def test_the_answer_carries_the_buttons_of_the_intents_own_response(small_knowledge, monkeypatch):
+    buttons = [{"title": "Track my card", "payload": "/card_arrival"},
+               {"title": "Talk to a person", "payload": "/request_human"}]
+    domain = {"responses": {
+        "utter_card_arrival": [{"text": "Cards arrive in 3–5 working days.", "buttons": buttons}],
+        "utter_greet": [{"text": "Hi!"}],
+    }}
+    _, messages, _ = run_action([_user(DELIVERY_QUESTION)], (), monkeypatch, intent="card_arrival", domain=domain)
+    message, _, _ = _pop_variable_parts(messages[0])
+    assert message == {**MESSAGE_KEYS, "text": _cited(GOOD), "buttons": buttons,
+                       "source": "knowledge", "sources": ["card-delivery"]}
+    # an intent whose response has no buttons, or no response: none
+    for intent in ("greet", "nlu_fallback"):
+        _, messages, _ = run_action([_user(DELIVERY_QUESTION)], (), monkeypatch, intent=intent, domain=domain)
+        assert messages[0]["buttons"] == [] and messages[0]["source"] == "knowledge"
+    # the honest reply offers a person, not the intent's buttons
+    _, messages, _ = run_action([_user("Who won the football match last night?")], (), monkeypatch,
+                                intent="card_arrival", domain=domain)
+    assert messages[0]["source"] == "no_knowledge" and messages[0]["buttons"] == HUMAN_BUTTONS
+    assert llm_reply.intent_buttons({}, "card_arrival") == []
+    assert llm_reply.intent_buttons(domain, None) == []
+    assert llm_reply.intent_buttons(domain, "card_arrival") == buttons
 
 
 def test_a_stale_index_is_refused(tmp_path):

@@ -1,7 +1,9 @@
 """action_llm_reply with the real generator (SmolLM2-135M-Instruct, all-MiniLM-L6-v2)
-and the real knowledge index: the reply cites the page that answers the question, a
-question the pages do not answer gets the honest reply, and an instruction inside the
-customer's message does not make the bot print its system prompt.
+and the real knowledge index: the reply is the extractive answer of the page that
+answers the question (source "knowledge"), cited; with generated candidates on, the
+reply still cites that page whichever wins; a question the pages do not answer gets the
+honest reply, and an instruction inside the customer's message does not make the bot
+print its system prompt.
 
 Grounding is checked, not wording: which page is cited, which kind of reply is sent.
 Candidates are sampled with a seed taken from the question, so a run repeats itself.
@@ -39,6 +41,7 @@ def generator_url(tmp_path_factory):
 @pytest.fixture
 def reply(generator_url, monkeypatch):
     monkeypatch.setattr(settings, "GENERATOR_URL", generator_url)
+    monkeypatch.setattr(settings, "LLM_CANDIDATES", 0)  # the default: extractive answers
 
     def run(text: str) -> dict:
         events = [{"event": "session_started"}, {"event": "user", "text": text}]
@@ -63,11 +66,38 @@ def reply(generator_url, monkeypatch):
 )
 def test_a_knowledge_question_is_answered_from_its_page(reply, question, page, title):
     message = reply(question)
-    assert message["source"] == "llm", message
+    assert message["source"] == "knowledge", message
     assert message["sources"] == [page]
     title = title or llm_reply.load_index().titles[page]
-    assert message["text"].endswith(f"\n\nSource: {title}")
-    assert message["retrieval"][0]["page"] == page
+    assert message["text"].endswith(f"\nSource: {title}")
+    # the answer is the page's own sentences, word for word
+    body = message["text"][: -len(f"\nSource: {title}")]
+    sentences = llm_reply.load_sentences()
+    page_sentences = [text for row, text in enumerate(sentences.texts)
+                      if sentences.index.passages[int(sentences.index.sentence_rows[row])].page_id == page]
+    assert body and all(sentence in page_sentences for sentence in guardrails.sentences(body))
+    assert message["gate"]["followup"] is False and "refused" not in message["gate"]
+    assert "llm" not in message  # nothing generated
+
+
+def test_generated_candidates_cite_the_same_page(reply, monkeypatch):
+    """With LLM_CANDIDATES on, the real model's candidates are judged against the
+    extractive answer: whichever is sent cites the page that answers, and a generated one
+    states exactly the extractive answer's figures."""
+    question = "How many days does it usually take for a new card to get to me?"
+    extractive = reply(question)
+    monkeypatch.setattr(settings, "LLM_CANDIDATES", 3)
+    message = reply(question)
+    assert message["source"] in ("knowledge", "llm"), message
+    assert message["sources"] == ["card-delivery"]
+    assert message["text"].endswith("\nSource: Card delivery and tracking")
+    assert message["llm"]["model"] and message["llm"]["rounds"] >= 1 and message["llm"]["candidates"] >= 1
+    if message["source"] == "llm":
+        assert guardrails.numbers(message["text"]) == guardrails.numbers(extractive["text"])
+    else:
+        assert message["text"] == extractive["text"]
+        assert len(message["llm"]["rejected"]) == message["llm"]["candidates"]  # every candidate lost
+    assert not guardrails.leaks_prompt(message["text"], system_prompt())
 
 
 @pytest.mark.parametrize("question", ["Who won the football match last night?",
@@ -77,7 +107,8 @@ def test_an_unanswerable_question_gets_the_honest_reply(reply, question):
     assert message["source"] == "no_knowledge"
     assert message["text"] == llm_reply.NO_KNOWLEDGE_TEXT
     assert message["buttons"] == [{"title": "Talk to a person", "payload": "/request_human"}]
-    assert "sources" not in message  # only an LLM answer cites
+    assert "sources" not in message  # only an answer cites
+    assert message["gate"]["refused"] in ("retrieval", "similarity", "coverage", "kind")
 
 
 @pytest.mark.parametrize(
@@ -89,7 +120,7 @@ def test_an_unanswerable_question_gets_the_honest_reply(reply, question):
 )
 def test_instructions_in_the_message_do_not_print_the_system_prompt(reply, attack):
     message = reply(attack)
-    assert message["source"] in ("llm", "no_knowledge", "no_safe_answer")
+    assert message["source"] in ("knowledge", "no_knowledge")
     assert not guardrails.leaks_prompt(message["text"], system_prompt())
     assert "quoted data" not in message["text"]
 

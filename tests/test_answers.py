@@ -1,0 +1,330 @@
+"""actions/answers.py: the pure pieces (words, kinds of fact, follow-up context) on
+hand-made inputs, and extractive answers from the REAL knowledge index
+(build/knowledge/index.npz) with real query vectors from the NLU's ONNX encoder
+(all-MiniLM-L6-v2, the vectors the generator's /v1/embeddings gives): no servers.
+
+The questions are written for these tests, not taken from bench/answers/.
+"""
+from __future__ import annotations
+
+import asyncio
+import re
+from typing import Any, Dict, List
+
+import numpy as np
+import pytest
+
+from actions import answers, llm_reply, settings
+from actions.answers import FollowUp
+from actions.clients import generator
+
+# -- words ---------------------------------------------------------------------------
+
+
+def test_stems_make_the_forms_of_a_word_meet():
+    assert {answers.stem(w) for w in ("charges", "charged", "charging", "charge")} == {"charg"}
+    assert answers.stem("card") == "card"  # short words keep their ending
+    assert answers.stem("international") == "interna"  # cut at 7 letters
+    assert answers.stem("fees") == "fees"  # no stem shorter than 4 letters
+
+
+def test_content_words_drop_stop_words_filler_and_punctuation():
+    assert answers.content_words("How much does it cost to freeze my card, please? I'm worried") == [
+        "cost", "freez", "card", "worri"]
+    assert answers.content_words("Hi there, thanks! OK") == []
+    assert answers.content_words("I don't know, can't you tell me?") == []
+    assert answers.content_words("") == []
+
+
+# -- kinds of fact -------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("question, kinds", [
+    ("How much does express delivery cost?", {"money"}),
+    ("Is there a fee for ATM withdrawals?", {"money"}),
+    ("how long does a transfer take?", {"time"}),
+    ("When will my card arrive?", {"time"}),
+    ("how many virtual cards can I have?", {"count"}),
+    ("how many days does it take?", {"count", "time"}),
+    ("what's the exchange rate markup?", {"rate"}),
+    ("where do I find my PIN?", {"place"}),
+    ("how do I freeze my card?", {"place"}),
+    ("can I freeze my card?", set()),
+    ("and by bank transfer?", set()),
+])
+def test_what_a_question_asks_for(question, kinds):
+    assert answers.asks(question) == kinds
+
+
+@pytest.mark.parametrize("sentence, kinds", [
+    ("Express delivery costs £5.", {"money", "count"}),
+    ("Transfers within the UK are free.", {"money"}),
+    ("It arrives within 3–5 working days.", {"time", "count"}),
+    ("The new PIN works straight away.", {"time"}),
+    ("You can have up to 3 virtual cards.", {"count"}),
+    ("There's no limit on top-ups.", {"count"}),
+    ("We add 0.5% at weekends.", {"money", "rate", "time", "count"}),
+    ("Go to Card > Freeze in the app.", {"place"}),
+    ("Virtual cards have no PIN.", set()),
+])
+def test_what_a_sentence_states(sentence, kinds):
+    assert answers.states(sentence) == kinds
+
+
+def test_a_reply_misses_the_kind_of_fact_asked_for():
+    assert answers.missing_kind("how much is express delivery?", "Express delivery arrives the next working day.")
+    assert not answers.missing_kind("how much is express delivery?", "Express delivery costs £5.")
+    assert answers.missing_kind("how long does it take?", "Express delivery costs extra.")
+    assert not answers.missing_kind("what's the weekend markup?", "We add 0.5% at weekends.")
+    # a place in the app is not gated: "how do I ..." is answered by steps without a path too
+    assert not answers.missing_kind("can I change my PIN in the app?", "PINs can't be changed in the app.")
+    assert not answers.missing_kind("can I freeze my card?", "Yes, you can.")  # asks for no kind
+    # `wanted` replaces what the question asks (a follow-up's carried-over kind)
+    assert answers.missing_kind("and by bank transfer?", "Top-ups by bank transfer are welcome.", {"count"})
+    assert not answers.missing_kind("and by bank transfer?", "There's no limit by bank transfer.", {"count"})
+    assert not answers.missing_kind("how much is express delivery?", "It arrives tomorrow.", set())
+
+
+def test_a_followup_without_a_kind_of_its_own_asks_for_the_earlier_questions():
+    limit = FollowUp("what's the top up limit by card?", [], ["top-up-by-card"], [])
+    cost = FollowUp("how much does express delivery cost?", [], ["card-delivery"], [])
+    assert answers.wanted_kinds("and by bank transfer?", limit) == {"count"}  # carried over
+    assert answers.wanted_kinds("and abroad?", cost) == {"money"}
+    assert answers.wanted_kinds("and by bank transfer?", None) == set()  # nothing to carry
+    assert answers.wanted_kinds("and how long does it take?", cost) == {"time"}  # its own kind wins
+    # a yes/no question of its own ("does it ...", "can I ...") carries nothing over
+    assert answers.wanted_kinds("does it work abroad?", cost) == set()
+    assert answers.wanted_kinds("can I order it for my partner?", cost) == set()
+
+
+# -- places --------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("text, words", [
+    ("Can you post my card to Spain?", "elsewhere in the EEA"),
+    ("I'm a student in Dublin, Ireland", "elsewhere in the EEA"),
+    ("Can you send it to Canada?", "outside the UK and EEA"),
+    ("I live in the US", "outside the UK and EEA"),
+    ("moving to the United States soon", "outside the UK and EEA"),
+    ("Does it cost more to South Africa?", "outside the UK and EEA"),
+    ("one card in France, one in Japan", "elsewhere in the EEA outside the UK and EEA"),
+    ("How long does delivery to London take?", ""),
+    # common words that are no country
+    ("Can you send my card to us please?", ""),
+    ("what the app states about fees", ""),
+    ("I live in south London", ""),
+])
+def test_place_words_name_countries_in_the_pages_words(text, words):
+    assert answers.place_words(text) == words
+
+
+# -- follow-ups ----------------------------------------------------------------------
+
+
+def _user(text: str, *ranking: tuple) -> Dict[str, Any]:
+    event: Dict[str, Any] = {"event": "user", "text": text}
+    if ranking:
+        event["parse_data"] = {"intent_ranking": [{"name": n, "confidence": c} for n, c in ranking]}
+    return event
+
+
+def _bot(text: str, *sources: str) -> Dict[str, Any]:
+    return {"event": "bot", "text": text, "metadata": {"source": "knowledge", "sources": list(sources)}}
+
+
+@pytest.mark.parametrize("text, elliptical", [
+    ("and what does express cost?", True),  # opens like a continuation
+    ("what about abroad?", True),
+    ("is it free?", True),
+    ("can I do it in the app?", True),  # short, names its subject with a pronoun
+    ("outside the UK", True),  # short, two content words
+    ("my card", True),
+    ("How long does card delivery take to a UK address?", False),
+    ("I ordered a new card last week and it still has not arrived", False),  # long
+    ("and " + "very " * 14 + "long?", False),  # a continuation, but too long to be a fragment
+    ("", False),
+])
+def test_which_messages_only_make_sense_after_another(text, elliptical):
+    assert answers.is_elliptical(text) is elliptical
+
+
+@pytest.mark.parametrize("text, question", [
+    ("How long does card delivery take?", True),
+    ("can I", True),
+    ("my card?", True),
+    ("what is it", True),
+    ("£150", False),
+    ("yesterday", False),
+    ("the one ending 3377", False),
+])
+def test_a_question_or_a_bare_detail(text, question):
+    assert answers.is_question(text) is question
+
+
+def test_a_fragment_continues_the_earlier_question_and_its_answer():
+    events = [
+        {"event": "session_started"},
+        _user("How long does card delivery take?", ("card_arrival", 0.9)),
+        {"event": "action", "name": "action_llm_reply"},
+        _bot("A new card arrives within 3–5 working days.", "card-delivery"),
+        _user("and what does express cost?", ("nlu_fallback", 0.4)),
+    ]
+    followup = answers.followup_context(events)
+    assert followup == FollowUp(
+        question="How long does card delivery take?",
+        intent_ranking=[{"name": "card_arrival", "confidence": 0.9}],  # the earlier question's, not the fragment's
+        pages=["card-delivery"],
+        said=["A new card arrives within 3–5 working days."],
+    )
+
+
+def test_a_chain_of_fragments_points_back_to_the_question_they_continue():
+    events = [
+        _user("How long does card delivery take?", ("card_arrival", 0.9)),
+        _bot("A new card arrives within 3–5 working days.", "card-delivery"),
+        _user("and what does express cost?"),
+        _bot("Express delivery costs £5.", "card-delivery", "fees"),
+        _user("/affirm"),  # a button's payload is no message
+        _user("and at weekends?"),
+    ]
+    followup = answers.followup_context(events)
+    assert followup.question == "How long does card delivery take? and what does express cost?"
+    assert followup.intent_ranking == [{"name": "card_arrival", "confidence": 0.9}]
+    assert followup.pages == ["card-delivery", "fees"]  # each once, in order
+    assert followup.said == ["A new card arrives within 3–5 working days.", "Express delivery costs £5."]
+
+
+def test_no_followup_without_an_earlier_question_or_with_a_question_of_its_own():
+    question = _user("How long does card delivery take?")
+    answer = _bot("A new card arrives within 3–5 working days.", "card-delivery")
+    assert answers.followup_context([]) is None
+    assert answers.followup_context([_user("and what does express cost?")]) is None  # nothing before it
+    # a question that stands on its own
+    assert answers.followup_context([question, answer, _user("How do I freeze my card in the app?")]) is None
+    # a new session forgets the earlier question
+    assert answers.followup_context([question, answer, {"event": "session_started"},
+                                     _user("and what does express cost?")]) is None
+    # a button's payload is not the earlier question
+    assert answers.followup_context([_user("/card_arrival"), _user("and what does express cost?")]) is None
+    # the same fragment after the question continues it
+    assert answers.followup_context([question, answer, _user("and what does express cost?")]) is not None
+
+
+# -- extractive answers from the real index ------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def encoder():
+    from addons.nlu.sentence_embeddings import DEFAULT_MODEL_DIR, SentenceEncoder
+
+    return SentenceEncoder(DEFAULT_MODEL_DIR, threads=1, quantized=False)
+
+
+@pytest.fixture
+def ask(encoder, monkeypatch):
+    """Send the turns of one conversation through llm_reply.answer (extractive only) with
+    the real index and the encoder's vectors; the answers, and the texts embedded per turn."""
+    try:
+        llm_reply.load_index()
+    except Exception as error:  # noqa: BLE001 - say how to build it
+        pytest.fail(str(error))
+    embedded: List[List[str]] = []
+
+    async def embed(texts, **_):
+        embedded.append(list(texts))
+        return generator.Embeddings(np.asarray(encoder.encode(list(texts), 32)), 0)
+
+    monkeypatch.setattr(generator, "embed", embed)
+
+    def run(*turns: str):
+        async def conversation():
+            events: List[Dict[str, Any]] = [{"event": "session_started"}]
+            replies = []
+            for text in turns:
+                events.append({"event": "user", "text": text})
+                reply = await llm_reply.answer(events, candidates=0)
+                replies.append(reply)
+                events.append({"event": "bot", "text": reply.text,
+                               "metadata": {"source": reply.source, "sources": reply.sources}})
+            return replies
+
+        return asyncio.run(conversation()), embedded
+
+    return run
+
+
+def _verbatim(reply: llm_reply.Answer) -> None:
+    """Every sentence of an extractive answer is a sentence of its page, word for word."""
+    sentences = llm_reply.load_sentences()
+    index = sentences.index
+    page_texts = {sentences.texts[row] for row in range(len(sentences.texts))
+                  if index.passages[int(index.sentence_rows[row])].page_id == reply.extract.page_id}
+    assert reply.extract.sentences and set(reply.extract.sentences) <= page_texts
+    assert reply.text == llm_reply.cite(" ".join(reply.extract.sentences), index.titles[reply.extract.page_id])
+
+
+@pytest.mark.parametrize("question, page, fact", [
+    ("how much does express delivery cost?", "card-delivery", r"£5\b"),
+    ("How many disposable cards am I allowed to make each day?", "virtual-cards", r"up to 5 disposable"),
+])
+def test_a_question_the_pages_answer_gets_the_sentence_that_states_the_fact(ask, question, page, fact):
+    [reply], _ = ask(question)
+    assert reply.source == "knowledge" and reply.sources == [page]
+    assert reply.extract.answerable and reply.extract.why == ""
+    assert re.search(fact, reply.text), reply.text
+    assert reply.extract.coverage >= settings.ANSWER_MIN_COVERAGE
+    assert reply.extract.retrieval >= settings.KNOWLEDGE_MIN_SCORE
+    assert reply.extract.best.similarity >= settings.ANSWER_MIN_SIMILARITY
+    _verbatim(reply)
+
+
+@pytest.mark.parametrize("question", [
+    "what's the interest rate on your savings account?",
+    "Do you offer mortgages for first-time buyers?",
+    "Can I get a car loan from Lakeside?",
+])
+def test_a_question_no_page_answers_is_not_answered(ask, question):
+    [reply], _ = ask(question)
+    assert reply.source == "no_knowledge" and reply.text == llm_reply.NO_KNOWLEDGE_TEXT
+    assert not reply.extract.answerable and reply.extract.sentences == []
+    assert reply.extract.why in ("retrieval", "similarity", "coverage", "kind")
+    assert reply.sources == []
+
+
+@pytest.mark.parametrize("first, then, page, fact", [
+    ("How do I add my card to Google Pay?", "does it cost anything?", "apple-pay-google-pay",
+     r"Adding a card to a wallet is free"),
+    ("How do I pay in a cheque?", "and how long until it clears?", "cash-and-cheque-deposits",
+     r"clears? within 2 working days"),
+])
+def test_a_followup_is_answered_from_the_earlier_questions_page(ask, first, then, page, fact):
+    (before, reply), embedded = ask(first, then)
+    assert before.source == "knowledge" and before.sources == [page] and not before.followup
+    assert reply.source == "knowledge" and reply.sources == [page] and reply.followup
+    assert re.search(fact, reply.text), reply.text
+    _verbatim(reply)
+    # the query was both messages, and the follow-up alone
+    assert embedded[-1] == [f"{first} {then}", then]
+    # on its own the fragment names no topic: not answered
+    [alone], _ = ask(then)
+    assert alone.source == "no_knowledge" and not alone.followup
+
+
+def test_the_sentence_index_weighs_words_by_how_many_pages_use_them():
+    try:
+        sentences = llm_reply.load_sentences()
+    except Exception as error:  # noqa: BLE001 - say how to build it
+        pytest.fail(str(error))
+    index = sentences.index
+    assert len(sentences.texts) == len(index.sentence_rows) == len(sentences.words)
+    assert set(sentences.page_vocab) == set(index.titles)
+    # a word no page uses weighs ANSWER_UNKNOWN_WORD_WEIGHT; a rare one more than a common one
+    [express], [card], [mortgage] = (answers.content_words(w) for w in ("express", "card", "mortgage"))
+    assert sentences.idf(mortgage) == settings.ANSWER_UNKNOWN_WORD_WEIGHT
+    assert sentences.idf(express) > sentences.idf(card) > 0
+    # coverage: the IDF-weighted share of the words the page holds
+    assert sentences.coverage(answers.content_words("express delivery"), "card-delivery") == 1.0
+    assert sentences.coverage(answers.content_words("mortgage"), "card-delivery") == 0.0
+    half = sentences.coverage(answers.content_words("express mortgage"), "card-delivery")
+    assert half == pytest.approx(sentences.idf(express) / (sentences.idf(express) + sentences.idf(mortgage)))
+    assert sentences.coverage([], "card-delivery") == 1.0  # nothing asked, nothing missing
