@@ -332,6 +332,7 @@ class SentenceIndex:
         if len(texts) != len(index.sentence_rows):
             raise ValueError("the index's sentences do not match its passages: rebuild it")
         self.texts = texts
+        self.vectors = index.sentence_vectors  # one per sentence, with the page title in front
         self.words = [set(content_words(t)) for t in texts]
         vocab: Dict[str, Set[str]] = {}
         for passage in index.passages:
@@ -398,9 +399,10 @@ def rank(sentences: SentenceIndex, query: np.ndarray, focus: str, hits: Sequence
     rows = [r for r, p in enumerate(index.sentence_rows) if index.passages[p].page_id in page_score]
     if not rows:
         return []
-    similarity = index.sentence_vectors[rows] @ unit(query)
+    vectors = sentences.vectors[rows]
+    similarity = vectors @ unit(query)
     if focus_query is not None:  # a follow-up: what it asks, within the earlier question's topic
-        similarity = (similarity + index.sentence_vectors[rows] @ unit(focus_query)) / 2
+        similarity = (similarity + vectors @ unit(focus_query)) / 2
     passage_similarity = index.vectors @ unit(query)  # the section's own (its heading says what it is about)
     wanted = asks(focus) if wanted is None else wanted
     words = set(content_words(focus))
