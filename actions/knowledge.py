@@ -378,7 +378,7 @@ def _embed_all(embed: Embedder, texts: List[str], dims: int = 0) -> np.ndarray:
     return unit(np.concatenate([embed(texts[i : i + EMBED_BATCH]) for i in range(0, len(texts), EMBED_BATCH)]))
 
 
-def build(embed: Embedder, directory: Path = settings.KNOWLEDGE_DIR, model: str = settings.EMBEDDING_MODEL,
+def build(embed: Embedder, directory: Path = settings.KNOWLEDGE_DIR, model: str = settings.EMBEDDINGS_MODEL,
           nlu_file: Path = settings.KNOWLEDGE_EXAMPLES) -> KnowledgeIndex:
     passages = load_passages(directory)
     source_digest = digest(directory, nlu_file)
@@ -393,7 +393,7 @@ def build(embed: Embedder, directory: Path = settings.KNOWLEDGE_DIR, model: str 
 
 
 def load_current(path: Path = settings.KNOWLEDGE_INDEX, directory: Path = settings.KNOWLEDGE_DIR,
-                 model: str = settings.EMBEDDING_MODEL, nlu_file: Path = settings.KNOWLEDGE_EXAMPLES
+                 model: str = settings.EMBEDDINGS_MODEL, nlu_file: Path = settings.KNOWLEDGE_EXAMPLES
                  ) -> Tuple[Optional[KnowledgeIndex], str]:
     """(index, "") when the file exists and matches the files and model; else (None, why not)."""
     if not path.exists():
@@ -423,14 +423,14 @@ def local_embedder() -> Embedder:
     return lambda texts: engine.embed(texts).vectors
 
 
-def http_embedder(base_url: str, model: str = settings.EMBEDDING_MODEL, timeout: float = 120) -> Embedder:
+def http_embedder(base_url: str, model: str = settings.EMBEDDINGS_MODEL, timeout: float = 120) -> Embedder:
     """A running OpenAI-compatible server's /v1/embeddings."""
 
     def embed(texts: List[str]) -> np.ndarray:
         body = json.dumps({"model": model, "input": texts}).encode()
         headers = {"Content-Type": "application/json"}
-        if settings.GENERATOR_API_KEY:
-            headers["Authorization"] = f"Bearer {settings.GENERATOR_API_KEY}"
+        if settings.EMBEDDINGS_API_KEY:
+            headers["Authorization"] = f"Bearer {settings.EMBEDDINGS_API_KEY}"
         request = urllib.request.Request(f"{base_url.rstrip('/')}/embeddings", data=body, headers=headers)
         with urllib.request.urlopen(request, timeout=timeout) as response:
             data = sorted(json.loads(response.read())["data"], key=lambda item: item["index"])

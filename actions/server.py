@@ -2,11 +2,16 @@
 
     python -m actions.server --port 5055     (host: ACTIONS_HOST, default 127.0.0.1)
 
-It refuses to start (exit code 2, the reason on stderr) when the knowledge index is
-missing or older than the knowledge pages: build it with
-`.venvs/generator/bin/python -m actions.knowledge build` (make setup does). Every log
-record of the process goes through guardrails.redact (card numbers, IBANs, e-mails,
-phone numbers).
+It refuses to start (exit code 2, the reason on stderr, one line) when the knowledge
+index is missing or older than the knowledge pages (build it with
+`.venvs/generator/bin/python -m actions.knowledge build`; make setup does), or when
+GENERATOR_URL does not serve GENERATOR_MODEL or EMBEDDINGS_URL does not serve
+EMBEDDINGS_MODEL (GET /v1/models). A server that is not answering yet, or that says it
+is still loading (/health 503, as the generator does), is waited for up to
+GENERATOR_START_WAIT_S: the run command, the tests and compose start the generator and
+the action server together. Every log record of the process goes through
+guardrails.redact (card numbers, IBANs, e-mails, phone numbers). The process's HTTP
+client session to those servers is closed when the server stops.
 """
 from __future__ import annotations
 
@@ -15,14 +20,18 @@ import json
 import os
 import sys
 import time
+import urllib.error
+import urllib.request
 import zlib
+from typing import Dict, List, Optional, Tuple
 
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from rasa_sdk.endpoint import create_app
 from sanic import Sanic, response
 from sanic.request import Request
 
-from actions import guardrails
+from actions import guardrails, settings
+from actions.clients import generator
 from actions.knowledge import KnowledgeError
 from actions.llm_reply import load_index
 from actions.metrics import ACTION_SECONDS
@@ -57,7 +66,92 @@ def build_app() -> Sanic:
     async def metrics(_: Request) -> response.HTTPResponse:
         return response.raw(generate_latest(), content_type=CONTENT_TYPE_LATEST)
 
+    async def close_generator_client(_app, _loop) -> None:
+        await generator.close()
+
+    app.register_listener(close_generator_client, "after_server_stop")
     return app
+
+
+# -- the start check: are the models served? -----------------------------------------
+
+
+def _request(url: str, api_key: str, body: Optional[dict] = None, timeout: float = 5) -> Tuple[Optional[int], object]:
+    """(HTTP status, decoded JSON or text), or (None, why) when nothing answered."""
+    headers = {"Content-Type": "application/json"}
+    if api_key:
+        headers["Authorization"] = f"Bearer {api_key}"
+    data = json.dumps(body).encode() if body is not None else None
+    request = urllib.request.Request(url, data=data, headers=headers)
+    try:
+        with urllib.request.urlopen(request, timeout=timeout) as reply:
+            status, raw = reply.status, reply.read()
+    except urllib.error.HTTPError as error:
+        status, raw = error.code, error.read()
+    except (urllib.error.URLError, OSError, ValueError) as error:
+        return None, str(getattr(error, "reason", error))
+    try:
+        return status, json.loads(raw)
+    except ValueError:
+        return status, raw.decode(errors="replace")[:200]
+
+
+def _loading(base_url: str) -> bool:
+    """The server says it is still loading its models: /health (next to /v1) is 503."""
+    root = base_url[: -len("/v1")] if base_url.endswith("/v1") else base_url
+    return _request(f"{root}/health", "", timeout=3)[0] == 503
+
+
+def _model_problem(kind: str, base_url: str, model: str, api_key: str,
+                   listed: Dict[str, Tuple[Optional[int], object]]) -> Tuple[Optional[str], bool]:
+    """(None, _) when `base_url` serves `model`; else (what is wrong, whether waiting may help)."""
+    if base_url not in listed:
+        listed[base_url] = _request(f"{base_url}/models", api_key)
+    status, body = listed[base_url]
+    if status is None:
+        return f"{base_url} is not answering ({body})", True
+    if status == 404 and kind == "embeddings":
+        # A text-embeddings server without /v1/models (Hugging Face TEI): ask it for one vector.
+        status, body = _request(f"{base_url}/embeddings", api_key, {"model": model, "input": ["start check"]})
+        if status == 200 and isinstance(body, dict) and body.get("data"):
+            return None, False
+        return f"{base_url} has no /models and its /embeddings answered HTTP {status} for {model!r}", False
+    if status in (401, 403):
+        key = "EMBEDDINGS_API_KEY" if kind == "embeddings" else "GENERATOR_API_KEY"
+        return f"{base_url} refused the request (HTTP {status}): check {key}", False
+    if status != 200 or not isinstance(body, dict):
+        return f"{base_url}/models answered HTTP {status}", status in (502, 503, 504)
+    served: List[str] = [str(item.get("id")) for item in body.get("data") or [] if isinstance(item, dict)]
+    if model in served:
+        return None, False
+    setting = "EMBEDDINGS_URL / EMBEDDINGS_MODEL" if kind == "embeddings" else "GENERATOR_URL / GENERATOR_MODEL"
+    problem = (f"the {kind} model {model!r} is not served at {base_url} "
+               f"(it serves: {', '.join(served) or 'no model'}; set {setting})")
+    return problem, _loading(base_url)
+
+
+def check_models(wait_s: float = settings.GENERATOR_START_WAIT_S, poll_s: float = 2.0) -> Optional[str]:
+    """None when GENERATOR_URL serves GENERATOR_MODEL and EMBEDDINGS_URL serves
+    EMBEDDINGS_MODEL; else one line saying what is missing where. Servers not answering
+    yet, or still loading, are asked again every `poll_s` seconds for up to `wait_s`."""
+    wanted = [
+        ("chat", settings.GENERATOR_URL, settings.GENERATOR_MODEL, settings.GENERATOR_API_KEY),
+        ("embeddings", generator.embeddings_url(), settings.EMBEDDINGS_MODEL, settings.EMBEDDINGS_API_KEY),
+    ]
+    deadline = time.monotonic() + wait_s
+    said_waiting = False
+    while True:
+        listed: Dict[str, Tuple[Optional[int], object]] = {}
+        problems = [_model_problem(kind, url, model, key, listed) for kind, url, model, key in wanted]
+        problems = [(problem, retry) for problem, retry in problems if problem]
+        if not problems:
+            return None
+        if not any(retry for _, retry in problems) or time.monotonic() + poll_s > deadline:
+            return "; ".join(dict.fromkeys(problem for problem, _ in problems))
+        if not said_waiting:
+            print(f"waiting up to {wait_s:.0f} s for the models: {problems[0][0]}", flush=True)
+            said_waiting = True
+        time.sleep(poll_s)
 
 
 def main() -> None:
@@ -71,6 +165,13 @@ def main() -> None:
         print(f"action server: {error}", file=sys.stderr)
         sys.exit(2)
     print(f"knowledge index: {len(index.passages)} passages from {len(index.titles)} pages", flush=True)
+    if settings.GENERATOR_START_CHECK:
+        problem = check_models()
+        if problem:
+            print(f"action server: cannot start: {problem}", file=sys.stderr)
+            sys.exit(2)
+        print(f"models: chat {settings.GENERATOR_MODEL} at {settings.GENERATOR_URL}, embeddings "
+              f"{settings.EMBEDDINGS_MODEL} at {generator.embeddings_url()}", flush=True)
     build_app().run(args.host, args.port, workers=1, access_log=False)
 
 

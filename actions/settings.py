@@ -22,9 +22,22 @@ def _int(name: str, default: int) -> int:
 # Base URL of the OpenAI-compatible API, up to and including /v1.
 GENERATOR_URL = os.environ.get("GENERATOR_URL", "http://127.0.0.1:8000/v1").rstrip("/")
 GENERATOR_MODEL = os.environ.get("GENERATOR_MODEL", "SmolLM2-135M-Instruct")
-# The embeddings model of that server; the knowledge index must be built with the same one.
-EMBEDDING_MODEL = os.environ.get("EMBEDDING_MODEL", "all-MiniLM-L6-v2")
 GENERATOR_API_KEY = os.environ.get("GENERATOR_API_KEY", "")
+# Embeddings (retrieval, the candidates' checks) from their own OpenAI-compatible server,
+# so chat can go to vLLM while embeddings stay on the CPU generator. Empty: GENERATOR_URL
+# (resolved at each call, actions/clients/generator.py).
+EMBEDDINGS_URL = os.environ.get("EMBEDDINGS_URL", "").rstrip("/")
+# The embeddings model of that server; the knowledge index must be built with the same one.
+# EMBEDDING_MODEL, the setting's old name, still counts when EMBEDDINGS_MODEL is not set.
+EMBEDDINGS_MODEL = os.environ.get("EMBEDDINGS_MODEL") or os.environ.get("EMBEDDING_MODEL") or "all-MiniLM-L6-v2"
+EMBEDDING_MODEL = EMBEDDINGS_MODEL  # the old name, for code that still reads it
+EMBEDDINGS_API_KEY = os.environ.get("EMBEDDINGS_API_KEY", GENERATOR_API_KEY)
+# At start the action server checks that GENERATOR_URL serves GENERATOR_MODEL and
+# EMBEDDINGS_URL serves EMBEDDINGS_MODEL (GET /v1/models), waiting up to this many seconds
+# for servers that are still starting, and exits with the reason if not (actions/server.py).
+GENERATOR_START_WAIT_S = _float("GENERATOR_START_WAIT_S", 240.0)
+# 0 skips that check (tests and benchmarks that run the action server with no generator).
+GENERATOR_START_CHECK = _int("GENERATOR_START_CHECK", 1)
 # Whole-request timeout for one generation. Rasa waits 300 s for an action and the
 # lock store holds a conversation 60 s, so this stays well inside both.
 GENERATOR_TIMEOUT_S = _float("GENERATOR_TIMEOUT_S", 30.0)

@@ -181,7 +181,8 @@ def start(model: Path, work: Path, stock: bool, label: str, extra_env=None) -> S
         endpoints = stack.endpoints_for(act_port, work / tag)
     env = {"TRACKER_STORE_URL": f"sqlite:///{database}", **(extra_env or {})}
     services = [
-        stack.actions_service(act_port, work / tag, env={"GENERATOR_URL": "http://127.0.0.1:9/v1"}),
+        stack.actions_service(act_port, work / tag, env={"GENERATOR_URL": "http://127.0.0.1:9/v1",
+                                                        "GENERATOR_START_CHECK": "0"}),
         stack.rasa_service(rasa_port, work / tag, model, endpoints, credentials=credentials, env=env),
     ]
     setup = Setup(label, services, f"http://127.0.0.1:{rasa_port}/webhooks/rest/webhook", env["TRACKER_STORE_URL"])

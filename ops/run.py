@@ -37,14 +37,15 @@ def run() -> int:
             return 2
     model = latest_model() or train()
     log_dir = settings.LOG_DIR
-    # An external OpenAI-compatible server (vLLM, say) replaces the local generator.
-    generator_url = os.environ.get("GENERATOR_URL", "")
-    local = [] if generator_url else [stack.generator_service(settings.GENERATOR_PORT, log_dir)]
-    generator_url = generator_url or f"http://127.0.0.1:{settings.GENERATOR_PORT}/v1"
+    # An external OpenAI-compatible server (vLLM, say) replaces the local generator, unless
+    # EMBEDDINGS_URL keeps the embeddings on it (ops/stack.py, llm_endpoints).
+    needs_local, llm_urls = stack.llm_endpoints(settings.GENERATOR_PORT)
+    local = [stack.generator_service(settings.GENERATOR_PORT, log_dir)] if needs_local else []
+    generator_url = llm_urls["GENERATOR_URL"]
     jwt_env = _jwt_env()
     services = [
         *local,
-        stack.actions_service(settings.ACTIONS_PORT, log_dir, env={"GENERATOR_URL": generator_url}),
+        stack.actions_service(settings.ACTIONS_PORT, log_dir, env=llm_urls),
         stack.rasa_service(
             settings.RASA_PORT, log_dir, model, stack.endpoints_for(settings.ACTIONS_PORT, log_dir),
             # Rasa's HTTP API (model hot-swap, trackers) behind a token: RASA_API_TOKEN, or
@@ -79,7 +80,8 @@ def run() -> int:
             f"  socket.io:   http://{settings.BIND_HOST}:{settings.RASA_PORT}/socket.io\n"
             "  shell:       make shell   (in another terminal)\n"
             f"  generator:   {generator_url}\n"
-            "Press Ctrl-C to stop.",
+            + (f"  embeddings:  {llm_urls['EMBEDDINGS_URL']}\n" if "EMBEDDINGS_URL" in llm_urls else "")
+            + "Press Ctrl-C to stop.",
             flush=True,
         )
         while not stopping:

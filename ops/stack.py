@@ -9,7 +9,8 @@ The scale-out stack (`scale_out_services`) is the same code and files with other
 environment variables: several `rasa run` replicas sharing a PostgreSQL tracker store,
 a Redis lock store and a RabbitMQ event broker, behind nginx (Debian's package, run
 with a generated configuration in a work folder), the action servers behind the same
-nginx, and the generator (or any OpenAI-compatible server named by GENERATOR_URL).
+nginx, and the generator (or any OpenAI-compatible server named by GENERATOR_URL, with
+the embeddings from EMBEDDINGS_URL: `llm_endpoints`).
 """
 from __future__ import annotations
 
@@ -169,6 +170,38 @@ def actions_service(
         log_path=log_dir / f"{name}.log",
         env=env or {},
     )
+
+
+def _is_local_generator(url: str) -> bool:
+    """`url` names the CPU generator this machine's stack runs: loopback at GENERATOR_PORT
+    (as deploy/scale-out.env writes EMBEDDINGS_URL)."""
+    from urllib.parse import urlsplit
+
+    try:
+        parts = urlsplit(url)
+        return parts.hostname in ("127.0.0.1", "localhost", "::1") and parts.port == settings.GENERATOR_PORT
+    except ValueError:
+        return False
+
+
+def llm_endpoints(port: int, env: Optional[Dict[str, str]] = None) -> Tuple[bool, Dict[str, str]]:
+    """Whether the stack starts the CPU generator (on `port`), and the action server's
+    GENERATOR_URL and EMBEDDINGS_URL.
+
+    Chat: GENERATOR_URL (in `env`, else the environment) names another OpenAI-compatible
+    server (vLLM); unset, the CPU generator. Embeddings: EMBEDDINGS_URL unset follows chat;
+    on loopback at GENERATOR_PORT it is the CPU generator (started for it, on `port`);
+    anything else is another server. So `GENERATOR_URL=http://vllm…/v1` with
+    `EMBEDDINGS_URL=http://127.0.0.1:8000/v1` sends chat to vLLM and embeddings here."""
+    env = env or {}
+    chat = env.get("GENERATOR_URL") or os.environ.get("GENERATOR_URL", "")
+    embeddings = env.get("EMBEDDINGS_URL") or os.environ.get("EMBEDDINGS_URL", "")
+    local_url = f"http://127.0.0.1:{port}/v1"
+    local_embeddings = bool(embeddings) and _is_local_generator(embeddings)
+    urls = {"GENERATOR_URL": chat or local_url}
+    if embeddings:
+        urls["EMBEDDINGS_URL"] = local_url if local_embeddings else embeddings
+    return (not chat or local_embeddings), urls
 
 
 def api_args(token: str) -> List[str]:
@@ -544,7 +577,8 @@ def scale_out_services(
     `replicas` Rasa processes (`rasa run`, one Sanic worker each, on loopback) with the
     stores of `scale_out_env(stores)`, `action_servers` action servers, both behind one
     nginx; the generator unless GENERATOR_URL (in actions_env or the environment)
-    names another OpenAI-compatible server. Rasa's HTTP API is on, behind `api_token`
+    names another OpenAI-compatible server and EMBEDDINGS_URL does not name the local
+    generator (`llm_endpoints`). Rasa's HTTP API is on, behind `api_token`
     (RASA_API_TOKEN, or a new random one). `replica_env` adds variables to the first
     replicas, one dict each. nginx listens on BIND_HOST:`port` (default: a free port).
     """
@@ -558,13 +592,10 @@ def scale_out_services(
     lb_port, actions_lb_port, generator_port = ports[-3:]
     lb_port = port or lb_port
 
-    generator_url = (actions_env or {}).get("GENERATOR_URL") or os.environ.get("GENERATOR_URL", "")
-    generator = None
-    if not generator_url:
-        generator = generator_service(generator_port, work, env=generator_env)
-        generator_url = f"http://127.0.0.1:{generator_port}/v1"
+    local, llm_urls = llm_endpoints(generator_port, actions_env)
+    generator = generator_service(generator_port, work, env=generator_env) if local else None
     actions = [
-        actions_service(actions_port, work, env={**(actions_env or {}), "GENERATOR_URL": generator_url},
+        actions_service(actions_port, work, env={**(actions_env or {}), **llm_urls},
                         name=f"actions-{i + 1}")
         for i, actions_port in enumerate(actions_ports)
     ]

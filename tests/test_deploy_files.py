@@ -35,7 +35,7 @@ OWN_SERVICES = ("rasa", "actions", "generator", "exporter")
 MUST_BE_SET = {
     "rasa": {"TRACKER_STORE_URL", "LOCK_STORE_URL", "EVENT_BROKER_URL", "ACTION_ENDPOINT_URL", "RASA_API_TOKEN",
              "REST_CHANNEL_TOKEN", "SOCKETIO_JWT_KEY"},
-    "actions": {"GENERATOR_URL", "GENERATOR_MODEL", "GENERATOR_API_KEY"},
+    "actions": {"GENERATOR_URL", "GENERATOR_MODEL", "GENERATOR_API_KEY", "EMBEDDINGS_URL", "EMBEDDINGS_MODEL"},
     "exporter": {"TRACKER_STORE_URL"},
 }
 PORTS = {"rasa": 5005, "actions": 5055, "generator": 8000, "exporter": 9105}
@@ -257,19 +257,29 @@ def test_rendered_chart_is_valid_kubernetes(values):
     assert scaled == {"bank-lakeside-assistant-rasa", "bank-lakeside-assistant-actions"}
 
 
-def test_vllm_replaces_the_generator():
+def test_vllm_serves_chat_and_the_cpu_generator_the_embeddings():
     default, vllm = _containers(_render()), _containers(_render(VLLM))
     assert "generator" in default and "vllm" not in default
-    assert "generator" not in vllm
+    assert "generator" in vllm  # kept: vLLM does not serve the embeddings model
     server = vllm["vllm"]
     assert server["image"].startswith("vllm/vllm-openai:")
     assert server["args"][:2] == ["--model", "HuggingFaceTB/SmolLM2-135M-Instruct"]
     assert server["resources"]["limits"]["nvidia.com/gpu"] == 1
-    for containers in (default, vllm):  # the action server's address does not change
-        assert _chart_env(containers["actions"])["GENERATOR_URL"] == "http://bank-lakeside-assistant-generator:8000/v1"
+    generator_url = "http://bank-lakeside-assistant-generator:8000/v1"
+    assert _chart_env(default["actions"])["GENERATOR_URL"] == generator_url
+    assert _chart_env(vllm["actions"])["GENERATOR_URL"] == "http://bank-lakeside-assistant-vllm:8000/v1"
     assert _chart_env(vllm["actions"])["GENERATOR_MODEL"] == server["args"][3]
-    service = next(d for d in _render(VLLM) if d["kind"] == "Service" and d["metadata"]["name"].endswith("-generator"))
-    assert service["spec"]["selector"]["app.kubernetes.io/component"] == "vllm"
+    for containers in (default, vllm):  # the embeddings stay on the CPU generator
+        env = _chart_env(containers["actions"])
+        assert env["EMBEDDINGS_URL"] == generator_url and env["EMBEDDINGS_MODEL"] == "all-MiniLM-L6-v2"
+    services = {d["metadata"]["name"]: d for d in _render(VLLM) if d["kind"] == "Service"}
+    selector = {name: doc["spec"]["selector"]["app.kubernetes.io/component"] for name, doc in services.items()}
+    assert selector["bank-lakeside-assistant-generator"] == "generator"
+    assert selector["bank-lakeside-assistant-vllm"] == "vllm"
+    # compose: chat wherever GENERATOR_URL says (vLLM in deploy/.env), embeddings on the generator
+    actions = _compose_env(_compose()["services"]["actions"])
+    assert actions["EMBEDDINGS_URL"] == "${EMBEDDINGS_URL:-http://generator:8000/v1}"
+    assert actions["GENERATOR_URL"] == "${GENERATOR_URL:-http://generator:8000/v1}"
 
 
 def test_the_chart_needs_the_rest_token_and_the_jwt_key():

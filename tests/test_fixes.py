@@ -110,7 +110,8 @@ def action_endpoint(tmp_path_factory):
 
     port = stack.free_port()
     actions = stack.actions_service(
-        port, tmp_path_factory.mktemp("actions"), env={"GENERATOR_URL": "http://127.0.0.1:9/v1"}
+        port, tmp_path_factory.mktemp("actions"),
+        env={"GENERATOR_URL": "http://127.0.0.1:9/v1", "GENERATOR_START_CHECK": "0"},  # no generator: none needed
     )
     actions.start()
     try:

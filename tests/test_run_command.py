@@ -26,7 +26,7 @@ def test_run_starts_everything_and_ctrl_c_stops_everything(tmp_path, trained_mod
         **{k: str(v) for k, v in ports.items()},
         "TRACKER_STORE_URL": f"sqlite:///{tmp_path / 'tracker.db'}",
     }
-    for name in ("GENERATOR_URL", "SOCKETIO_JWT_KEY", "BANK_DEMO_CUSTOMER_ID"):
+    for name in ("GENERATOR_URL", "EMBEDDINGS_URL", "SOCKETIO_JWT_KEY", "BANK_DEMO_CUSTOMER_ID"):
         env.pop(name, None)
     process = subprocess.Popen(
         [sys.executable, "-m", "ops", "run"], cwd=settings.ROOT, env=env,

@@ -1,12 +1,18 @@
-"""Async client for an OpenAI-compatible API: chat completions (n candidates in one
-request) and embeddings.
+"""Async client for OpenAI-compatible APIs: chat completions (n candidates in one
+request) from GENERATOR_URL and embeddings from EMBEDDINGS_URL (GENERATOR_URL when not
+set), so chat can go to vLLM while embeddings stay on the CPU generator.
 
 Every failure (timeout, refused connection, HTTP error, malformed body, empty reply)
 becomes a GeneratorError, so callers have exactly one thing to fall back on.
+
+One aiohttp ClientSession per process (per event loop: tests run each scenario in a
+loop of its own) keeps connections to the servers open between turns; the action
+server closes it when it stops (`close`, actions/server.py).
 """
 from __future__ import annotations
 
 import asyncio
+import atexit
 import time
 from dataclasses import dataclass
 from typing import Any, Dict, List, Optional
@@ -39,27 +45,89 @@ class Embeddings:
     latency_ms: int
 
 
-async def _post(path: str, body: Dict[str, Any], base_url: Optional[str], timeout_s: Optional[float]) -> Any:
-    url = f"{base_url or settings.GENERATOR_URL}{path}"
+# Connections kept open between requests are dropped after this many idle seconds:
+# under uvicorn's 5 s (the generator, vLLM), so a request never goes out on a
+# connection the server is closing.
+KEEPALIVE_S = 4.0
+
+_session: Optional[aiohttp.ClientSession] = None
+_session_loop: Optional[asyncio.AbstractEventLoop] = None
+
+
+def _abandon() -> None:
+    """Drop a session whose event loop has ended (asyncio.run in tests, or the process
+    exiting without the server's shutdown): its connections belong to that loop and can
+    be neither reused nor awaited, so they are closed synchronously."""
+    global _session
+    session, _session = _session, None
+    if session is not None and not session.closed:
+        connector = session.connector
+        session.detach()
+        if connector is not None:
+            connector._close()  # noqa: SLF001 - the synchronous part of close(); no loop to await on
+
+
+atexit.register(_abandon)
+
+
+def _client_session() -> aiohttp.ClientSession:
+    """The process's session, made on first use in the running event loop."""
+    global _session, _session_loop
+    loop = asyncio.get_running_loop()
+    if _session is not None and _session_loop is not loop:
+        _abandon()
+    if _session is None or _session.closed:
+        # No limit on connections: the servers shed load themselves (503), as before.
+        connector = aiohttp.TCPConnector(limit=0, keepalive_timeout=KEEPALIVE_S)
+        _session, _session_loop = aiohttp.ClientSession(connector=connector), loop
+    return _session
+
+
+async def close() -> None:
+    """Close the process's session (the action server calls it when it stops)."""
+    global _session
+    session, _session = _session, None
+    if session is not None and not session.closed and _session_loop is asyncio.get_running_loop():
+        await session.close()
+
+
+def embeddings_url() -> str:
+    """EMBEDDINGS_URL, or GENERATOR_URL when it is not set."""
+    return settings.EMBEDDINGS_URL or settings.GENERATOR_URL
+
+
+async def _post(path: str, body: Dict[str, Any], base_url: str, timeout_s: Optional[float],
+                api_key: str = "") -> Any:
+    url = f"{base_url}{path}"
     headers = {"Content-Type": "application/json"}
-    if settings.GENERATOR_API_KEY:
-        headers["Authorization"] = f"Bearer {settings.GENERATOR_API_KEY}"
-    timeout = aiohttp.ClientTimeout(
-        total=timeout_s or settings.GENERATOR_TIMEOUT_S,
-        sock_connect=settings.GENERATOR_CONNECT_TIMEOUT_S,
-    )
-    try:
-        async with aiohttp.ClientSession(timeout=timeout) as session:
-            async with session.post(url, json=body, headers=headers) as response:
+    if api_key:
+        headers["Authorization"] = f"Bearer {api_key}"
+    total = timeout_s or settings.GENERATOR_TIMEOUT_S
+    deadline = time.monotonic() + total
+    session = _client_session()
+    for attempt in (1, 2):
+        timeout = aiohttp.ClientTimeout(
+            total=max(deadline - time.monotonic(), 0.001),
+            sock_connect=settings.GENERATOR_CONNECT_TIMEOUT_S,
+        )
+        try:
+            async with session.post(url, json=body, headers=headers, timeout=timeout) as response:
                 if response.status != 200:
                     raise GeneratorError(f"http {response.status}")
                 return await response.json(content_type=None)
-    except asyncio.TimeoutError as error:
-        raise GeneratorError("timeout") from error
-    except aiohttp.ClientError as error:
-        raise GeneratorError(f"connection: {type(error).__name__}") from error
-    except ValueError as error:  # the body is not JSON
-        raise GeneratorError("bad response: not JSON") from error
+        except aiohttp.ServerDisconnectedError as error:
+            # A kept-alive connection the server closed as the request went out: once more,
+            # on a new connection (a server that died fails again, at once).
+            if attempt == 1 and time.monotonic() < deadline:
+                continue
+            raise GeneratorError(f"connection: {type(error).__name__}") from error
+        except asyncio.TimeoutError as error:
+            raise GeneratorError("timeout") from error
+        except aiohttp.ClientError as error:
+            raise GeneratorError(f"connection: {type(error).__name__}") from error
+        except ValueError as error:  # the body is not JSON
+            raise GeneratorError("bad response: not JSON") from error
+    raise AssertionError("unreachable")
 
 
 async def chat(
@@ -86,7 +154,8 @@ async def chat(
     if frequency_penalty:  # only when used: the request is otherwise what it always was
         body["frequency_penalty"] = frequency_penalty
     started = time.monotonic()
-    payload = await _post("/chat/completions", body, base_url, timeout_s)
+    payload = await _post("/chat/completions", body, base_url or settings.GENERATOR_URL, timeout_s,
+                          settings.GENERATOR_API_KEY)
     try:
         texts = [choice["message"]["content"].strip() for choice in payload["choices"]]
     except (KeyError, TypeError, AttributeError) as error:
@@ -109,10 +178,12 @@ async def embed(
     base_url: Optional[str] = None,
     timeout_s: Optional[float] = None,
 ) -> Embeddings:
-    """One vector per text, in order, from the server's /embeddings."""
-    body = {"model": settings.EMBEDDING_MODEL, "input": texts}
+    """One vector per text, in order, from the embeddings server's /embeddings
+    (`base_url` instead, when given)."""
+    body = {"model": settings.EMBEDDINGS_MODEL, "input": texts}
     started = time.monotonic()
-    payload = await _post("/embeddings", body, base_url, timeout_s)
+    payload = await _post("/embeddings", body, base_url or embeddings_url(), timeout_s,
+                          settings.EMBEDDINGS_API_KEY)
     try:
         data = sorted(payload["data"], key=lambda item: item["index"])
         vectors = np.array([item["embedding"] for item in data], dtype=np.float32)

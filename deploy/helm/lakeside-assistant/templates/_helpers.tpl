@@ -37,8 +37,17 @@ app.kubernetes.io/component: {{ .component }}
       key: {{ .name }}
 {{- end -}}
 
-{{/* Where the action server finds the LLM: the generator Service, in front of the CPU generator or vLLM. */}}
+{{/* Where the action server finds the chat model (GENERATOR_URL): vLLM's Service when it is enabled, else the CPU generator's. */}}
 {{- define "lakeside.generatorUrl" -}}
+{{- if .Values.generator.vllm.enabled -}}
+http://{{ include "lakeside.fullname" . }}-vllm:8000/v1
+{{- else -}}
+http://{{ include "lakeside.fullname" . }}-generator:8000/v1
+{{- end -}}
+{{- end -}}
+
+{{/* Where it finds the embeddings (EMBEDDINGS_URL): always the CPU generator (vLLM serves chat only). */}}
+{{- define "lakeside.embeddingsUrl" -}}
 http://{{ include "lakeside.fullname" . }}-generator:8000/v1
 {{- end -}}
 
