@@ -16,6 +16,7 @@ Robustness in a form turn, where the NLU often misclassifies short answers:
   the form (ActionExecutionRejected), the question gets its usual answer, and Rasa
   returns to the form, which asks again;
 - "stop", "cancel", "never mind" end the form without changing anything;
+- a blank message fills nothing (the NLU takes "" for affirm): the form asks again;
 - request_human always rejects the form, so the handoff rule runs (actions/handoff.py);
 - at activation only values from the triggering message count: a slot left by a form
   that was abandoned (for a digression into another form) is cleared, not reused.
@@ -204,6 +205,10 @@ class BankFormValidation(FormValidationAction):
                 return [SlotSet(name, None) for name in stale] + await super().run(dispatcher, tracker, domain)
         elif candidates:  # a turn of the form, right after a user message
             undo = [SlotSet(name, slot_before_turn(tracker, name)) for name in candidates if name != REQUESTED_SLOT]
+            if not latest_text(tracker).strip():
+                # A blank message answers nothing, least of all a confirmation (the NLU
+                # reads "" as affirm, which cancelled a card): the form asks again.
+                return undo
             intent = latest_intent(tracker)
             if intent == "request_human":
                 return undo + [ActionExecutionRejected(self.form_name())]

@@ -26,7 +26,9 @@ socket.io (`socketio`, for the chat widget): Rasa's channel plus
 - session persistence that works with python-socketio 5.10+ (Rasa 3.6 does not await
   `enter_room`, so replies to a persisted session reached nobody),
 - custom responses sent as the message payload (`custom: {handoff: true}` arrives
-  as `{"handoff": true}`; Rasa's output would pass its keys to `emit` instead).
+  as `{"handoff": true}`; Rasa's output would pass its keys to `emit` instead),
+- messages over MAX_MESSAGE_CHARS refused as on REST: not passed to Rasa, answered
+  with a `bot_uttered` the widget shows, carrying `error: {status: 413}`.
 """
 from __future__ import annotations
 
@@ -143,6 +145,13 @@ def check_body(body: bytes, max_chars: int = MAX_MESSAGE_CHARS) -> Optional[resp
     if payload.get("metadata") is not None and not isinstance(payload["metadata"], dict):
         return _error(400, "'metadata' must be a JSON object.")
     return None
+
+
+def socket_error(status: int, text: str, **details: Any) -> Dict[str, Any]:
+    """A socket.io answer to a message the channel refused before Rasa saw it: a bot
+    message the widget shows (`text`), with `error` for a client that reads it (the
+    HTTP status REST would give, and e.g. retry_after)."""
+    return {"text": text, "error": {"status": status, **details}}
 
 
 def _token_ok(request: Request, token: str) -> bool:
@@ -323,6 +332,12 @@ class SocketIOInput(socketio.SocketIOInput):
             else:
                 sender_id = sid
             text = data.get("message", "")
+            if isinstance(text, str) and len(text) > MAX_MESSAGE_CHARS:
+                # As REST's 413: not passed to Rasa (the widget's text box stops at this length).
+                await sio.emit(self.bot_message_evt, socket_error(
+                    413, f"Sorry, that message is too long for me. Please keep it under {MAX_MESSAGE_CHARS} "
+                    "characters.", max_chars=MAX_MESSAGE_CHARS), room=sid, namespace=self.namespace)
+                return
             metadata = client_metadata(data.get(self.metadata_key))
             metadata.pop(CUSTOMER_CLAIM, None)  # a browser does not get to say who it is
             customer = await verified_customer(sid)

@@ -372,6 +372,21 @@ def test_replacement_answer(db_url, text, intent, candidate, expected, messages)
     assert run(forms.ValidateLostCardForm(), tracker) == ([SlotSet("replace_card", expected)], messages)
 
 
+@pytest.mark.parametrize("form, validation, requested, slots", [
+    ("lost_card_form", forms.ValidateLostCardForm, "replace_card", {"card_last4": "4821"}),
+    ("dispute_form", forms.ValidateDisputeForm, "payment_confirmed", {"payment_id": "TX-1001-03"}),
+])
+@pytest.mark.parametrize("text", ["", "   "])
+def test_a_blank_message_confirms_nothing(db_url, form, validation, requested, slots, text):
+    """The NLU reads a blank message as affirm (found by tests/test_attacks.py: "" at
+    "cancel it for good?" cancelled the card): the slot keeps its value, the form asks again."""
+    before = bank_rows(db_url)
+    tracker = form_turn(form, requested, user(text, "affirm"), {requested: True}, slots=slots,
+                        trigger="card_payment_not_recognised" if form == "dispute_form" else "lost_or_stolen_card")
+    assert run(validation(), tracker) == ([SlotSet(requested, None)], [])
+    assert bank_rows(db_url) == before
+
+
 def test_a_question_during_the_form_is_a_digression(db_url):
     tracker = form_turn("lost_card_form", "card_last4", user("how long does a new card take?", "card_delivery_estimate"),
                         {"card_last4": "how long does a new card take?"})
