@@ -21,9 +21,11 @@ def main(argv=None) -> int:
     retention = commands.add_parser("retention", help="delete conversations older than N days")
     retention.add_argument("--older-than-days", type=float, required=True)
     retention.add_argument("--dry-run", action="store_true", help="only report what would be deleted")
-    erase = commands.add_parser("erase", help="erase one sender's conversations and log lines (GDPR)")
+    erase = commands.add_parser("erase", help="erase one sender's conversation, handoffs, the sender id on "
+                                               "disputes and log lines (GDPR)")
     erase.add_argument("sender_id")
     erase.add_argument("--dry-run", action="store_true", help="only report what would be erased")
+    erase.add_argument("--log-dir", default="", help="the logs to erase from (default: build/logs)")
     analytics = commands.add_parser("analytics", help="report on conversations: text, HTML with plots, candidates.yml")
     analytics.add_argument("--days", type=float, default=None, help="only the last N days")
     analytics.add_argument("--out", default="results/analytics", help="output folder")
@@ -102,9 +104,14 @@ def main(argv=None) -> int:
                     return 2
                 report = r.delete_older_than(args.older_than_days, args.dry_run)
             else:
-                report = r.erase_sender(args.sender_id, args.dry_run)
+                from pathlib import Path
+
+                from ops import settings
+
+                report = r.erase_sender(args.sender_id, args.dry_run,
+                                        log_dir=Path(args.log_dir) if args.log_dir else settings.LOG_DIR)
         except sqlalchemy.exc.SQLAlchemyError as error:
-            print(f"error: tracker store at {r.tracker_store_url()}: {error}", file=sys.stderr)
+            print(f"error: tracker store at {r.tracker_store_url()} or bank database: {error}", file=sys.stderr)
             return 1
         print(("would delete " if args.dry_run else "deleted ") + str(report))
         return 0
