@@ -29,6 +29,10 @@ socket.io (`socketio`, for the chat widget): Rasa's channel plus
   as `{"handoff": true}`; Rasa's output would pass its keys to `emit` instead),
 - messages over MAX_MESSAGE_CHARS refused as on REST: not passed to Rasa, answered
   with a `bot_uttered` the widget shows, carrying `error: {status: 413}`.
+
+Both channels: rate limits per conversation and per client address (addons/rate_limit.py,
+RATE_LIMIT_*): REST answers 429 with Retry-After, socket.io a `bot_uttered` with
+`error: {status: 429, retry_after}`; nothing of a refused message reaches Rasa.
 """
 from __future__ import annotations
 
@@ -47,6 +51,7 @@ from rasa.shared.core.events import BotUttered, UserUttered
 from sanic import Blueprint, Sanic, response
 from sanic.request import Request
 
+from addons.rate_limit import RateLimiter, retry_after
 from addons.tracker_store import TrackerStoreError
 
 logger = logging.getLogger(__name__)
@@ -69,6 +74,26 @@ MAX_CUSTOMER_ID_CHARS = 64
 OBSOLETE_IDENTITY_SETTINGS = ("BANK_CUSTOMER_ID_CHANNELS",)
 
 
+_rate_limiter: Optional[RateLimiter] = None
+
+
+def rate_limiter() -> RateLimiter:
+    """The process's limits, shared by both channels (one budget per client address)."""
+    global _rate_limiter
+    if _rate_limiter is None:
+        _rate_limiter = RateLimiter()
+    return _rate_limiter
+
+
+RATE_LIMITED_TEXT = "You're sending messages faster than I can answer. Please wait {seconds} s and try again."
+
+
+def too_many_requests(wait: float) -> response.HTTPResponse:
+    seconds = retry_after(wait)
+    return response.json({"error": RATE_LIMITED_TEXT.format(seconds=seconds), "retry_after": seconds},
+                         status=429, headers={"Retry-After": str(seconds)})
+
+
 def identity_settings_error() -> Optional[str]:
     """Why these settings would trust an unauthenticated identity, or None."""
     for name in OBSOLETE_IDENTITY_SETTINGS:
@@ -82,8 +107,14 @@ def identity_settings_error() -> Optional[str]:
 
 
 def check_identity_settings() -> None:
-    """Exit, with one line saying why, when the settings trust an unauthenticated identity."""
+    """Exit, with one line saying why, when the settings trust an unauthenticated identity
+    (or a rate limit setting is not understood)."""
     error = identity_settings_error()
+    if error is None:
+        try:
+            rate_limiter()
+        except ValueError as bad:
+            error = f"refusing to start: {bad} (addons/rate_limit.py)"
     if error:
         logger.error(error)
         raise SystemExit(error)
@@ -200,10 +231,24 @@ class RestInput(rest.RestInput):
             # Sanic serves a keep-alive connection's requests in one task: reset per request.
             _turn_not_stored.set(False)
             if request.method == "POST" and request.path.endswith("/webhook"):
+                limiter = rate_limiter()
+                client = limiter.client_address(request.ip, request.headers.get("X-Forwarded-For"))
                 token = os.environ.get("REST_CHANNEL_TOKEN", "")
-                if token and not _token_ok(request, token):
+                back_end = bool(token) and _token_ok(request, token)
+                # The bank's back end carries all its customers from one address: only the
+                # per-conversation limit applies to it. Anyone else's requests all count,
+                # refused ones too.
+                wait = 0.0 if back_end else limiter.check_client(client)
+                if wait:
+                    return too_many_requests(wait)
+                if token and not back_end:
                     return _error(401, "A valid 'Authorization: Bearer <token>' header is required.")
-                return check_body(request.body or b"")
+                error = check_body(request.body or b"")
+                if error:
+                    return error
+                wait = limiter.check_sender(str((request.json or {}).get("sender") or "default"), client)
+                if wait:
+                    return too_many_requests(wait)
             return None
 
         @blueprint.middleware("response")
@@ -300,9 +345,14 @@ class SocketIOInput(socketio.SocketIOInput):
                 claims = decode_bearer_token(auth["token"], self.jwt_key, self.jwt_algorithm)
             customer = customer_id_value((claims or {}).get(CUSTOMER_CLAIM))
             expires = (claims or {}).get("exp")
+            # engine.io's environ says 127.0.0.1 for everyone: the address is Sanic's.
+            request = environ.get("sanic.request")
+            client = rate_limiter().client_address(
+                getattr(request, "ip", "") or "", request.headers.get("X-Forwarded-For") if request else None)
             await sio.save_session(sid, {
                 "customer_id": customer,
                 "expires": float(expires) if isinstance(expires, (int, float)) else None,
+                "client": client,
             }, namespace=self.namespace)
             return True
 
@@ -319,6 +369,15 @@ class SocketIOInput(socketio.SocketIOInput):
                 return None  # the token ran out while connected: anonymous from now on
             return session.get("customer_id")
 
+        async def limited(sid: Text, sender_id: Text) -> float:
+            """Seconds this connection's client must wait before this message, or 0."""
+            try:
+                client = (await sio.get_session(sid, namespace=self.namespace)).get("client") or ""
+            except Exception:  # noqa: BLE001 - no session (disconnected)
+                client = ""
+            limiter = rate_limiter()
+            return limiter.check_client(client) or limiter.check_sender(sender_id, client)
+
         async def handle_message(sid: Text, data: Any) -> None:
             # Rasa's handler, with the metadata the client sent stripped of the verified
             # key and the connection's verified customer added.
@@ -332,6 +391,13 @@ class SocketIOInput(socketio.SocketIOInput):
             else:
                 sender_id = sid
             text = data.get("message", "")
+            wait = await limited(sid, sender_id)
+            if wait:
+                seconds = retry_after(wait)
+                await sio.emit(self.bot_message_evt, socket_error(
+                    429, RATE_LIMITED_TEXT.format(seconds=seconds), retry_after=seconds),
+                    room=sid, namespace=self.namespace)
+                return
             if isinstance(text, str) and len(text) > MAX_MESSAGE_CHARS:
                 # As REST's 413: not passed to Rasa (the widget's text box stops at this length).
                 await sio.emit(self.bot_message_evt, socket_error(

@@ -377,6 +377,48 @@ def _redact(url: str) -> str:
     return url.replace(f":{password}@", ":***@", 1) if password else url
 
 
+RATE_LIMITED_JSON = '{"error": "Too many requests: please wait a moment and try again.", "retry_after": %d}'
+
+
+def nginx_rate_limit(limits: Any = None) -> Tuple[str, str]:
+    """The per-client limit of addons/rate_limit.py (RATE_LIMIT_CLIENT_PER_MIN, _BURST,
+    RATE_LIMIT_EXEMPT) as nginx directives for the http and the server block, as
+    deploy/nginx.conf has them; empty when that limit is off. One budget per client
+    address for all replicas; 429 with Retry-After and a JSON error, as Rasa's own."""
+    import math
+
+    from addons.rate_limit import Settings
+
+    limits = limits or Settings.from_env()
+    if limits.client_per_min <= 0:
+        return "", ""
+    exempt = "".join(f"        {net} 1;\n" for net in limits.exempt)
+    retry = max(1, math.ceil(60 / limits.client_per_min))
+    http = f"""
+    # The per-client rate limit. Not limited (an empty key): RATE_LIMIT_EXEMPT, and
+    # callers with an Authorization header (the bank's back end; Rasa checks its token
+    # and counts a wrong one against the caller's address).
+    geo $rate_limit_exempt {{
+        default 0;
+{exempt}    }}
+    map "$rate_limit_exempt$http_authorization" $rate_limit_key {{
+        "0" $binary_remote_addr;
+        default "";
+    }}
+    limit_req_zone $rate_limit_key zone=per_client:10m rate={max(1, round(limits.client_per_min))}r/m;
+    limit_req_status 429;
+"""
+    server = f"""        limit_req zone=per_client burst={limits.client_burst} nodelay;
+        error_page 429 = @rate_limited;
+        location @rate_limited {{
+            default_type application/json;
+            add_header Retry-After {retry} always;
+            return 429 '{RATE_LIMITED_JSON % retry}';
+        }}
+"""
+    return http, server
+
+
 def nginx_config(
     work_dir: Path,
     port: int,
@@ -385,13 +427,17 @@ def nginx_config(
     actions_ports: Iterable[int] = (),
     listen: Optional[str] = None,
     expose_upstream: bool = False,
+    rate_limit: Any = None,
 ) -> str:
     """nginx in front of the Rasa replicas (and the action servers), as deploy/nginx.conf
     does in compose: REST and the HTTP API round-robin, socket.io sticky by client
     address. A replica that refuses connections is skipped (nginx passes the request to
     the next one); a request it accepted and then failed gets 502, which the client
-    retries. `expose_upstream` adds an X-Upstream header naming the replica (tests)."""
+    retries. `expose_upstream` adds an X-Upstream header naming the replica (tests).
+    `rate_limit` (addons/rate_limit.py Settings; default: from the environment) sets the
+    per-client limit (`nginx_rate_limit`)."""
     tmp = work_dir / "nginx-tmp"
+    limit_http, limit_server = nginx_rate_limit(rate_limit)
     rasa = "\n".join(f"        server 127.0.0.1:{p} max_fails=1 fail_timeout=5s;" for p in rasa_ports)
     sticky = "\n".join(f"        server 127.0.0.1:{p};" for p in rasa_ports)
     upstream_header = "        add_header X-Upstream $upstream_addr always;\n" if expose_upstream else ""
@@ -456,7 +502,7 @@ http {{
     fastcgi_temp_path {tmp}/fastcgi;
     uwsgi_temp_path {tmp}/uwsgi;
     scgi_temp_path {tmp}/scgi;
-
+{limit_http}
     upstream rasa {{
 {rasa}
         # Reused connections to the replicas; closed before Sanic's 5 s keep-alive
@@ -485,7 +531,7 @@ http {{
         # An LLM turn on CPUs takes seconds; Rasa waits for the action server up to 300 s.
         proxy_read_timeout 300s;
         proxy_max_temp_file_size 0;
-{upstream_header}
+{upstream_header}{limit_server}
         location = /lb-health {{
             default_type text/plain;
             return 200 "ok\n";

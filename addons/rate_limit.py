@@ -1,0 +1,177 @@
+"""Rate limits of the REST and socket.io channels (addons/channels.py), and their settings.
+
+Two token buckets per message: one per conversation (the sender id, or the socket.io
+session id) and one per client address. A message that finds either bucket empty is
+refused before Rasa sees it: REST answers 429 with Retry-After, socket.io a `bot_uttered`
+the widget shows, with `error: {status: 429, retry_after}`. A client's refused requests
+count against its address too, so a flood of bad requests is limited as well.
+
+Settings (environment variables, read here and nowhere else; ops/stack.py puts the same
+per-client limit in nginx):
+
+  RATE_LIMIT_SENDER_PER_MIN   messages a minute one conversation may send (default 60; 0: no limit)
+  RATE_LIMIT_SENDER_BURST     how many of them may come at once (default 20)
+  RATE_LIMIT_CLIENT_PER_MIN   requests a minute from one client address (default 600; 0: no limit)
+  RATE_LIMIT_CLIENT_BURST     how many of them may come at once (default 120)
+  RATE_LIMIT_EXEMPT           addresses or networks not limited, space- or comma-separated
+                              (default loopback: this machine's own tools, the benchmarks,
+                              `make shell`; set it empty to limit them too)
+  RATE_LIMIT_TRUSTED_PROXIES  load balancers whose X-Forwarded-For names the client (default
+                              loopback: a local nginx; compose and Helm add the private networks)
+
+The buckets live in the Rasa process: with several replicas a conversation whose
+messages are spread over them gets up to that many times the per-sender limit, and
+nginx (one per deployment) holds the per-client limit for all of them.
+"""
+from __future__ import annotations
+
+import ipaddress
+import math
+import os
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Callable, Dict, List, Mapping, Optional, Sequence, Tuple, Union
+
+Network = Union[ipaddress.IPv4Network, ipaddress.IPv6Network]
+
+LOOPBACK = "127.0.0.0/8 ::1"
+# The most buckets kept per limit; beyond it, full (idle) buckets are dropped first.
+MAX_BUCKETS = 100_000
+
+
+def networks(raw: str) -> List[Network]:
+    """'127.0.0.0/8, ::1 10.1.2.3' -> networks (an address is a network of one)."""
+    return [ipaddress.ip_network(part, strict=False) for part in raw.replace(",", " ").split()]
+
+
+def _in(address: str, nets: Sequence[Network]) -> bool:
+    try:
+        ip = ipaddress.ip_address(address.strip().strip("[]"))
+    except ValueError:
+        return False
+    return any(ip in net for net in nets)
+
+
+@dataclass(frozen=True)
+class Settings:
+    sender_per_min: float = 60
+    sender_burst: int = 20
+    client_per_min: float = 600
+    client_burst: int = 120
+    exempt: Tuple[Network, ...] = tuple(networks(LOOPBACK))
+    trusted_proxies: Tuple[Network, ...] = tuple(networks(LOOPBACK))
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] = os.environ) -> "Settings":
+        """The settings of this environment; ValueError names a bad one."""
+        def _float(name: str, default: float) -> float:
+            raw = environ.get(name, "").strip()
+            try:
+                value = float(raw) if raw else float(default)
+            except ValueError:
+                raise ValueError(f"{name}={raw!r} is not a number") from None
+            if not value >= 0 or math.isinf(value):
+                raise ValueError(f"{name}={raw!r} must be a number, 0 or more")
+            return value
+
+        def _int(name: str, default: int) -> int:
+            return max(1, int(_float(name, default)))
+
+        def _networks(raw: str, name: str) -> Tuple[Network, ...]:
+            try:
+                return tuple(networks(raw))
+            except ValueError as error:
+                raise ValueError(f"{name}={raw!r}: {error}") from None
+
+        return cls(
+            sender_per_min=_float("RATE_LIMIT_SENDER_PER_MIN", cls.sender_per_min),
+            sender_burst=_int("RATE_LIMIT_SENDER_BURST", cls.sender_burst),
+            client_per_min=_float("RATE_LIMIT_CLIENT_PER_MIN", cls.client_per_min),
+            client_burst=_int("RATE_LIMIT_CLIENT_BURST", cls.client_burst),
+            exempt=_networks(environ.get("RATE_LIMIT_EXEMPT", LOOPBACK), "RATE_LIMIT_EXEMPT"),
+            trusted_proxies=_networks(environ.get("RATE_LIMIT_TRUSTED_PROXIES", LOOPBACK), "RATE_LIMIT_TRUSTED_PROXIES"),
+        )
+
+
+@dataclass
+class Bucket:
+    tokens: float
+    updated: float
+
+
+@dataclass
+class TokenBuckets:
+    """`per_min` tokens a minute into a bucket of `burst` per key; a request takes one."""
+
+    per_min: float
+    burst: int
+    clock: Callable[[], float] = time.monotonic
+    buckets: Dict[str, Bucket] = field(default_factory=dict)
+
+    def take(self, key: str) -> float:
+        """0 when the request may go ahead (a token is taken), else the seconds until it may."""
+        if self.per_min <= 0:
+            return 0.0
+        now = self.clock()
+        rate = self.per_min / 60.0
+        bucket = self.buckets.get(key)
+        if bucket is None:
+            if len(self.buckets) >= MAX_BUCKETS:
+                self._prune(now, rate)
+            bucket = self.buckets[key] = Bucket(float(self.burst), now)
+        bucket.tokens = min(float(self.burst), bucket.tokens + (now - bucket.updated) * rate)
+        bucket.updated = now
+        if bucket.tokens >= 1:
+            bucket.tokens -= 1
+            return 0.0
+        return (1 - bucket.tokens) / rate
+
+    def _prune(self, now: float, rate: float) -> None:
+        full = [k for k, b in self.buckets.items() if b.tokens + (now - b.updated) * rate >= self.burst]
+        for key in full or list(self.buckets)[: len(self.buckets) // 2]:
+            del self.buckets[key]
+
+
+class RateLimiter:
+    """The channels' limits: `check(sender, client)` -> seconds to wait, 0 when allowed."""
+
+    def __init__(self, settings: Optional[Settings] = None, clock: Callable[[], float] = time.monotonic):
+        self.settings = settings or Settings.from_env()
+        self.senders = TokenBuckets(self.settings.sender_per_min, self.settings.sender_burst, clock)
+        self.clients = TokenBuckets(self.settings.client_per_min, self.settings.client_burst, clock)
+        self._lock = threading.Lock()
+
+    def exempt(self, client: str) -> bool:
+        return _in(client, self.settings.exempt)
+
+    def check_client(self, client: str) -> float:
+        """Count one request of this client address (before anything else is read)."""
+        if self.exempt(client):
+            return 0.0
+        with self._lock:
+            return self.clients.take(client)
+
+    def check_sender(self, sender: str, client: str) -> float:
+        """Count one message of this conversation."""
+        if self.exempt(client):
+            return 0.0
+        with self._lock:
+            return self.senders.take(sender)
+
+    def client_address(self, peer: str, forwarded_for: Optional[str]) -> str:
+        """The client: the peer, or, when the peer is a trusted proxy, the right-most
+        X-Forwarded-For address that is not one (what a client puts further left is
+        its own claim, not believed)."""
+        address = peer or ""
+        if forwarded_for and _in(address, self.settings.trusted_proxies):
+            for hop in reversed([h.strip() for h in forwarded_for.split(",") if h.strip()]):
+                address = hop
+                if not _in(hop, self.settings.trusted_proxies):
+                    break
+        return address
+
+
+def retry_after(seconds: float) -> int:
+    """Whole seconds for a Retry-After header (at least 1)."""
+    return max(1, math.ceil(seconds))
