@@ -10,13 +10,18 @@ EMBEDDINGS_MODEL (GET /v1/models). A server that is not answering yet, or that s
 is still loading (/health 503, as the generator does), is waited for up to
 GENERATOR_START_WAIT_S: the run command, the tests and compose start the generator and
 the action server together. Every log record of the process goes through
-guardrails.redact (card numbers, IBANs, e-mails, phone numbers). The process's HTTP
-client session to those servers is closed when the server stops.
+guardrails.redact (card numbers, IBANs, e-mails, phone numbers), in LOG_FORMAT (text,
+or one JSON object per line with the sender id and the request id: actions/logs.py).
+Each request to /webhook runs with the request id Rasa sent in X-Request-ID (or a new
+one) and the conversation's sender id in context; the calls to the generator carry the
+same X-Request-ID, and the response returns it. The process's HTTP client session to
+those servers is closed when the server stops.
 """
 from __future__ import annotations
 
 import argparse
 import json
+import logging
 import os
 import sys
 import time
@@ -26,41 +31,63 @@ import zlib
 from typing import Dict, List, Optional, Tuple
 
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
-from rasa_sdk.endpoint import create_app
 from sanic import Sanic, response
 from sanic.request import Request
 
-from actions import guardrails, settings
+from actions import guardrails, logs, settings
 from actions.clients import generator
 from actions.knowledge import KnowledgeError
 from actions.llm_reply import load_index
 from actions.metrics import ACTION_SECONDS
 
 
-def _action_name(request: Request) -> str:
+logger = logging.getLogger("actions.server")
+
+
+def _payload(request: Request) -> Optional[dict]:
+    """The webhook's JSON body (Rasa may deflate it), or None when unreadable."""
     try:
         body = request.body
         if request.headers.get("Content-Encoding") == "deflate":
             body = zlib.decompress(body)
-        return str(json.loads(body).get("next_action") or "unknown")
-    except (ValueError, zlib.error, AttributeError):
-        return "invalid"
+        payload = json.loads(body)
+        return payload if isinstance(payload, dict) else None
+    except (ValueError, zlib.error, AttributeError, TypeError):
+        return None
+
+
+def _action_name(request: Request) -> str:
+    payload = _payload(request)
+    return "invalid" if payload is None else str(payload.get("next_action") or "unknown")
 
 
 def build_app() -> Sanic:
+    # Imported here, after the logging is set up: it imports sanic_cors, whose
+    # deprecation warning is then a log line like any other (JSON with LOG_FORMAT=json).
+    from rasa_sdk.endpoint import create_app
+
     guardrails.install_log_redaction()
     app = create_app("actions", cors_origins=None)
+    # One line per action run: at INFO with JSON logs (to follow a turn), else DEBUG.
+    action_level = logging.INFO if logs.log_format() == "json" else logging.DEBUG
 
     @app.middleware("request")
     async def start_timer(request: Request) -> None:
         request.ctx.started = time.perf_counter()
+        # Sanic serves a keep-alive connection's requests in one task: set per request.
+        logs.request_id.set(logs.accept_request_id(request.headers.get(logs.REQUEST_ID_HEADER)))
+        sender = (_payload(request) or {}).get("sender_id") if request.path == "/webhook" else None
+        logs.sender_id.set(str(sender) if sender else None)
 
     @app.middleware("response")
     async def observe(request: Request, resp) -> None:
         if request.path == "/webhook" and hasattr(request.ctx, "started"):
-            ACTION_SECONDS.labels(_action_name(request), str(resp.status)).observe(
-                time.perf_counter() - request.ctx.started
-            )
+            seconds = time.perf_counter() - request.ctx.started
+            action = _action_name(request)
+            ACTION_SECONDS.labels(action, str(resp.status)).observe(seconds)
+            logger.log(action_level, "action %s: HTTP %s in %d ms", action, resp.status, seconds * 1000)
+        if resp is not None and logs.request_id.get():
+            resp.headers[logs.REQUEST_ID_HEADER] = logs.request_id.get()
 
     @app.get("/metrics")
     async def metrics(_: Request) -> response.HTTPResponse:
@@ -146,12 +173,22 @@ def check_models(wait_s: float = settings.GENERATOR_START_WAIT_S, poll_s: float 
         problems = [(problem, retry) for problem, retry in problems if problem]
         if not problems:
             return None
-        if not any(retry for _, retry in problems) or time.monotonic() + poll_s > deadline:
+        remaining = deadline - time.monotonic()
+        if not any(retry for _, retry in problems) or remaining <= 0:
             return "; ".join(dict.fromkeys(problem for problem, _ in problems))
         if not said_waiting:
-            print(f"waiting up to {wait_s:.0f} s for the models: {problems[0][0]}", flush=True)
+            logger.info("waiting up to %.0f s for the models: %s", wait_s, problems[0][0])
             said_waiting = True
-        time.sleep(poll_s)
+        time.sleep(min(poll_s, remaining))
+
+
+def _refuse(reason: str) -> None:
+    """Exit with code 2 and one line: on stderr as text, or as a JSON log line."""
+    if logs.log_format() == "json":
+        logger.critical("action server: %s", reason)
+    else:
+        print(f"action server: {reason}", file=sys.stderr, flush=True)
+    sys.exit(2)
 
 
 def main() -> None:
@@ -160,18 +197,21 @@ def main() -> None:
     parser.add_argument("--host", default=os.environ.get("ACTIONS_HOST", "127.0.0.1"))
     args = parser.parse_args()
     try:
-        index = load_index()  # once per process, before the first request
-    except KnowledgeError as error:
+        logs.configure(redact=guardrails.redact)
+    except ValueError as error:
         print(f"action server: {error}", file=sys.stderr)
         sys.exit(2)
-    print(f"knowledge index: {len(index.passages)} passages from {len(index.titles)} pages", flush=True)
+    try:
+        index = load_index()  # once per process, before the first request
+    except KnowledgeError as error:
+        _refuse(str(error))
+    logger.info("knowledge index: %d passages from %d pages", len(index.passages), len(index.titles))
     if settings.GENERATOR_START_CHECK:
         problem = check_models()
         if problem:
-            print(f"action server: cannot start: {problem}", file=sys.stderr)
-            sys.exit(2)
-        print(f"models: chat {settings.GENERATOR_MODEL} at {settings.GENERATOR_URL}, embeddings "
-              f"{settings.EMBEDDINGS_MODEL} at {generator.embeddings_url()}", flush=True)
+            _refuse(f"cannot start: {problem}")
+        logger.info("models: chat %s at %s, embeddings %s at %s", settings.GENERATOR_MODEL,
+                    settings.GENERATOR_URL, settings.EMBEDDINGS_MODEL, generator.embeddings_url())
     build_app().run(args.host, args.port, workers=1, access_log=False)
 
 

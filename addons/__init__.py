@@ -1,4 +1,5 @@
 """Rasa-side extensions loaded by module path from config.yml and endpoints.yml."""
-from addons import fixes
+from addons import fixes, logs
 
 fixes.apply()
+logs.install()

@@ -7,12 +7,12 @@ processes behind a load balancer, or with vLLM.
 
 from __future__ import annotations
 
-import logging
 import sys
 
 import uvicorn
 
 from .app import create_app
+from .logs import configure as configure_logging
 from .settings import Settings
 
 
@@ -22,8 +22,7 @@ def main() -> int:
     except ValueError as exc:
         print(f"generator: bad setting: {exc}", file=sys.stderr)
         return 2
-    logging.basicConfig(level=settings.log_level.upper(),
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    log_config = configure_logging(settings.log_format, settings.log_level)
     failed = False
     server: uvicorn.Server | None = None
 
@@ -35,7 +34,7 @@ def main() -> int:
 
     app = create_app(settings, on_load_failure=stop_on_load_failure)
     config = uvicorn.Config(app, host=settings.host, port=settings.port, workers=1,
-                            log_level=settings.log_level, timeout_graceful_shutdown=5)
+                            log_level=settings.log_level, log_config=log_config, timeout_graceful_shutdown=5)
     server = uvicorn.Server(config)
     server.run()
     return 1 if failed else 0

@@ -21,6 +21,7 @@ from fastapi.responses import JSONResponse, Response, StreamingResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from .errors import APIError, ClientDisconnected, Unauthorized
+from .logs import RequestIdMiddleware, adopt_library_loggers
 from .metrics import Metrics, MetricsMiddleware
 from .protocol import ChatCompletionRequest, EmbeddingRequest, ErrorInfo, ErrorResponse
 from .serving import Service
@@ -131,11 +132,15 @@ async def _unless_disconnected(request: Request, work: Awaitable):
 def _load_embedding_engine(settings: Settings):
     from .embeddings import SentenceTransformerEngine
 
+    adopt_library_loggers()
+
     return SentenceTransformerEngine.load(settings)
 
 
 def _load_chat_engine(settings: Settings):
     from .chat import TransformersChatEngine
+
+    adopt_library_loggers()
 
     return TransformersChatEngine.load(settings)
 
@@ -181,6 +186,7 @@ def create_app(settings: Settings | None = None, *, chat_engine=None, embedding_
     app.state.service = service
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
     app.add_middleware(MetricsMiddleware, metrics=metrics)
+    app.add_middleware(RequestIdMiddleware)  # outermost: every line of a request has its id
     _install_error_handlers(app)
 
     async def require_api_key(request: Request) -> None:

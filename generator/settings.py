@@ -82,6 +82,8 @@ class Settings:
     request_timeout_s: float = 60.0
     api_key: str | None = None
     log_level: str = "info"
+    # text, or json: one JSON object per line with the request id (generator/logs.py).
+    log_format: str = "text"
 
     def __post_init__(self) -> None:
         if self.default_max_tokens > self.max_tokens_cap:
@@ -90,6 +92,8 @@ class Settings:
             raise ValueError(f"GENERATOR_DTYPE must be auto, float32 or bfloat16, got {self.dtype!r}")
         if self.log_level not in ("critical", "error", "warning", "info", "debug"):
             raise ValueError(f"GENERATOR_LOG_LEVEL {self.log_level!r} is not a log level")
+        if self.log_format not in ("text", "json"):
+            raise ValueError(f"LOG_FORMAT must be text or json, got {self.log_format!r}")
 
     @property
     def torch_dtype(self) -> str:
@@ -128,6 +132,7 @@ class Settings:
             request_timeout_s=_env_float("GENERATOR_REQUEST_TIMEOUT_S", d.request_timeout_s, 0.001),
             api_key=os.environ.get("GENERATOR_API_KEY", "").strip() or None,
             log_level=os.environ.get("GENERATOR_LOG_LEVEL", "").strip().lower() or d.log_level,
+            log_format=os.environ.get("LOG_FORMAT", "").strip().lower() or d.log_format,
         )
 
 

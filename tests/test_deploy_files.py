@@ -282,6 +282,18 @@ def test_vllm_serves_chat_and_the_cpu_generator_the_embeddings():
     assert actions["GENERATOR_URL"] == "${GENERATOR_URL:-http://generator:8000/v1}"
 
 
+def test_the_services_log_json_in_compose_and_the_chart():
+    """Rasa, the action server and the generator write JSON lines in the deployments
+    (LOG_FORMAT; `make run` keeps text)."""
+    compose = _compose()["services"]
+    for values in (None, VLLM):
+        containers = _containers(_render(values))
+        for name in ("rasa", "actions", "generator"):
+            assert _compose_env(compose[name])["LOG_FORMAT"] == "${LOG_FORMAT:-json}"
+            assert _chart_env(containers[name])["LOG_FORMAT"] == "json"
+    assert "LOG_FORMAT" in _env_read_by_code()
+
+
 def test_the_chart_needs_the_rest_token_and_the_jwt_key():
     """Without them a deployment would either leave REST open or have no signed identity."""
     import helm_python as helm

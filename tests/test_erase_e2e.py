@@ -1,7 +1,7 @@
 """`ops erase SENDER_ID` on the real stack: after a conversation that left its traces in
 every store (tracker events, a dispute and a handoff in the bank database, the
-services' logs), the sender id is nowhere: not in any table of either database, not
-in any log file, not in the databases' files on disk."""
+services' JSON logs), the sender id is nowhere: not in any table of either database,
+not in any log file, not in the databases' files on disk."""
 from __future__ import annotations
 
 import os
@@ -15,6 +15,15 @@ import sqlalchemy as sa
 
 from ops import settings
 from tests.conftest import REST_TOKEN
+
+
+@pytest.fixture(scope="module", autouse=True)
+def json_logs():
+    """The stack writes JSON logs, whose lines carry the sender id (actions/logs.py): the
+    erase must find them. Set before the module's stack starts (autouse runs first)."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("LOG_FORMAT", "json")
+        yield
 
 
 @pytest.fixture(scope="module")
@@ -64,6 +73,7 @@ def test_erase_leaves_the_sender_id_in_no_table_and_no_log(running_stack):
     # Every store has the sender before the erase.
     assert _where_found(tracker_url, sender) == {"events": len(running_stack.events(sender))}
     assert _where_found(running_stack.bank_url, sender) == {"disputes": 1, "handoffs": 1}
+    assert {"rasa.log", "actions.log"} <= set(_files_naming(work, sender, "*.log"))
 
     env = {**os.environ, "TRACKER_STORE_URL": tracker_url, "BANK_DB_URL": running_stack.bank_url}
     command = [str(settings.RASA_VENV / "bin" / "python"), "-m", "ops", "erase", sender, "--log-dir", str(work)]
