@@ -217,6 +217,16 @@ def is_question(text: str) -> bool:
     return "?" in text or bool(_QUESTION_WORD.search(text))
 
 
+_ASKING = re.compile(r"\b(how|what|whats|when|where|why|which|is there|are there|can i|can you|do i|do you|does it|"
+                     r"will it|will i|is it|should i)\b", re.I)
+
+
+def asks_something(text: str) -> bool:
+    """A question somewhere in the message ("lost my card, how do I stop anyone using it"),
+    not only a statement ("I lost my card")."""
+    return "?" in text or bool(_ASKING.search(text))
+
+
 def opens_as_continuation(text: str) -> bool:
     """A short message that opens like a continuation of the last one ("and ...", "what about ...")."""
     return bool(_CONTINUES.search(text)) and len(re.findall(r"[\w']+", text)) <= 14

@@ -681,3 +681,8 @@ class ActionSubmitDispute(Action):
             buttons=[{"title": "Freeze my card", "payload": "/compromised_card"}, HUMAN_BUTTON],
         )
         return reset("dispute_form")
+
+
+# The intents whose rule starts a form after action_llm_reply's answer (data/rules/forms.yml).
+FORM_INTENTS = frozenset(intent for form in (ValidateLostCardForm, ValidateTransferForm, ValidateDisputeForm)
+                         for intent in form.trigger_intents)

@@ -40,6 +40,7 @@ from rasa_sdk.executor import CollectingDispatcher
 from actions import answers, guardrails, knowledge, metrics, settings
 from actions.clients import generator
 from actions.conversation import build_prompt, last_user_text, system_prompt
+from actions.forms import FORM_INTENTS
 
 logger = logging.getLogger(__name__)
 
@@ -272,8 +273,9 @@ def intent_buttons(domain: Mapping[str, Any], intent: Optional[str]) -> List[Dic
 class ActionLLMReply(Action):
     """Answer a question from the knowledge base; on any failure, send a polite template.
 
-    It answers every informational intent (data/rules/banking.yml), open questions
-    (nlu_fallback, out_of_scope) and follow-ups. The bot message carries `source` in its
+    It answers every informational intent (data/rules/banking.yml), the questions of the
+    intents that start a form (data/rules/forms.yml), open questions (nlu_fallback,
+    out_of_scope) and follow-ups. The bot message carries `source` in its
     metadata ("knowledge": sentences of a page; "llm": a generated reply that beat them;
     "no_knowledge"; "fallback"), which the tracker store keeps, so analytics and tests
     can tell them apart; `sources` lists the cited page ids.
@@ -296,6 +298,13 @@ class ActionLLMReply(Action):
             # a bare detail ("£150", "yesterday") with no form asking and nothing to continue
             dispatcher.utter_message(response="utter_inform")
             return []
+        # An intent that starts a form: a question ("is a replacement free?") gets its answer,
+        # anything else ("I lost my card") and any failure the intent's own words; then the
+        # form asks its first question (data/rules/forms.yml).
+        leads_to_form = intent in FORM_INTENTS
+        if leads_to_form and not answers.asks_something(text):
+            dispatcher.utter_message(response=f"utter_{intent}")
+            return []
         if last_user_text(tracker.events) is None:  # no user text to answer (e.g. an empty message)
             error_reason = "no user text"
         else:
@@ -308,6 +317,9 @@ class ActionLLMReply(Action):
             except knowledge.KnowledgeError as error:
                 logger.error("answer failed for %s: %s", tracker.sender_id, error)
                 error_reason = "knowledge index"
+        if error_reason is not None and leads_to_form:
+            dispatcher.utter_message(response=f"utter_{intent}")
+            return []
         if error_reason is not None:
             metrics.FALLBACKS.inc()
             metrics.LLM_REPLIES.labels("fallback").inc()
@@ -337,6 +349,9 @@ class ActionLLMReply(Action):
             tracker.sender_id, result.source, result.sources, intent, gate, result.rejected,
             time.monotonic() - started,
         )
+        if result.source == "no_knowledge" and leads_to_form:
+            dispatcher.utter_message(response=f"utter_{intent}")
+            return []
         if result.source == "no_knowledge":
             dispatcher.utter_message(
                 text=result.text, buttons=[HUMAN_BUTTON], source="no_knowledge", retrieval=retrieval, gate=gate

@@ -118,9 +118,9 @@ ANSWER_REPEAT_PENALTY = _float("ANSWER_REPEAT_PENALTY", 0.1)
 # A follow-up's earlier answer's page scores this much more.
 ANSWER_FOLLOWUP_PAGE_BONUS = _float("ANSWER_FOLLOWUP_PAGE_BONUS", 0.1)
 # Another sentence of the best one's page joins the reply when it scores within this margin.
-ANSWER_SECOND_MARGIN = _float("ANSWER_SECOND_MARGIN", 0.2)
+ANSWER_SECOND_MARGIN = _float("ANSWER_SECOND_MARGIN", 0.3)
 # At most this many sentences (of the best one's page) make the reply.
-ANSWER_MAX_SENTENCES = _int("ANSWER_MAX_SENTENCES", 3)
+ANSWER_MAX_SENTENCES = _int("ANSWER_MAX_SENTENCES", 4)
 # The pages cover a question when its best page holds at least this IDF-weighted share of
 # the question's content words (and retrieval reaches KNOWLEDGE_MIN_SCORE).
 ANSWER_MIN_COVERAGE = _float("ANSWER_MIN_COVERAGE", 0.5)

@@ -190,7 +190,7 @@ def summary(rows: List[Dict[str, Any]]) -> Dict[str, Any]:
     return out
 
 
-def markdown(name: str, s: Dict[str, Any], model: str, seconds: float) -> str:
+def markdown(name: str, s: Dict[str, Any], model: str, seconds: float, candidates: Optional[int] = None) -> str:
     def share(kind: str, outcome: str) -> str:
         n, counts = s[kind]
         return f"{counts.get(outcome, 0)} ({counts.get(outcome, 0) / max(1, n):.1%})"
@@ -198,7 +198,9 @@ def markdown(name: str, s: Dict[str, Any], model: str, seconds: float) -> str:
     lines = [
         f"# Fact benchmark: `{name}`",
         "",
-        f"`python -m bench.answers --set {name}` on {dt.date.today().isoformat()}, model `{model}`, "
+        f"`python -m bench.answers --set {name}"
+        + (f" --candidates {candidates}" if candidates is not None else "")
+        + f"` on {dt.date.today().isoformat()}, model `{model}`, "
         f"{seconds:.0f} s. Every question went through the REST channel of the real stack "
         "(generator, action server, Rasa); a reply is correct when it contains the fact's pattern.",
         "",
@@ -232,9 +234,7 @@ def markdown(name: str, s: Dict[str, Any], model: str, seconds: float) -> str:
 # -- offline: the answer action's pipeline in this process, for quick sweeps ---------
 
 ANSWERED_BY_ACTION_EXCEPT = {"greet", "goodbye", "thank", "affirm", "deny", "bot_challenge", "request_human",
-                             "handoff_released", "lost_or_stolen_card", "compromised_card",
-                             "transfer_not_received_by_recipient", "pending_transfer",
-                             "balance_not_updated_after_bank_transfer", "card_payment_not_recognised"}
+                             "handoff_released"}
 
 
 def offline(name: str, limit: Optional[int], details: bool) -> Dict[str, Any]:
@@ -247,7 +247,9 @@ def offline(name: str, limit: Optional[int], details: bool) -> Dict[str, Any]:
     import numpy as np
 
     from actions import llm_reply
+    from actions.answers import asks_something
     from actions.clients import generator
+    from actions.forms import FORM_INTENTS
     from addons.nlu.sentence_embeddings import DEFAULT_MODEL_DIR, SentenceEncoder
     from ops.evaluate import parse_all
 
@@ -277,7 +279,13 @@ def offline(name: str, limit: Optional[int], details: bool) -> Dict[str, Any]:
                 if intent in ANSWERED_BY_ACTION_EXCEPT:
                     turn = {"text": "", "path": "routed:" + intent}
                     continue
+                if intent in FORM_INTENTS and not asks_something(text):
+                    turn = {"text": "", "path": "routed:" + intent}
+                    continue
                 result = await llm_reply.answer(events, candidates=0)
+                if intent in FORM_INTENTS and result.source == "no_knowledge":
+                    turn = {"text": "", "path": "routed:" + intent}
+                    continue
                 turn = {"text": result.text, "path": result.source, "extract": result.extract}
                 events.append({"event": "bot", "text": result.text, "metadata": {"sources": result.sources}})
             outcome = "routed" if turn["path"].startswith("routed") else score(kind, item, turn)
@@ -303,6 +311,8 @@ def main(argv: Optional[List[str]] = None) -> int:
     parser.add_argument("--limit", type=int, help="at most this many questions of each kind")
     parser.add_argument("--details", action="store_true", help="print each miss (never for heldout)")
     parser.add_argument("--no-write", action="store_true", help="do not write bench/results/")
+    parser.add_argument("--candidates", type=int, help="LLM_CANDIDATES of the action server (generated "
+                        "candidates that compete with the extractive answer; default: its setting)")
     parser.add_argument("--offline", action="store_true",
                         help="the answer pipeline in this process, no servers (for tuning; not the result)")
     args = parser.parse_args(argv)
@@ -324,7 +334,8 @@ def main(argv: Optional[List[str]] = None) -> int:
         services = [
             stack.generator_service(gen_port, work),
             stack.actions_service(act_port, work, env={
-                "GENERATOR_URL": f"http://127.0.0.1:{gen_port}/v1", "BANK_DB_URL": bank_url}),
+                "GENERATOR_URL": f"http://127.0.0.1:{gen_port}/v1", "BANK_DB_URL": bank_url,
+                **({"LLM_CANDIDATES": str(args.candidates)} if args.candidates is not None else {})}),
             stack.rasa_service(rasa_port, work, model, stack.endpoints_for(act_port, work),
                                env={"TRACKER_STORE_URL": f"sqlite:///{db_path}"}),
         ]
@@ -338,13 +349,14 @@ def main(argv: Optional[List[str]] = None) -> int:
                 rows = run_set(name, url, db_path, args.limit, numbers, corpus)
                 seconds = time.perf_counter() - started
                 s = summary(rows)
-                report = markdown(name, s, model.name, seconds)
+                report = markdown(name, s, model.name, seconds, args.candidates)
                 print(report)
                 DETAILS_DIR.mkdir(parents=True, exist_ok=True)
                 (DETAILS_DIR / f"{name}.json").write_text(json.dumps(rows, indent=1))
                 if not args.no_write and not args.limit:
                     RESULTS_DIR.mkdir(parents=True, exist_ok=True)
-                    (RESULTS_DIR / f"answers-{name}.md").write_text(report)
+                    suffix = f"-candidates-{args.candidates}" if args.candidates else ""
+                    (RESULTS_DIR / f"answers-{name}{suffix}.md").write_text(report)
                 if args.details and name != "heldout":
                     for r in rows:
                         if r["outcome"] not in ("correct", "honest") or r["unsupported"]:
