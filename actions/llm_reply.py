@@ -28,6 +28,7 @@ gets the polite template utter_llm_fallback (source "fallback").
 from __future__ import annotations
 
 import logging
+import re
 import time
 import zlib
 from dataclasses import dataclass, field
@@ -240,7 +241,7 @@ async def generate(result: Answer, events: Sequence[Dict[str, Any]], slots: Opti
             vectors = knowledge.unit(embedded.vectors)
             for candidate, vector in zip(alive, vectors[:-1]):
                 candidate.support = float(vector @ vectors[-1])
-                candidate.rejected = faithful(candidate, result.extract.text)
+                candidate.rejected = faithful(candidate, result.extract.text, sources + [question])
         winners = [c for c in alive if c.rejected is None]
         if winners:
             best = max(winners, key=lambda c: c.support)
@@ -251,14 +252,27 @@ async def generate(result: Answer, events: Sequence[Dict[str, Any]], slots: Opti
     return
 
 
-def faithful(candidate: Candidate, extractive: str) -> Optional[str]:
-    """Why a generated candidate is less faithful than the extractive answer, or None:
-    it must state every figure of the extractive answer and no other, and say the same
-    thing (cosine similarity of at least LLM_MIN_SUPPORT to it)."""
+# A place in the app as the pages write it: "Card > Freeze", "Home > Add money > Auto top-up".
+_APP_PATH = re.compile(r"[A-Z][\w'-]*(?: [\w'-]+){0,3}(?: > [A-Z][\w'-]*(?: [\w'-]+){0,3})+")
+
+
+def faithful(candidate: Candidate, extractive: str, sources: Sequence[str] = ()) -> Optional[str]:
+    """Why a generated candidate is less faithful than the extractive answer, or None: it
+    must state every figure of the extractive answer and no other, name no place in the
+    app the extractive answer doesn't, use almost only words of the page and the question
+    (at most LLM_MAX_NEW_WORDS of its content words new: "can vary depending on the type"
+    is a claim of its own), and say the same thing (cosine similarity of at least
+    LLM_MIN_SUPPORT to the extractive answer)."""
     if guardrails.numbers(extractive) - guardrails.numbers(candidate.text):
         return "misses_fact"
     if guardrails.numbers(candidate.text) - guardrails.numbers(extractive):
         return "other_figure"
+    if any(" ".join(path.split()) not in " ".join(extractive.split()) for path in _APP_PATH.findall(candidate.text)):
+        return "other_place"
+    known = set(answers.content_words(" ".join([extractive, *sources])))
+    words = answers.content_words(candidate.text)
+    if words and sum(w not in known for w in words) / len(words) > settings.LLM_MAX_NEW_WORDS:
+        return "new_words"
     if candidate.support < settings.LLM_MIN_SUPPORT:
         return "unfaithful"
     return None

@@ -99,6 +99,9 @@ LLM_FREQUENCY_PENALTY = _float("LLM_FREQUENCY_PENALTY", 0.0)
 # A generated candidate must say what the extractive answer says: its cosine similarity
 # to it must reach this (besides stating the same figures and no others).
 LLM_MIN_SUPPORT = _float("LLM_MIN_SUPPORT", 0.8)
+# ... and at most this share of its content words may be words neither the page nor the
+# question uses (a claim of its own).
+LLM_MAX_NEW_WORDS = _float("LLM_MAX_NEW_WORDS", 0.1)
 
 # Extractive answers (actions/answers.py): the page sentences that answer the question.
 # Passages retrieved as candidates for the answer's sentences.

@@ -606,7 +606,7 @@ def test_a_generated_candidate_less_faithful_than_the_extractive_answer_loses(sm
     def rejected(reason):
         return REGISTRY.get_sample_value("action_server_llm_rejected_candidates_total", {"reason": reason}) or 0.0
 
-    reasons = ["other_figure", "misses_fact", "unfaithful"]
+    reasons = ["other_figure", "misses_fact", "new_words"]
     before = [rejected(r) for r in reasons]
     # the second round gets the same replies: nothing new to judge
     _, messages, requests = run_action([_user(DELIVERY_QUESTION)], [OTHER_FIGURE, MISSING_FIGURE, UNFAITHFUL],
@@ -623,6 +623,21 @@ def test_a_generated_candidate_less_faithful_than_the_extractive_answer_loses(sm
     assert [rejected(r) for r in reasons] == [b + 1 for b in before]
     assert [kind for kind, _ in requests] == ["embeddings", "chat", "embeddings", "chat"]
     assert requests[2][1]["input"] == [OTHER_FIGURE, MISSING_FIGURE, UNFAITHFUL, GOOD]
+
+
+@pytest.mark.parametrize("text, support, reason", [
+    (FAITHFUL, 0.9, None),
+    (OTHER_FIGURE, 0.9, "other_figure"),
+    (MISSING_FIGURE, 0.9, "misses_fact"),
+    ("A new Lakeside card usually arrives within 3–5 working days at a UK address: see Card > Track delivery.",
+     0.9, "other_place"),
+    ("A new Lakeside card usually arrives within 3–5 working days, but it can vary depending on your postcode.",
+     0.9, "new_words"),
+    (FAITHFUL, 0.5, "unfaithful"),
+])
+def test_what_makes_a_generated_candidate_less_faithful(text, support, reason):
+    candidate = llm_reply.Candidate(text, support=support)
+    assert llm_reply.faithful(candidate, GOOD, [GOOD, DELIVERY_QUESTION]) == reason
 
 
 def test_a_candidates_invented_figures_and_repeats_are_dropped_before_the_checks(small_knowledge, monkeypatch):
