@@ -190,7 +190,8 @@ def summary(rows: List[Dict[str, Any]]) -> Dict[str, Any]:
     return out
 
 
-def markdown(name: str, s: Dict[str, Any], model: str, seconds: float, candidates: Optional[int] = None) -> str:
+def markdown(name: str, s: Dict[str, Any], model: str, seconds: float, candidates: Optional[int] = None,
+             limit: Optional[int] = None) -> str:
     def share(kind: str, outcome: str) -> str:
         n, counts = s[kind]
         return f"{counts.get(outcome, 0)} ({counts.get(outcome, 0) / max(1, n):.1%})"
@@ -200,8 +201,10 @@ def markdown(name: str, s: Dict[str, Any], model: str, seconds: float, candidate
         "",
         f"`python -m bench.answers --set {name}"
         + (f" --candidates {candidates}" if candidates is not None else "")
+        + (f" --limit {limit}" if limit else "")
         + f"` on {dt.date.today().isoformat()}, model `{model}`, "
-        f"{seconds:.0f} s. Every question went through the REST channel of the real stack "
+        f"{seconds:.0f} s" + (f", the first {limit} questions of each kind" if limit else "")
+        + ". Every question went through the REST channel of the real stack "
         "(generator, action server, Rasa); a reply is correct when it contains the fact's pattern.",
         "",
         "| questions | n | correct / honest | refused | wrong / invented |",
@@ -349,13 +352,14 @@ def main(argv: Optional[List[str]] = None) -> int:
                 rows = run_set(name, url, db_path, args.limit, numbers, corpus)
                 seconds = time.perf_counter() - started
                 s = summary(rows)
-                report = markdown(name, s, model.name, seconds, args.candidates)
+                report = markdown(name, s, model.name, seconds, args.candidates, args.limit)
                 print(report)
                 DETAILS_DIR.mkdir(parents=True, exist_ok=True)
                 (DETAILS_DIR / f"{name}.json").write_text(json.dumps(rows, indent=1))
-                if not args.no_write and not args.limit:
+                if not args.no_write:
                     RESULTS_DIR.mkdir(parents=True, exist_ok=True)
-                    suffix = f"-candidates-{args.candidates}" if args.candidates else ""
+                    suffix = (f"-candidates-{args.candidates}" if args.candidates else "") + (
+                        f"-first-{args.limit}" if args.limit else "")
                     (RESULTS_DIR / f"answers-{name}{suffix}.md").write_text(report)
                 if args.details and name != "heldout":
                     for r in rows:
