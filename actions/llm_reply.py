@@ -279,7 +279,10 @@ def faithful(candidate: Candidate, extractive: str, sources: Sequence[str] = ())
 
 
 def intent_buttons(domain: Mapping[str, Any], intent: Optional[str]) -> List[Dict[str, Any]]:
-    """The buttons of the intent's own response (utter_<intent>), which lead on from its topic."""
+    """The buttons of the intent's own response (utter_<intent>), which lead on from its topic
+    (not utter_inform's: its buttons offer the forms, for a detail with nothing to go on)."""
+    if intent == "inform":
+        return []
     variants = ((domain or {}).get("responses") or {}).get(f"utter_{intent}") or []
     return list(variants[0].get("buttons") or []) if variants and isinstance(variants[0], dict) else []
 
