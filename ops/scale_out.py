@@ -7,7 +7,8 @@ Rasa replicas (`rasa run`, one Sanic worker each, on loopback) sharing the Postg
 tracker store, the Redis lock store and the RabbitMQ event broker named by
 TRACKER_STORE_URL, LOCK_STORE_URL and EVENT_BROKER_URL; the action servers; nginx
 (Debian's package) in front of both, listening on BIND_HOST:RASA_PORT; the generator
-unless GENERATOR_URL names another OpenAI-compatible server. The wiring is
+unless GENERATOR_URL names another OpenAI-compatible server and EMBEDDINGS_URL does not
+keep the embeddings on this machine's generator (ops.stack.llm_endpoints). The wiring is
 ops.stack.scale_out_services, the same the reliability tests (tests/test_scale_out.py)
 and the load benchmark (bench/load.py) run. A replica, action server or generator that
 exits is started again; logs are in build/logs/scale-out/.
