@@ -294,7 +294,8 @@ class ActionLLMReply(Action):
     intents that start a form (data/rules/forms.yml), open questions (nlu_fallback,
     out_of_scope) and follow-ups. The bot message carries `source` in its
     metadata ("knowledge": sentences of a page; "llm": a generated reply that beat them;
-    "no_knowledge"; "fallback"), which the tracker store keeps, so analytics and tests
+    "no_knowledge"; "fallback"; "intent": the intent's own response, which leads into a
+    form, or utter_inform), which the tracker store keeps, so analytics and tests
     can tell them apart; `sources` lists the cited page ids.
     """
 
@@ -313,14 +314,14 @@ class ActionLLMReply(Action):
         text = (tracker.latest_message or {}).get("text") or ""
         if intent == "inform" and not answers.is_question(text) and answers.followup_context(tracker.events) is None:
             # a bare detail ("£150", "yesterday") with no form asking and nothing to continue
-            dispatcher.utter_message(response="utter_inform")
+            dispatcher.utter_message(response="utter_inform", source="intent")
             return []
         # An intent that starts a form: a question ("is a replacement free?") gets its answer,
         # anything else ("I lost my card") and any failure the intent's own words; then the
         # form asks its first question (data/rules/forms.yml).
         leads_to_form = intent in FORM_INTENTS
         if leads_to_form and not answers.asks_something(text):
-            dispatcher.utter_message(response=f"utter_{intent}")
+            dispatcher.utter_message(response=f"utter_{intent}", source="intent")
             return []
         if last_user_text(tracker.events) is None:  # no user text to answer (e.g. an empty message)
             error_reason = "no user text"
@@ -335,7 +336,7 @@ class ActionLLMReply(Action):
                 logger.error("answer failed for %s: %s", tracker.sender_id, error)
                 error_reason = "knowledge index"
         if error_reason is not None and leads_to_form:
-            dispatcher.utter_message(response=f"utter_{intent}")
+            dispatcher.utter_message(response=f"utter_{intent}", source="intent")
             return []
         if error_reason is not None:
             metrics.FALLBACKS.inc()
@@ -367,7 +368,7 @@ class ActionLLMReply(Action):
             time.monotonic() - started,
         )
         if result.source == "no_knowledge" and leads_to_form:
-            dispatcher.utter_message(response=f"utter_{intent}")
+            dispatcher.utter_message(response=f"utter_{intent}", source="intent")
             return []
         if result.source == "no_knowledge":
             dispatcher.utter_message(

@@ -20,7 +20,7 @@ import sqlalchemy as sa
 from prometheus_client import CollectorRegistry, Counter, Histogram
 
 # metadata.source of action_llm_reply's messages (actions/llm_reply.py)
-LLM_SOURCES = ("knowledge", "llm", "no_knowledge", "fallback")
+LLM_SOURCES = ("knowledge", "llm", "no_knowledge", "fallback", "intent")
 
 FALLBACK_INTENT = "nlu_fallback"
 

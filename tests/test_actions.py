@@ -539,7 +539,8 @@ def test_a_detail_after_a_question_continues_it(small_knowledge, monkeypatch):
 def test_a_bare_detail_with_nothing_to_continue_gets_the_inform_reply(small_knowledge, monkeypatch):
     returned, messages, requests = run_action([_user("£150 yesterday")], (), monkeypatch, intent="inform")
     assert returned == [] and requests == []
-    assert messages == [{**MESSAGE_KEYS, "text": None, "template": "utter_inform", "response": "utter_inform"}]
+    assert messages == [{**MESSAGE_KEYS, "text": None, "template": "utter_inform", "response": "utter_inform",
+                         "source": "intent"}]
     # an `inform` message that is a question is answered
     _, messages, _ = run_action([_user("When will my new Lakeside card arrive?")], (), monkeypatch, intent="inform")
     assert messages[0]["source"] == "knowledge" and messages[0]["text"] == _cited(GOOD)

@@ -50,7 +50,7 @@ LOCK_LIFETIME_S = 25
 # (more than a PostgreSQL restart takes here under load: up to about 6 s).
 TRACKER_STORE_RETRY_S = 12
 OPEN_QUESTION = "what is the tallest building in the world"  # always action_llm_reply
-LLM_SOURCES = {"knowledge", "llm", "no_knowledge", "fallback"}
+LLM_SOURCES = {"knowledge", "llm", "no_knowledge", "fallback", "intent"}
 
 
 class DatabaseLink:
@@ -480,7 +480,7 @@ def test_action_server_down_gives_the_fallback_and_the_bot_recovers(ctx, respons
     bot = ctx.last_bot(sender)
     assert bot["metadata"]["source"] in LLM_SOURCES - {"fallback"}  # the action server answered
     user_texts = [e["text"] for e in ctx.events(sender) if e["event"] == "user"]
-    assert user_texts == ["hello", "my card still hasn't arrived", OPEN_QUESTION, OPEN_QUESTION]
+    assert user_texts == ["hello", "my card still hasn't arrived", "thank you", OPEN_QUESTION, OPEN_QUESTION]
 
 
 # --- 4. PostgreSQL restarts -------------------------------------------------------------------
