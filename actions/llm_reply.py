@@ -34,7 +34,6 @@ import zlib
 from dataclasses import dataclass, field
 from typing import Any, Dict, List, Mapping, Optional, Sequence, Text
 
-import numpy as np
 from rasa_sdk import Action, Tracker
 from rasa_sdk.executor import CollectingDispatcher
 
@@ -201,7 +200,6 @@ async def generate(result: Answer, events: Sequence[Dict[str, Any]], slots: Opti
     """Generated candidates against the extractive answer: N from one request, phrased from
     the answer's page; one replaces the extractive answer only when it passes the
     guardrails and is at least as faithful (`faithful`). Changes `result` in place."""
-    index = load_index()
     assert result.extract is not None
     page = result.extract.page_id
     used = [hit for hit in hits if hit.passage.page_id == page] or list(hits[:1])
