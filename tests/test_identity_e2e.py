@@ -98,8 +98,9 @@ def test_the_back_end_without_a_customer_gets_the_sign_in_answer(running_stack, 
 
 
 def _socket_turn(rasa_url, token, text, metadata, session_id):
-    """Connect with `token`, join `session_id`, send `text` with `metadata` (the widget's
-    customData); the bot's messages of that turn (the last one carries buttons)."""
+    """Connect with `token`, join `session_id`, send `text` with `metadata` (where Rasa's
+    socket.io channel reads it; also as the widget's customData); the bot's messages of
+    that turn (the last one carries buttons)."""
     client = socketio.Client(reconnection=False, websocket_extra_options={"origin": ORIGIN})
     got, confirmed = queue.Queue(), queue.Queue()
     client.on("bot_uttered", got.put)
@@ -108,7 +109,8 @@ def _socket_turn(rasa_url, token, text, metadata, session_id):
     try:
         client.emit("session_request", {"session_id": session_id})
         assert confirmed.get(timeout=10) == session_id
-        client.emit("user_uttered", {"message": text, "session_id": session_id, "customData": metadata})
+        client.emit("user_uttered", {"message": text, "session_id": session_id, "metadata": metadata,
+                                     "customData": metadata})
         messages = [got.get(timeout=90)]
         while not messages[-1].get("quick_replies"):
             messages.append(got.get(timeout=90))
