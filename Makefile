@@ -63,7 +63,7 @@ knowledge: $(GEN_VENV)/.installed data
 
 ## the demo bank database (BANK_DB_URL, default build/bank.db): tables + demo customers (idempotent)
 bank-db: $(RASA_VENV)/.installed
-	$(RASA_PY) -m actions.bank seed
+	$(RASA_PY) -m assistant.bank seed
 
 ## Debian's nginx for the scale-out tests and load benchmark (installed once, as root, if missing)
 NGINX ?= /usr/sbin/nginx

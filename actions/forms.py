@@ -1,7 +1,7 @@
 """The forms that act on the customer's account: lost card, transfer status, disputes.
 
 Each form has a validation action (FormValidationAction) that reads what the customer
-typed (actions.parsing), checks it against the bank database (actions.bank) and
+typed (actions.parsing), checks it against the bank database (assistant.bank) and
 answers in plain words; custom `action_ask_*` questions where the choices come from the
 database (the customer's cards, their card payments); and a submit action run by a
 rule when the form is complete (data/rules/forms.yml).
@@ -42,7 +42,7 @@ from rasa_sdk.events import ActionExecutionRejected, EventType, SlotSet
 from rasa_sdk.executor import CollectingDispatcher
 from rasa_sdk.types import DomainDict
 
-from actions import bank
+from assistant import bank
 from actions.parsing import (
     format_date,
     format_money,

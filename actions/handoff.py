@@ -38,7 +38,7 @@ from rasa_sdk.events import (
 from rasa_sdk.executor import CollectingDispatcher
 from rasa_sdk.types import DomainDict
 
-from actions import bank
+from assistant import bank
 from actions.forms import FORM_SLOTS, REQUESTED_SLOT, customer_id
 
 logger = logging.getLogger(__name__)

@@ -175,7 +175,7 @@ def main(argv=None) -> int:
     if args.command in ("handoffs", "release"):
         import sqlalchemy.exc
 
-        from actions import bank
+        from assistant import bank
         from ops import handoff
 
         try:

@@ -23,7 +23,7 @@ import urllib.error
 import urllib.parse
 from typing import Any, Dict, List, Optional
 
-from actions import bank
+from assistant import bank
 from ops import settings
 from ops.stack import post
 

@@ -7,7 +7,7 @@ Erasing one sender (a data-subject request, `ops erase SENDER_ID`) covers every 
 the project writes:
 
 - the tracker store: the conversation's events are deleted;
-- the bank database (BANK_DB_URL, actions/bank.py):
+- the bank database (BANK_DB_URL, assistant/bank/):
   - `handoffs` rows of the conversation are deleted. They are the support queue's
     entries for that conversation (who asked for a person, why, when, who released
     it); without the conversation they serve nothing, so nothing is kept.
@@ -119,7 +119,7 @@ def _checkpoint(engine: sa.engine.Engine) -> None:
 def _erase_from_bank(sender_id: str, dry_run: bool, bank_url: str = "") -> Tuple[int, int]:
     """(handoff rows deleted, dispute rows anonymised) in the bank database; (0, 0) when
     there is none (a SQLite file that does not exist, or no such tables)."""
-    from actions import bank
+    from assistant import bank
 
     url = bank.bank_db_url(bank_url or None)
     parsed = sa.engine.make_url(url)

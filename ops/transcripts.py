@@ -100,7 +100,7 @@ def write(out: Path) -> None:
     model = latest_model()
     if model is None:
         raise SystemExit("no trained model in models/: run `make train`")
-    from actions import bank
+    from assistant import bank
 
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)

@@ -53,8 +53,8 @@ def store_url(request, tmp_path):
 
 @pytest.fixture(params=["sqlite", "postgresql"])
 def bank_url(request, tmp_path):
-    """An empty bank database (actions/bank.py) on SQLite, then on PostgreSQL."""
-    from actions import bank
+    """An empty bank database (assistant/bank/) on SQLite, then on PostgreSQL."""
+    from assistant import bank
 
     if request.param == "sqlite":
         yield f"sqlite:///{tmp_path / 'bank.db'}"
@@ -151,7 +151,7 @@ def running_stack(tmp_path_factory, trained_model, rasa_env) -> Stack:
     gen_port, act_port, rasa_port = free_port(), free_port(), free_port()
     endpoints_path = stack.endpoints_for(act_port, work)
     db_path = work / "tracker.db"
-    from actions import bank
+    from assistant import bank
 
     bank_url = f"sqlite:///{work / 'bank.db'}"
     bank.seed(bank_url)
@@ -188,7 +188,7 @@ def running_stack(tmp_path_factory, trained_model, rasa_env) -> Stack:
 
 def bank_rows(url: str) -> Dict[str, List[tuple]]:
     """Every row of every table of the bank database, to compare before and after."""
-    from actions import bank
+    from assistant import bank
 
     engine = bank.sync_engine(url)
     try:

@@ -1,4 +1,4 @@
-"""The demo bank database (actions/bank.py) on SQLite and PostgreSQL: the seed, the
+"""The demo bank database (assistant/bank/) on SQLite and PostgreSQL: the seed, the
 async queries and updates the actions use, the operators' handoff queue."""
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import datetime as dt
 import pytest
 import sqlalchemy as sa
 
-from actions import bank
+from assistant import bank
 
 TODAY = dt.date(2026, 3, 11)  # a Wednesday
 

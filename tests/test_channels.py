@@ -8,7 +8,7 @@ from types import SimpleNamespace
 import pytest
 import yaml
 
-from actions import bank
+from assistant import bank
 from addons import channels
 from addons.channels import check_body
 from ops import settings
@@ -104,7 +104,7 @@ def test_the_channels_refuse_settings_that_trust_an_unauthenticated_identity(mon
 def test_the_action_server_refuses_the_old_trust_setting():
     """actions/bank.py exits at import, with one line, as the action server starts."""
     env = {"PATH": "/usr/bin:/bin", "BANK_CUSTOMER_ID_CHANNELS": "rest"}
-    done = subprocess.run([sys.executable, "-c", "import actions.bank"], cwd=settings.ROOT, env=env,
+    done = subprocess.run([sys.executable, "-c", "import assistant.bank"], cwd=settings.ROOT, env=env,
                           capture_output=True, text=True, timeout=120)
     assert done.returncode == 1
     assert done.stderr.strip().splitlines()[-1].startswith("refusing to start: BANK_CUSTOMER_ID_CHANNELS is set")

@@ -14,7 +14,7 @@ import datetime as dt
 
 import pytest
 
-from actions import bank
+from assistant import bank
 from ops import handoff as ops_handoff
 from tests.conftest import API_TOKEN, REST_TOKEN
 

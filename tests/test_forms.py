@@ -25,7 +25,8 @@ from rasa_sdk import Tracker
 from rasa_sdk.events import ActionExecutionRejected, SlotSet
 from rasa_sdk.executor import CollectingDispatcher
 
-from actions import bank, forms, parsing
+from actions import forms, parsing
+from assistant import bank
 from ops import settings
 from tests.conftest import bank_rows
 

@@ -20,7 +20,8 @@ from rasa_sdk import Tracker
 from rasa_sdk.events import ActionExecuted, ActiveLoop, ConversationPaused, SessionStarted, SlotSet
 from rasa_sdk.executor import CollectingDispatcher
 
-from actions import bank, handoff
+from actions import handoff
+from assistant import bank
 from ops import handoff as ops_handoff
 from ops import settings
 

@@ -111,7 +111,7 @@ def _wait_exit(service: stack.Service, timeout: float) -> int:
 def test_chat_at_a_chat_only_server_and_embeddings_at_the_generator_answer_a_turn(
     tmp_path, trained_model, generator_url, chat_server
 ):
-    from actions import bank
+    from assistant import bank
 
     bank_url = f"sqlite:///{tmp_path / 'bank.db'}"
     bank.seed(bank_url)

@@ -14,7 +14,8 @@ from typing import Any, Dict, List, Optional, Tuple
 
 import pytest
 
-from actions import bank, guardrails, logs
+from actions import guardrails, logs
+from assistant import bank
 from ops import settings, stack
 
 QUESTION = "how long does it take for a new card to arrive?"

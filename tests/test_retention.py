@@ -71,7 +71,7 @@ def test_erase_deletes_handoffs_and_anonymises_disputes(bank_url, tmp_path, monk
     """The bank database (SQLite, then PostgreSQL): the sender's handoff rows go, its
     disputes stay (the bank must keep them) without the sender id; other senders' rows
     are untouched. Logs in subfolders of the log folder are erased too."""
-    from actions import bank
+    from assistant import bank
 
     monkeypatch.delenv("TRACKER_STORE_URL", raising=False)
     bank.seed(bank_url)

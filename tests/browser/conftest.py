@@ -47,7 +47,7 @@ def web_stack(tmp_path_factory, trained_model, request):
     work = tmp_path_factory.mktemp("web-stack")
     gen_port, act_port, rasa_port, web_port = free_port(), free_port(), free_port(), free_port()
     db_path = work / "tracker.db"
-    from actions import bank
+    from assistant import bank
 
     bank_url = f"sqlite:///{work / 'bank.db'}"  # not the demo database in build/
     bank.seed(bank_url)

@@ -8,8 +8,8 @@ SQLAlchemy's asyncio engine (aiosqlite, asyncpg) and never block its event loop;
 operator commands and the seed script use the same tables through a plain engine
 (sqlite3, psycopg2).
 
-    .venvs/rasa/bin/python -m actions.bank seed [--date YYYY-MM-DD]   # demo customers (idempotent)
-    .venvs/rasa/bin/python -m actions.bank show [CUSTOMER_ID]          # what the bot will see
+    .venvs/rasa/bin/python -m assistant.bank seed [--date YYYY-MM-DD]   # demo customers (idempotent)
+    .venvs/rasa/bin/python -m assistant.bank show [CUSTOMER_ID]          # what the bot will see
 
 Which customer is chatting: only what the channel verified, `metadata["verified_customer_id"]`
 (VERIFIED_CUSTOMER_KEY) of the latest message, which addons/channels.py sets from the
@@ -579,7 +579,7 @@ def show(customer_id: str, url: Optional[str] = None) -> str:
         with engine.connect() as connection:
             person = connection.execute(sa.select(customers).where(customers.c.customer_id == customer_id)).first()
             if person is None:
-                return f"no customer {customer_id} (run `python -m actions.bank seed`)"
+                return f"no customer {customer_id} (run `python -m assistant.bank seed`)"
             lines = [f"{person.customer_id} {person.name}  balance {_money(person.balance_minor, person.currency)}"]
             for card in connection.execute(sa.select(cards).where(cards.c.customer_id == customer_id)
                                            .order_by(cards.c.kind, cards.c.last4)):
@@ -598,7 +598,7 @@ def show(customer_id: str, url: Optional[str] = None) -> str:
 
 def main(argv: Optional[List[str]] = None) -> int:
     os.environ.setdefault("SQLALCHEMY_SILENCE_UBER_WARNING", "1")
-    parser = argparse.ArgumentParser(prog="python -m actions.bank", description="the demo bank database")
+    parser = argparse.ArgumentParser(prog="python -m assistant.bank", description="the demo bank database")
     commands = parser.add_subparsers(dest="command", required=True)
     seed_cmd = commands.add_parser("seed", help="create the tables and (re)write the demo customers")
     seed_cmd.add_argument("--date", default="", help="the day the demo data is relative to (default: today)")
