@@ -42,7 +42,7 @@ from rasa_sdk.events import ActionExecutionRejected, EventType, SlotSet
 from rasa_sdk.executor import CollectingDispatcher
 from rasa_sdk.types import DomainDict
 
-from assistant import bank
+from assistant import bank, config
 from actions.parsing import (
     format_date,
     format_money,
@@ -89,7 +89,7 @@ def today() -> dt.date:
 def customer_id(tracker: Tracker) -> Optional[str]:
     """The customer the channel verified for the latest user message, or None.
 
-    Only `metadata["verified_customer_id"]` (bank.VERIFIED_CUSTOMER_KEY) counts: the
+    Only `metadata["verified_customer_id"]` (config.VERIFIED_CUSTOMER_KEY) counts: the
     channels (addons/channels.py) remove any value a client sends under that key and set
     it only for an authenticated caller. A client's own `metadata.customer_id` means
     nothing here, and an earlier message's identity does not carry over to a later one
@@ -97,7 +97,7 @@ def customer_id(tracker: Tracker) -> Optional[str]:
     """
     for event in reversed(tracker.events):
         if event.get("event") == "user":
-            value = (event.get("metadata") or {}).get(bank.VERIFIED_CUSTOMER_KEY)
+            value = (event.get("metadata") or {}).get(config.VERIFIED_CUSTOMER_KEY)
             return value.strip() if isinstance(value, str) and value.strip() else None
     return None
 

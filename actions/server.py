@@ -39,6 +39,7 @@ from actions.clients import generator
 from actions.knowledge import KnowledgeError
 from actions.llm_reply import load_index
 from actions.metrics import ACTION_SECONDS
+from assistant import config
 
 
 logger = logging.getLogger("actions.server")
@@ -196,6 +197,10 @@ def main() -> None:
     parser.add_argument("--port", type=int, default=int(os.environ.get("ACTIONS_PORT", "5055")))
     parser.add_argument("--host", default=os.environ.get("ACTIONS_HOST", "127.0.0.1"))
     args = parser.parse_args()
+    refusal = config.identity_settings_error()  # the old trust rule: refuse before anything runs
+    if refusal:
+        print(f"action server: {refusal}", file=sys.stderr)
+        sys.exit(2)
     try:
         logs.configure(redact=guardrails.redact)
     except ValueError as error:

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
 
 from assistant import bank
+from assistant.bank.__main__ import main as bank_cli
 
 TODAY = dt.date(2026, 3, 11)  # a Wednesday
 
@@ -39,7 +41,7 @@ def _rows(url):
 
 def test_default_url_is_a_file_under_build_and_env_wins(monkeypatch):
     monkeypatch.delenv("BANK_DB_URL", raising=False)
-    assert bank.bank_db_url() == f"sqlite:///{bank.ROOT / 'build' / 'bank.db'}"
+    assert bank.bank_db_url() == f"sqlite:///{Path(__file__).resolve().parent.parent / 'build' / 'bank.db'}"
     monkeypatch.setenv("BANK_DB_URL", "postgresql://u:secret@db:5432/bank")
     assert bank.bank_db_url() == "postgresql://u:secret@db:5432/bank"
     assert "secret" not in bank.display_url()
@@ -163,10 +165,10 @@ def test_handoff_queue_open_list_release(bank_url):
 
 def test_seed_and_show_commands(bank_url, monkeypatch, capsys):
     monkeypatch.setenv("BANK_DB_URL", bank_url)
-    assert bank.main(["seed", "--date", TODAY.isoformat()]) == 0
+    assert bank_cli(["seed", "--date", TODAY.isoformat()]) == 0
     assert "customers=3, cards=6, transactions=21" in capsys.readouterr().out
-    assert bank.main(["show", "C1002"]) == 0
+    assert bank_cli(["show", "C1002"]) == 0
     shown = capsys.readouterr().out
     assert "C1002 Sam Patel" in shown and "card 3377 physical active" in shown
-    assert bank.main(["show", "C9999"]) == 0
+    assert bank_cli(["show", "C9999"]) == 0
     assert "no customer C9999" in capsys.readouterr().out

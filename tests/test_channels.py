@@ -8,7 +8,7 @@ from types import SimpleNamespace
 import pytest
 import yaml
 
-from assistant import bank
+from assistant import config
 from addons import channels
 from addons.channels import check_body
 from ops import settings
@@ -102,19 +102,21 @@ def test_the_channels_refuse_settings_that_trust_an_unauthenticated_identity(mon
 
 
 def test_the_action_server_refuses_the_old_trust_setting():
-    """actions/bank.py exits at import, with one line, as the action server starts."""
+    """`python -m actions.server` exits with one line before anything else, as it starts."""
     env = {"PATH": "/usr/bin:/bin", "BANK_CUSTOMER_ID_CHANNELS": "rest"}
-    done = subprocess.run([sys.executable, "-c", "import assistant.bank"], cwd=settings.ROOT, env=env,
+    done = subprocess.run([sys.executable, "-m", "actions.server", "--port", "0"], cwd=settings.ROOT, env=env,
                           capture_output=True, text=True, timeout=120)
-    assert done.returncode == 1
-    assert done.stderr.strip().splitlines()[-1].startswith("refusing to start: BANK_CUSTOMER_ID_CHANNELS is set")
+    assert done.returncode == 2
+    assert done.stderr.strip().splitlines()[-1].startswith(
+        "action server: refusing to start: BANK_CUSTOMER_ID_CHANNELS is set")
+    assert config.identity_settings_error({"BANK_CUSTOMER_ID_CHANNELS": " "}) is None
 
 
 def test_only_the_channels_that_strip_the_verified_key_are_configured():
     """A stock Rasa channel would pass a client's `verified_customer_id` through."""
     credentials = yaml.safe_load((settings.ROOT / "credentials.yml").read_text())
     assert set(credentials) == {"addons.channels.RestInput", "addons.channels.SocketIOInput"}
-    assert channels.VERIFIED_CUSTOMER_KEY == bank.VERIFIED_CUSTOMER_KEY
+    assert channels.VERIFIED_CUSTOMER_KEY == config.VERIFIED_CUSTOMER_KEY
 
 
 def test_the_demo_page_signs_in_the_demo_customer(monkeypatch):

@@ -26,7 +26,7 @@ from rasa_sdk.events import ActionExecutionRejected, SlotSet
 from rasa_sdk.executor import CollectingDispatcher
 
 from actions import forms, parsing
-from assistant import bank
+from assistant import bank, config
 from ops import settings
 from tests.conftest import bank_rows
 
@@ -77,7 +77,7 @@ def query(scenario):
 
 def user(text, intent, entities=(), customer=DEMO, metadata=None):
     """A user message; `customer` is the identity the channel verified (None: nobody)."""
-    verified = {bank.VERIFIED_CUSTOMER_KEY: customer} if customer else {}
+    verified = {config.VERIFIED_CUSTOMER_KEY: customer} if customer else {}
     return UserUttered(text, {"name": intent, "confidence": 0.9},
                        [{"entity": e, "value": v, "start": 0, "end": 0} for e, v in entities],
                        metadata={**(metadata or {}), **verified}, input_channel="rest")
@@ -205,7 +205,7 @@ def test_the_customer_is_only_the_one_the_channel_verified_for_the_latest_messag
     later = [user("hi", "greet", customer="C1002"), user("/inform", "inform", customer=None)]
     assert forms.customer_id(sdk_tracker(later)) is None
     assert forms.customer_id(sdk_tracker([*later, user("yes", "affirm", customer="C1003")])) == "C1003"
-    assert bank.VERIFIED_CUSTOMER_KEY == "verified_customer_id"
+    assert config.VERIFIED_CUSTOMER_KEY == "verified_customer_id"
 
 
 # -- a customer who is not identified --------------------------------------------------------------

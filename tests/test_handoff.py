@@ -21,7 +21,7 @@ from rasa_sdk.events import ActionExecuted, ActiveLoop, ConversationPaused, Sess
 from rasa_sdk.executor import CollectingDispatcher
 
 from actions import handoff
-from assistant import bank
+from assistant import bank, config
 from ops import handoff as ops_handoff
 from ops import settings
 
@@ -53,7 +53,7 @@ def run(action, tracker, url=None):
 def user(text, intent, customer=None):
     """A user message; `customer`: the identity the channel verified (None: nobody)."""
     return UserUttered(text, {"name": intent, "confidence": 0.9},
-                       metadata={bank.VERIFIED_CUSTOMER_KEY: customer} if customer else {}, input_channel="rest")
+                       metadata={config.VERIFIED_CUSTOMER_KEY: customer} if customer else {}, input_channel="rest")
 
 
 @pytest.fixture
