@@ -51,8 +51,11 @@ from rasa.shared.core.events import BotUttered, UserUttered
 from sanic import Blueprint, Sanic, response
 from sanic.request import Request
 
+from addons import prepare_rasa
 from addons.rate_limit import RateLimiter, retry_after
 from addons.tracker_store import TrackerStoreError
+
+prepare_rasa()  # Rasa loads this module by its path: patches and logs on purpose (addons/__init__.py)
 
 logger = logging.getLogger(__name__)
 

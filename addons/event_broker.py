@@ -26,6 +26,10 @@ from rasa.core.brokers.pika import PikaEventBroker
 from rasa.shared.exceptions import RasaException
 from rasa.utils.endpoints import EndpointConfig
 
+from addons import prepare_rasa
+
+prepare_rasa()  # Rasa loads this module by its path: patches and logs on purpose (addons/__init__.py)
+
 DEFAULT_QUEUE = "rasa_events"
 DEFAULT_PORTS = {"amqp": 5672, "amqps": 5671}
 

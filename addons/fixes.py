@@ -1,7 +1,11 @@
-"""Fixes to Rasa 3.6 internals that cost every turn, applied when `addons` is imported.
+"""Fixes to Rasa 3.6.21 internals that cost every turn, applied by `apply()`.
 
-Rasa imports this package from endpoints.yml (the tracker store, lock store and event
-broker classes) and config.yml, so every Rasa process that serves this bot has them.
+Each module Rasa loads by its path from config.yml, endpoints.yml and credentials.yml
+(the NLU components, the tracker store, lock store, event broker and channels) calls
+`addons.prepare_rasa()`, which calls `apply()`: every Rasa process that serves this bot
+has them, and a process that only imports a helper (ops, bench) does not. `apply()`
+is idempotent, and refuses with one line on any Rasa but the one the patches were
+written against (RASA_VERSION): they replace private methods whose code they copy.
 
 - Checking an action server's answer. Rasa validates every custom action's response
   with `jsonschema.validate(result, schema)`, which first checks the schema itself
@@ -50,6 +54,7 @@ import json
 import os
 from typing import Any, Dict, List, Optional, Text, Tuple
 
+import rasa
 from rasa.core.actions.action import RemoteAction
 from rasa.core.channels.channel import UserMessage
 from rasa.core.processor import MessageProcessor
@@ -138,13 +143,17 @@ def _is_rule_applicable(self: RulePolicy, rule_key: Text, turn_index: int, conve
 
 
 _NO_PREVIOUS_ACTION = ("", "")  # index bucket: rules whose latest state has no previous action
-_rule_indexes: Dict[int, Tuple[frozenset, Dict[Tuple[Optional[Text], Optional[Text]], List[Text]]]] = {}
+# Rule indexes kept on each policy (they go with it when a hot swap drops the model), by the
+# id of the lookup they index; a policy has two lookups, a few more are kept, no more.
+_RULE_INDEXES_PER_POLICY = 4
 
 
-def _rule_index(lookup: Dict[Text, Text]) -> Dict[Tuple[Optional[Text], Optional[Text]], List[Text]]:
+def _rule_index(policy: RulePolicy,
+                lookup: Dict[Text, Text]) -> Dict[Tuple[Optional[Text], Optional[Text]], List[Text]]:
     """The lookup's rule keys by the previous action and intent their latest state requires."""
     keys = lookup.keys()
-    cached = _rule_indexes.get(id(lookup))
+    indexes = policy.__dict__.setdefault("_rule_indexes", {})
+    cached = indexes.get(id(lookup))
     if cached is not None and cached[0] == keys:
         return cached[1]
     index: Dict[Tuple[Optional[Text], Optional[Text]], List[Text]] = {}
@@ -152,7 +161,10 @@ def _rule_index(lookup: Dict[Text, Text]) -> Dict[Tuple[Optional[Text], Optional
         states, required = _decoded_rule(key)
         bucket = required[0] if states and states[0].get(PREVIOUS_ACTION) else _NO_PREVIOUS_ACTION
         index.setdefault(bucket, []).append(key)
-    _rule_indexes[id(lookup)] = (frozenset(keys), index)
+    indexes.pop(id(lookup), None)
+    while len(indexes) >= _RULE_INDEXES_PER_POLICY:
+        del indexes[next(iter(indexes))]  # the oldest
+    indexes[id(lookup)] = (frozenset(keys), index)
     return index
 
 
@@ -165,7 +177,7 @@ def _get_possible_keys(self: RulePolicy, lookup: Dict[Text, Text], states: List[
     """
     if not states:
         return set(lookup.keys())
-    index = _rule_index(lookup)
+    index = _rule_index(self, lookup)
     latest = states[-1]
     previous_action = (latest.get(PREVIOUS_ACTION) or {}).get(ACTION_NAME)
     intent = latest.get(USER, {}).get(INTENT)
@@ -244,7 +256,34 @@ def limit_blas_threads() -> None:
     threadpool_limits(limits=1, user_api="blas")
 
 
+RASA_VERSION = "3.6.21"
+_applied = False
+
+
+class RasaVersionError(SystemExit):
+    """Another Rasa than the patches were written for: the process stops with one line."""
+
+
+def check_rasa_version(version: Optional[Text] = None) -> None:
+    found = version or rasa.__version__
+    if found != RASA_VERSION:
+        raise RasaVersionError(
+            f"addons/fixes.py patches Rasa {RASA_VERSION} internals, but Rasa {found} is installed: "
+            f"install rasa=={RASA_VERSION} (requirements/rasa.txt) or review the patches for {found}"
+        )
+
+
+def applied() -> bool:
+    return _applied
+
+
 def apply() -> None:
+    """Patch Rasa (once per process), after checking it is the Rasa the patches are for."""
+    global _applied
+    check_rasa_version()
+    if _applied:
+        return
+    _applied = True
     limit_blas_threads()
     RemoteAction._validate_action_result = _validate_action_result
     Event.resolve_by_type = staticmethod(_remembering_resolve_by_type)

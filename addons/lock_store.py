@@ -32,6 +32,10 @@ from rasa.core.lock import TicketLock
 from rasa.core.lock_store import LOCK_LIFETIME, InMemoryLockStore, LockError, LockStore, RedisLockStore
 from rasa.shared.exceptions import RasaException
 
+from addons import prepare_rasa
+
+prepare_rasa()  # Rasa loads this module by its path: patches and logs on purpose (addons/__init__.py)
+
 T = TypeVar("T")
 
 

@@ -1,7 +1,7 @@
 """Rasa's side of the structured logs and the request id (actions/logs.py).
 
-Installed when the addons package loads, which `rasa run` does while it creates the
-input channels, before it makes its Sanic app:
+Installed by `addons.prepare_rasa()` when Rasa loads a module of ours by its path, which
+`rasa run` does while it creates the input channels, before it makes its Sanic app:
 
 - every HTTP request to Rasa gets a request id: its `X-Request-ID` header when that is
   a plain token, else a new one (a websocket's socket.io messages get one each), sent

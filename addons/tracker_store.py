@@ -55,9 +55,14 @@ from rasa.shared.core.trackers import DialogueStateTracker
 from rasa.shared.exceptions import RasaException
 from rasa.shared.nlu.constants import INTENT_NAME_KEY
 
+from addons import prepare_rasa
+from assistant.conversations import DEFAULT_TRACKER_STORE_URL, tracker_store_url
+
+prepare_rasa()  # Rasa loads this module by its path: patches and logs on purpose (addons/__init__.py)
+
 logger = logging.getLogger(__name__)
 
-DEFAULT_URL = "sqlite:///rasa.db"
+DEFAULT_URL = DEFAULT_TRACKER_STORE_URL
 EVENTS = SQLTrackerStore.SQLEvent.__table__
 ASYNC_DRIVERS = {"sqlite": "sqlite+aiosqlite", "postgresql": "postgresql+asyncpg"}
 # Seconds one read or save keeps retrying a database that is unreachable.
@@ -146,10 +151,6 @@ def _let_our_errors_through() -> None:
 
 
 _let_our_errors_through()
-
-
-def tracker_store_url(configured: Optional[str] = None) -> str:
-    return os.environ.get("TRACKER_STORE_URL") or configured or DEFAULT_URL
 
 
 class EnvSQLTrackerStore(SQLTrackerStore):

@@ -120,7 +120,7 @@ def main(argv=None) -> int:
 
         import sqlalchemy.exc
 
-        from addons.tracker_store import tracker_store_url
+        from assistant.conversations import tracker_store_url
         from ops import settings
         from ops.analytics import to_text, write_report
 
@@ -166,7 +166,7 @@ def main(argv=None) -> int:
         print(f"current model: v{entry['version']} ({entry['source']}) " + json.dumps(entry["metrics"]))
         return 0
     if args.command == "exporter":
-        from addons.tracker_store import tracker_store_url
+        from assistant.conversations import tracker_store_url
         from ops.exporter import serve
 
         print(f"serving Rasa turn metrics on http://{args.host}:{args.port}/metrics", flush=True)

@@ -54,7 +54,7 @@ class Report:
 
 
 def tracker_store_url() -> str:
-    from addons.tracker_store import tracker_store_url as configured
+    from assistant.conversations import tracker_store_url as configured
 
     return configured()
 

@@ -100,7 +100,7 @@ def collect(
     tracker_url: str = "",
     lock_url: Optional[str] = None,
 ) -> List[Row]:
-    from addons.tracker_store import tracker_store_url
+    from assistant.conversations import tracker_store_url
 
     generator_url = generator_url or os.environ.get("GENERATOR_URL") or (
         f"http://127.0.0.1:{settings.GENERATOR_PORT}/v1"

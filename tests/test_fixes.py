@@ -1,4 +1,8 @@
-"""addons/fixes.py changes how Rasa computes three things per turn, never the result."""
+"""addons/fixes.py changes how Rasa computes three things per turn, never the result.
+
+The patches are applied when Rasa loads a module of ours by its path (addons/__init__.py):
+this file imports the tracker store module as Rasa does. tests/test_rasa_patches.py checks
+that nothing else applies them and that another Rasa version is refused."""
 from __future__ import annotations
 
 import itertools
@@ -13,6 +17,7 @@ from rasa.core.policies.rule_policy import RulePolicy
 from rasa.shared.core.constants import SHOULD_NOT_BE_SET
 from rasa.shared.core.events import ActionExecuted, Event, SessionStarted, SlotSet, UserUttered
 
+import addons.tracker_store  # noqa: F401  (as Rasa loads it: applies the patches)
 from addons import fixes
 
 
@@ -51,7 +56,7 @@ def test_rule_matching_decides_every_trained_rule_as_rasa_does(trained_model):
             assert fast == fixes._rasa_is_rule_applicable(policy, key, turn, state), (key, turn, state)
             outcomes.add(fast)
     assert outcomes == {True, False}
-    assert RulePolicy._is_rule_applicable is fixes._is_rule_applicable  # applied on import of addons
+    assert RulePolicy._is_rule_applicable is fixes._is_rule_applicable  # applied when Rasa loads addons' modules
 
 
 def test_possible_rules_are_found_as_rasa_finds_them(trained_model):
@@ -205,13 +210,13 @@ def test_the_message_is_encoded_off_the_event_loop_with_the_same_parse(trained_m
 
 
 _BLAS_THREADS = (
-    "import json, threadpoolctl; import addons; "
+    "import json, threadpoolctl; import addons.tracker_store; "
     "print(json.dumps([i['num_threads'] for i in threadpoolctl.threadpool_info() if i['user_api'] == 'blas']))"
 )
 
 
 @pytest.mark.parametrize("env, expected", [({}, 1), ({"OPENBLAS_NUM_THREADS": "2"}, 2)])
-def test_importing_addons_leaves_one_blas_thread_unless_the_environment_says(env, expected):
+def test_rasa_loading_addons_leaves_one_blas_thread_unless_the_environment_says(env, expected):
     """A fresh process on a 2-core machine starts 2 OpenBLAS threads (numpy's and scipy's)."""
     import os
     import subprocess

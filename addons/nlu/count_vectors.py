@@ -19,6 +19,10 @@ from rasa.engine.recipes.default_recipe import DefaultV1Recipe
 from rasa.nlu.constants import DENSE_FEATURIZABLE_ATTRIBUTES
 from rasa.nlu.featurizers.sparse_featurizer.count_vectors_featurizer import CountVectorsFeaturizer
 
+from addons import prepare_rasa
+
+prepare_rasa()  # Rasa loads this module by its path: patches and logs on purpose (addons/__init__.py)
+
 
 @DefaultV1Recipe.register(DefaultV1Recipe.ComponentType.MESSAGE_FEATURIZER, is_trainable=True)
 class SentenceCountVectorsFeaturizer(CountVectorsFeaturizer):

@@ -37,6 +37,10 @@ from rasa.shared.nlu.constants import TEXT
 from rasa.shared.nlu.training_data.message import Message
 from rasa.shared.nlu.training_data.training_data import TrainingData
 
+from addons import prepare_rasa
+
+prepare_rasa()  # Rasa loads this module by its path: patches and logs on purpose (addons/__init__.py)
+
 logger = logging.getLogger(__name__)
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
