@@ -83,7 +83,7 @@ def _set_cookie(response: web.StreamResponse, request: web.Request, name: str, v
 class Console:
     def __init__(self, store: Store, rasa: RasaAPI, search: Search) -> None:
         self.store, self.rasa, self.search = store, rasa, search
-        self.limiter = auth.LoginLimiter(settings.LOGIN_ATTEMPTS, settings.LOGIN_WINDOW_S)
+        self.limiter = auth.LoginLimiter(settings.LOGIN_ATTEMPTS, settings.LOGIN_CLIENT_ATTEMPTS, settings.LOGIN_WINDOW_S)
 
     async def db(self, function: Callable, *args: Any) -> Any:
         return await asyncio.to_thread(function, *args)

@@ -60,12 +60,13 @@ def same(a: Optional[str], b: Optional[str]) -> bool:
 
 
 class LoginLimiter:
-    """At most `attempts` failed logins per client address and per account name within
-    `window_s` seconds; beyond that every login is refused (even a right password) until
-    the oldest failure leaves the window."""
+    """At most `attempts` failed logins per account name and `client_attempts` per client
+    address within `window_s` seconds; beyond that every login is refused (even a right
+    password) until the oldest failure leaves the window."""
 
-    def __init__(self, attempts: int, window_s: float) -> None:
-        self.attempts, self.window_s = attempts, window_s
+    def __init__(self, attempts: int, client_attempts: int, window_s: float) -> None:
+        self.limits = {"ip": client_attempts, "name": attempts}
+        self.window_s = window_s
         self._failures: Dict[str, Deque[float]] = defaultdict(deque)
         self._lock = threading.Lock()
 
@@ -83,7 +84,7 @@ class LoginLimiter:
                     continue
                 while failures and now - failures[0] > self.window_s:
                     failures.popleft()
-                if len(failures) >= self.attempts:
+                if len(failures) >= self.limits[key.split(":", 1)[0]]:
                     longest = max(longest, self.window_s - (now - failures[0]))
         return longest
 

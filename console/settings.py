@@ -25,8 +25,9 @@ RASA_TIMEOUT_S = _float("CONSOLE_RASA_TIMEOUT_S", "15")
 # Secure when the request came over HTTPS (directly or X-Forwarded-Proto from a proxy).
 COOKIE_SECURE = os.environ.get("CONSOLE_COOKIE_SECURE", "auto").strip().lower()
 SESSION_HOURS = _float("CONSOLE_SESSION_HOURS", "12")
-# Failed logins allowed per client address and per account name within the window.
+# Failed logins allowed per account name and per client address within the window.
 LOGIN_ATTEMPTS = int(_float("CONSOLE_LOGIN_ATTEMPTS", "5"))
+LOGIN_CLIENT_ATTEMPTS = int(_float("CONSOLE_LOGIN_CLIENT_ATTEMPTS", "20"))
 LOGIN_WINDOW_S = _float("CONSOLE_LOGIN_WINDOW_S", "300")
 # Longest agent reply or note, in characters (the channel's MAX_MESSAGE_CHARS).
 MAX_TEXT_CHARS = int(_float("MAX_MESSAGE_CHARS", "4000"))

@@ -43,6 +43,7 @@ def run() -> int:
     local = [stack.generator_service(settings.GENERATOR_PORT, log_dir)] if needs_local else []
     generator_url = llm_urls["GENERATOR_URL"]
     jwt_env = _jwt_env()
+    api_token = _api_token()
     services = [
         *local,
         stack.actions_service(settings.ACTIONS_PORT, log_dir, env=llm_urls),
@@ -50,10 +51,13 @@ def run() -> int:
             settings.RASA_PORT, log_dir, model, stack.endpoints_for(settings.ACTIONS_PORT, log_dir),
             # Rasa's HTTP API (model hot-swap, trackers) behind a token: RASA_API_TOKEN, or
             # a fresh one in build/rasa-api-token that `ops promote` and `ops rollback` read.
-            extra_args=stack.api_args(_api_token()),
+            extra_args=stack.api_args(api_token),
             env=jwt_env,
         ),
         stack.web_service(settings.WEB_PORT, log_dir, env=jwt_env),
+        # The agent console calls Rasa's API with the same token (console/rasa_api.py).
+        stack.console_service(settings.CONSOLE_PORT, log_dir, env={
+            "RASA_API_TOKEN": api_token, "CONSOLE_RASA_URL": f"http://127.0.0.1:{settings.RASA_PORT}"}),
     ]
     stopping = up = False
 
@@ -75,6 +79,8 @@ def run() -> int:
         print(
             "\nThe assistant is up.\n"
             f"  chat page:   http://localhost:{settings.WEB_PORT}/   (the web chat widget)\n"
+            f"  agents:      http://localhost:{settings.CONSOLE_PORT}/   (the agent console; accounts: "
+            "python -m console agent-add NAME)\n"
             f"  REST:        POST http://{settings.BIND_HOST}:{settings.RASA_PORT}/webhooks/rest/webhook"
             ' {"sender": "me", "message": "hi"}\n'
             f"  socket.io:   http://{settings.BIND_HOST}:{settings.RASA_PORT}/socket.io\n"

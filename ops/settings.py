@@ -31,6 +31,7 @@ RASA_PORT = int(os.environ.get("RASA_PORT", "5005"))
 ACTIONS_PORT = int(os.environ.get("ACTIONS_PORT", "5055"))
 GENERATOR_PORT = int(os.environ.get("GENERATOR_PORT", "8000"))
 WEB_PORT = int(os.environ.get("WEB_PORT", "8080"))
+CONSOLE_PORT = int(os.environ.get("CONSOLE_PORT", "8090"))
 
 # Seconds to wait for each service to become healthy (the first generator start
 # converts the model, about a minute).

@@ -255,6 +255,20 @@ def web_service(port: int, log_dir: Path, env: Optional[Dict[str, str]] = None) 
     )
 
 
+def console_service(port: int, log_dir: Path, env: Optional[Dict[str, str]] = None) -> Service:
+    """The agent console (console/app.py): support staff answer handed-off conversations."""
+    return Service(
+        name="console",
+        argv=[
+            str(settings.RASA_VENV / "bin" / "python"), "-m", "console", "serve",
+            "--host", settings.BIND_HOST, "--port", str(port),
+        ],
+        health_url=f"http://127.0.0.1:{port}/health",
+        log_path=log_dir / "console.log",
+        env=env or {},
+    )
+
+
 def allowed_origins() -> List[str]:
     from addons.channels import allowed_origins as origins
 

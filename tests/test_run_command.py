@@ -20,7 +20,8 @@ def _port_open(port: int) -> bool:
 
 
 def test_run_starts_everything_and_ctrl_c_stops_everything(tmp_path, trained_model):
-    ports = {"RASA_PORT": free_port(), "ACTIONS_PORT": free_port(), "GENERATOR_PORT": free_port(), "WEB_PORT": free_port()}
+    ports = {"RASA_PORT": free_port(), "ACTIONS_PORT": free_port(), "GENERATOR_PORT": free_port(), "WEB_PORT": free_port(),
+             "CONSOLE_PORT": free_port()}
     env = {
         **os.environ,
         **{k: str(v) for k, v in ports.items()},
@@ -57,6 +58,9 @@ def test_run_starts_everything_and_ctrl_c_stops_everything(tmp_path, trained_mod
         _the_demo_page_signs_in_the_demo_customer(script, f"http://127.0.0.1:{ports['RASA_PORT']}", page_url)
         with urllib.request.urlopen(f"{page_url}/widget/lakeside-chat.js", timeout=10) as script:
             assert script.headers["Content-Type"].startswith(("application/javascript", "text/javascript"))
+        # the agent console: its sign-in page (the console itself needs a session)
+        with urllib.request.urlopen(f"http://127.0.0.1:{ports['CONSOLE_PORT']}/", timeout=10) as console:
+            assert console.url.endswith("/login") and 'action="/login"' in console.read().decode()
     finally:
         process.send_signal(signal.SIGINT)
         remaining, _ = process.communicate(timeout=90)
