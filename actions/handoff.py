@@ -1,7 +1,7 @@
 """Handing a conversation to a person, and keeping the bot quiet until it comes back.
 
 `request_human`, at any moment (also in a form: the form rejects it, see
-actions/forms.py), runs utter_request_human (custom {handoff: true}: the chat widget
+actions/forms/), runs utter_request_human (custom {handoff: true}: the chat widget
 shows its notice) and then action_handoff, which
 - queues the conversation in the bank database's handoffs table (sender_id, customer,
   status open, reason, time), where `python -m ops handoffs` lists it;
@@ -39,7 +39,7 @@ from rasa_sdk.executor import CollectingDispatcher
 from rasa_sdk.types import DomainDict
 
 from assistant import bank
-from actions.forms import FORM_SLOTS, REQUESTED_SLOT, customer_id
+from actions.tracker import FORM_SLOTS, REQUESTED_SLOT, customer_id
 
 logger = logging.getLogger(__name__)
 

@@ -14,7 +14,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Mapping, Optional
+from typing import Any, Iterable, Mapping, Optional
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -39,6 +39,22 @@ OBSOLETE_IDENTITY_SETTINGS = {
     "BANK_CUSTOMER_ID_CHANNELS": "no channel name is trusted with a customer id any more; only an "
                                  "authenticated caller is (REST_CHANNEL_TOKEN, SOCKETIO_JWT_KEY): unset it",
 }
+
+
+def verified_customer_id(events: Iterable[Mapping[str, Any]]) -> Optional[str]:
+    """The customer the channel verified for the latest user message of these tracker
+    events (dicts, as Rasa sends them to the action server), or None.
+
+    Only `metadata[VERIFIED_CUSTOMER_KEY]` counts: the channels remove any value a client
+    sends under that key and set it only for an authenticated caller. A client's own
+    `metadata.customer_id` means nothing here, and an earlier message's identity does not
+    carry over to a later one (each message of an authenticated caller carries it again).
+    """
+    for event in reversed(list(events)):
+        if event.get("event") == "user":
+            value = (event.get("metadata") or {}).get(VERIFIED_CUSTOMER_KEY)
+            return value.strip() if isinstance(value, str) and value.strip() else None
+    return None
 
 
 def identity_settings_error(environ: Optional[Mapping[str, str]] = None) -> Optional[str]:

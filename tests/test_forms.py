@@ -1,4 +1,4 @@
-"""The forms' actions (actions/forms.py) against the demo bank database.
+"""The forms' actions (actions/forms/) against the demo bank database.
 
 Trackers are built from Rasa's own events the way Rasa builds the tracker it sends to
 the action server (DialogueStateTracker -> current_state -> rasa_sdk Tracker): a form
@@ -44,7 +44,7 @@ def db_url(bank_url, monkeypatch):
     """The demo customers in a fresh database that the actions use, dated around TODAY."""
     bank.seed(bank_url, today=TODAY)
     monkeypatch.setenv("BANK_DB_URL", bank_url)
-    monkeypatch.setattr(forms, "today", lambda: TODAY)
+    monkeypatch.setattr(forms.base, "today", lambda: TODAY)
     return bank_url
 
 
