@@ -19,15 +19,16 @@ from __future__ import annotations
 import datetime as dt
 import json
 import logging
-import os
 import re
 import sys
 import uuid
 from contextvars import ContextVar
 from typing import Any, Callable, Dict, Optional, TextIO
 
+from assistant import config
+
 REQUEST_ID_HEADER = "X-Request-ID"
-FORMATS = ("text", "json")
+FORMATS = config.LOG_FORMATS
 TEXT_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 
 request_id: ContextVar[Optional[str]] = ContextVar("request_id", default=None)
@@ -39,11 +40,8 @@ _REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
 
 
 def log_format() -> str:
-    """LOG_FORMAT, `text` or `json`; ValueError for anything else."""
-    value = os.environ.get("LOG_FORMAT", "").strip().lower() or "text"
-    if value not in FORMATS:
-        raise ValueError(f"LOG_FORMAT must be one of {', '.join(FORMATS)}, not {value!r}")
-    return value
+    """LOG_FORMAT, `text` or `json`; ValueError for anything else (assistant/config.py)."""
+    return config.log_format()
 
 
 def new_request_id() -> str:

@@ -22,7 +22,6 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import os
 import sys
 import time
 import urllib.error
@@ -194,8 +193,13 @@ def _refuse(reason: str) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description="Run the action server.")
-    parser.add_argument("--port", type=int, default=int(os.environ.get("ACTIONS_PORT", "5055")))
-    parser.add_argument("--host", default=os.environ.get("ACTIONS_HOST", "127.0.0.1"))
+    try:
+        address = config.action_server()
+    except config.SettingsError as error:
+        print(f"action server: {error}", file=sys.stderr)
+        sys.exit(2)
+    parser.add_argument("--port", type=int, default=address.port)
+    parser.add_argument("--host", default=address.host)
     args = parser.parse_args()
     refusal = config.identity_settings_error()  # the old trust rule: refuse before anything runs
     if refusal:

@@ -16,7 +16,6 @@ endpoints.yml without an `event_broker:` section.
 """
 from __future__ import annotations
 
-import os
 from asyncio import AbstractEventLoop
 from typing import Any, Dict, Optional
 from urllib.parse import urlparse
@@ -27,10 +26,11 @@ from rasa.shared.exceptions import RasaException
 from rasa.utils.endpoints import EndpointConfig
 
 from addons import prepare_rasa
+from assistant import config
 
 prepare_rasa()  # Rasa loads this module by its path: patches and logs on purpose (addons/__init__.py)
 
-DEFAULT_QUEUE = "rasa_events"
+DEFAULT_QUEUE = config.EventBrokerSettings.queue
 DEFAULT_PORTS = {"amqp": 5672, "amqps": 5671}
 
 
@@ -68,7 +68,7 @@ def pika_settings(url: str) -> Dict[str, Any]:
         "port": port,
         "username": parsed.username or "guest",
         "password": parsed.password or "guest",
-        "queues": [os.environ.get("EVENT_BROKER_QUEUE", "").strip() or DEFAULT_QUEUE],
+        "queues": [config.event_broker().queue],
     }
 
 
@@ -81,7 +81,7 @@ class EnvEventBroker(EventBroker):
         broker_config: Optional[EndpointConfig],
         event_loop: Optional[AbstractEventLoop] = None,
     ) -> Optional[EventBroker]:
-        url = os.environ.get("EVENT_BROKER_URL", "").strip()
+        url = config.event_broker().url
         if not url:
             return None
         settings = pika_settings(url)

@@ -51,7 +51,6 @@ from __future__ import annotations
 
 import functools
 import json
-import os
 from typing import Any, Dict, List, Optional, Text, Tuple
 
 import rasa
@@ -64,6 +63,8 @@ from rasa.engine.runner.dask import DaskGraphRunner
 from rasa.shared.core.constants import PREVIOUS_ACTION, SHOULD_NOT_BE_SET, USER
 from rasa.shared.core.events import Event
 from rasa.shared.nlu.constants import ACTION_NAME, INTENT
+
+from assistant import config
 
 _resolve_by_type = Event.resolve_by_type
 _rasa_is_rule_applicable = RulePolicy._is_rule_applicable
@@ -244,12 +245,12 @@ async def _parse_message_prefetching(self: MessageProcessor, message: UserMessag
     return await _parse_message(self, message, *args, **kwargs)
 
 
-BLAS_THREAD_VARIABLES = ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS")
+BLAS_THREAD_VARIABLES = config.BLAS_THREAD_VARIABLES
 
 
 def limit_blas_threads() -> None:
     """One BLAS thread in this process, unless the environment names a number."""
-    if any(os.environ.get(name) for name in BLAS_THREAD_VARIABLES):
+    if config.blas_threads_set():
         return
     from threadpoolctl import threadpool_limits
 

@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import time
 from typing import Any, Callable, Optional, Text, Tuple, TypeVar
 from urllib.parse import urlparse
@@ -33,6 +32,7 @@ from rasa.core.lock_store import LOCK_LIFETIME, InMemoryLockStore, LockError, Lo
 from rasa.shared.exceptions import RasaException
 
 from addons import prepare_rasa
+from assistant import config
 
 prepare_rasa()  # Rasa loads this module by its path: patches and logs on purpose (addons/__init__.py)
 
@@ -110,7 +110,8 @@ class EnvLockStore(LockStore):
     """A factory in the shape Rasa loads custom lock stores with (a class)."""
 
     def __new__(cls, endpoint_config: Optional[Any] = None) -> LockStore:  # type: ignore[misc]
-        url = os.environ.get("LOCK_STORE_URL", "")
+        settings = config.lock_store()
+        url = settings.url
         if url:
             parsed = urlparse(url)
             if parsed.scheme not in ("redis", "rediss"):
@@ -122,9 +123,9 @@ class EnvLockStore(LockStore):
                 username=parsed.username,
                 password=parsed.password,
                 use_ssl=parsed.scheme == "rediss",
-                key_prefix=os.environ.get("LOCK_STORE_KEY_PREFIX") or None,
+                key_prefix=settings.key_prefix or None,
             )
-        if int(os.environ.get("SANIC_WORKERS", "1")) > 1:
+        if settings.sanic_workers > 1:
             raise RasaException(
                 "SANIC_WORKERS > 1 needs a lock store shared by the workers: "
                 "set LOCK_STORE_URL=redis://host:6379/1"

@@ -6,18 +6,12 @@ refused before Rasa sees it: REST answers 429 with Retry-After, socket.io a `bot
 the widget shows, with `error: {status: 429, retry_after}`. A client's refused requests
 count against its address too, so a flood of bad requests is limited as well.
 
-Settings (environment variables, read here and nowhere else; ops/stack.py puts the same
-per-client limit in nginx):
-
-  RATE_LIMIT_SENDER_PER_MIN   messages a minute one conversation may send (default 60; 0: no limit)
-  RATE_LIMIT_SENDER_BURST     how many of them may come at once (default 20)
-  RATE_LIMIT_CLIENT_PER_MIN   requests a minute from one client address (default 600; 0: no limit)
-  RATE_LIMIT_CLIENT_BURST     how many of them may come at once (default 120)
-  RATE_LIMIT_EXEMPT           addresses or networks not limited, space- or comma-separated
-                              (default loopback: this machine's own tools, the benchmarks,
-                              `make shell`; set it empty to limit them too)
-  RATE_LIMIT_TRUSTED_PROXIES  load balancers whose X-Forwarded-For names the client (default
-                              loopback: a local nginx; compose and Helm add the private networks)
+Settings (assistant/config.py `rate_limits()`, the README's configuration table;
+ops/nginx puts the same per-client limit in nginx): RATE_LIMIT_SENDER_PER_MIN and
+_BURST (per conversation), RATE_LIMIT_CLIENT_PER_MIN and _BURST (per client address),
+RATE_LIMIT_EXEMPT (not limited; default loopback: this machine's own tools, the
+benchmarks, `make shell`), RATE_LIMIT_TRUSTED_PROXIES (load balancers whose
+X-Forwarded-For names the client; default loopback).
 
 The buckets live in the Rasa process: with several replicas a conversation whose
 messages are spread over them gets up to that many times the per-sender limit, and
@@ -27,22 +21,18 @@ from __future__ import annotations
 
 import ipaddress
 import math
-import os
 import threading
 import time
 from dataclasses import dataclass, field
-from typing import Callable, Dict, List, Mapping, Optional, Sequence, Tuple, Union
+from typing import Callable, Dict, Optional, Sequence
 
-Network = Union[ipaddress.IPv4Network, ipaddress.IPv6Network]
+from assistant.config import Network, networks
+from assistant.config import RateLimits as Settings  # built by config.rate_limits()
 
-LOOPBACK = "127.0.0.0/8 ::1"
+__all__ = ["MAX_BUCKETS", "Bucket", "RateLimiter", "Settings", "TokenBuckets", "networks", "retry_after"]
+
 # The most buckets kept per limit; beyond it, full (idle) buckets are dropped first.
 MAX_BUCKETS = 100_000
-
-
-def networks(raw: str) -> List[Network]:
-    """'127.0.0.0/8, ::1 10.1.2.3' -> networks (an address is a network of one)."""
-    return [ipaddress.ip_network(part, strict=False) for part in raw.replace(",", " ").split()]
 
 
 def _in(address: str, nets: Sequence[Network]) -> bool:
@@ -51,47 +41,6 @@ def _in(address: str, nets: Sequence[Network]) -> bool:
     except ValueError:
         return False
     return any(ip in net for net in nets)
-
-
-@dataclass(frozen=True)
-class Settings:
-    sender_per_min: float = 60
-    sender_burst: int = 20
-    client_per_min: float = 600
-    client_burst: int = 120
-    exempt: Tuple[Network, ...] = tuple(networks(LOOPBACK))
-    trusted_proxies: Tuple[Network, ...] = tuple(networks(LOOPBACK))
-
-    @classmethod
-    def from_env(cls, environ: Mapping[str, str] = os.environ) -> "Settings":
-        """The settings of this environment; ValueError names a bad one."""
-        def _float(name: str, default: float) -> float:
-            raw = environ.get(name, "").strip()
-            try:
-                value = float(raw) if raw else float(default)
-            except ValueError:
-                raise ValueError(f"{name}={raw!r} is not a number") from None
-            if not value >= 0 or math.isinf(value):
-                raise ValueError(f"{name}={raw!r} must be a number, 0 or more")
-            return value
-
-        def _int(name: str, default: int) -> int:
-            return max(1, int(_float(name, default)))
-
-        def _networks(raw: str, name: str) -> Tuple[Network, ...]:
-            try:
-                return tuple(networks(raw))
-            except ValueError as error:
-                raise ValueError(f"{name}={raw!r}: {error}") from None
-
-        return cls(
-            sender_per_min=_float("RATE_LIMIT_SENDER_PER_MIN", cls.sender_per_min),
-            sender_burst=_int("RATE_LIMIT_SENDER_BURST", cls.sender_burst),
-            client_per_min=_float("RATE_LIMIT_CLIENT_PER_MIN", cls.client_per_min),
-            client_burst=_int("RATE_LIMIT_CLIENT_BURST", cls.client_burst),
-            exempt=_networks(environ.get("RATE_LIMIT_EXEMPT", LOOPBACK), "RATE_LIMIT_EXEMPT"),
-            trusted_proxies=_networks(environ.get("RATE_LIMIT_TRUSTED_PROXIES", LOOPBACK), "RATE_LIMIT_TRUSTED_PROXIES"),
-        )
 
 
 @dataclass

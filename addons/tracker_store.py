@@ -34,16 +34,12 @@ import contextlib
 import itertools
 import json
 import logging
-import os
 import time
 from typing import Any, AsyncContextManager, Awaitable, Callable, Dict, Iterable, Optional, Text, TypeVar
 
 import sqlalchemy as sa
 from rasa.core.brokers.broker import EventBroker
-from rasa.core.constants import POSTGRESQL_MAX_OVERFLOW, POSTGRESQL_POOL_SIZE, POSTGRESQL_SCHEMA
 from rasa.core.tracker_store import (
-    POSTGRESQL_DEFAULT_MAX_OVERFLOW,
-    POSTGRESQL_DEFAULT_POOL_SIZE,
     FailSafeTrackerStore,
     SerializedTrackerAsText,
     SQLTrackerStore,
@@ -56,6 +52,7 @@ from rasa.shared.exceptions import RasaException
 from rasa.shared.nlu.constants import INTENT_NAME_KEY
 
 from addons import prepare_rasa
+from assistant import config
 from assistant.conversations import DEFAULT_TRACKER_STORE_URL, tracker_store_url
 
 prepare_rasa()  # Rasa loads this module by its path: patches and logs on purpose (addons/__init__.py)
@@ -65,10 +62,6 @@ logger = logging.getLogger(__name__)
 DEFAULT_URL = DEFAULT_TRACKER_STORE_URL
 EVENTS = SQLTrackerStore.SQLEvent.__table__
 ASYNC_DRIVERS = {"sqlite": "sqlite+aiosqlite", "postgresql": "postgresql+asyncpg"}
-# Seconds one read or save keeps retrying a database that is unreachable.
-DEFAULT_RETRY_S = 20.0
-# Seconds to wait for a new PostgreSQL connection (asyncpg's default is 60).
-DEFAULT_CONNECT_TIMEOUT_S = 5.0
 FIRST_BACKOFF_S, MAX_BACKOFF_S = 0.1, 2.0
 
 T = TypeVar("T")
@@ -99,7 +92,7 @@ class TrackerStoreError(RasaException):
 
 
 def _retry_seconds() -> float:
-    return float(os.environ.get("TRACKER_STORE_RETRY_S", DEFAULT_RETRY_S))
+    return config.tracker_store().retry_s
 
 
 def transient(error: BaseException) -> bool:
@@ -175,17 +168,15 @@ def _engine_kwargs(url: sa.engine.URL) -> Dict[str, Any]:
         # session on a SQLite file unless told to pool them; pooling halves a turn's
         # time in the store.
         return {"poolclass": sa.pool.AsyncAdaptedQueuePool}
+    store = config.tracker_store()
     kwargs: Dict[str, Any] = {
-        "pool_size": int(os.environ.get(POSTGRESQL_POOL_SIZE, POSTGRESQL_DEFAULT_POOL_SIZE)),
-        "max_overflow": int(os.environ.get(POSTGRESQL_MAX_OVERFLOW, POSTGRESQL_DEFAULT_MAX_OVERFLOW)),
+        "pool_size": store.pool_size,
+        "max_overflow": store.max_overflow,
         "pool_pre_ping": True,  # a restarted database costs one reconnect, not an error
     }
-    connect_args: Dict[str, Any] = {
-        "timeout": float(os.environ.get("TRACKER_STORE_CONNECT_TIMEOUT_S", DEFAULT_CONNECT_TIMEOUT_S))
-    }
-    schema = os.environ.get(POSTGRESQL_SCHEMA)
-    if schema:
-        connect_args["server_settings"] = {"search_path": schema}
+    connect_args: Dict[str, Any] = {"timeout": store.connect_timeout_s}
+    if store.schema:
+        connect_args["server_settings"] = {"search_path": store.schema}
     kwargs["connect_args"] = connect_args
     return kwargs
 

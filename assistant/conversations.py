@@ -5,12 +5,13 @@ only read it, and do so here, with neither Rasa nor rasa-sdk imported.
 """
 from __future__ import annotations
 
-import os
 from typing import Optional
 
-DEFAULT_TRACKER_STORE_URL = "sqlite:///rasa.db"
+from assistant import config
+
+DEFAULT_TRACKER_STORE_URL = config.DEFAULT_TRACKER_STORE_URL
 
 
 def tracker_store_url(configured: Optional[str] = None) -> str:
     """TRACKER_STORE_URL, else the endpoint's own URL, else the SQLite file Rasa uses by default."""
-    return os.environ.get("TRACKER_STORE_URL") or configured or DEFAULT_TRACKER_STORE_URL
+    return config.tracker_store().resolved_url(configured)

@@ -20,7 +20,6 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-import os
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Text
@@ -38,6 +37,7 @@ from rasa.shared.nlu.training_data.message import Message
 from rasa.shared.nlu.training_data.training_data import TrainingData
 
 from addons import prepare_rasa
+from assistant.config import embeddings_model_dir
 
 prepare_rasa()  # Rasa loads this module by its path: patches and logs on purpose (addons/__init__.py)
 
@@ -139,7 +139,7 @@ class SentenceEmbeddingFeaturizer(DenseFeaturizer, GraphComponent):
     def __init__(self, config: Dict[Text, Any], name: Text) -> None:
         super().__init__(name, config)
         model_dir = Path(
-            os.environ.get("EMBEDDINGS_MODEL_DIR") or config["model_dir"] or DEFAULT_MODEL_DIR
+            embeddings_model_dir() or config["model_dir"] or DEFAULT_MODEL_DIR
         )
         self.encoder = SentenceEncoder(model_dir, int(config["threads"]), bool(config["quantized"]))
         # Vectors encoded ahead by `prefetch`, by text, until `process` takes them.
