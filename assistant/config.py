@@ -322,3 +322,76 @@ def action_server(environ: Environ = None) -> ActionServerSettings:
     env = _env(environ)
     return ActionServerSettings(host=_text(env, "ACTIONS_HOST", ActionServerSettings.host),
                                 port=_port(env, "ACTIONS_PORT", ActionServerSettings.port))
+
+
+# -- the operator tooling and the run command (ops/) -----------------------------------------------
+
+
+@dataclass(frozen=True)
+class OpsSettings:
+    shared_data_dir: Path = ROOT.parent / "shared" / "data"  # the data sets
+    # Interface of what customers reach: Rasa (or the load balancer in front of its
+    # replicas) and the demo page.
+    bind_host: str = "127.0.0.1"
+    # The action server and the generator have no business being public (the action
+    # server has no authentication): loopback unless set on purpose, whatever BIND_HOST says.
+    actions_host: str = "127.0.0.1"
+    generator_host: str = "127.0.0.1"
+    rasa_port: int = 5005
+    actions_port: int = 5055
+    generator_port: int = 8000
+    web_port: int = 8080
+    console_port: int = 8090
+    exporter_port: int = 9105
+    # Seconds to wait for each service to become healthy (the first generator start
+    # converts the model, about a minute).
+    startup_timeout_s: float = 300.0
+    # `rasa shell` waits this long for a reply; LLM replies on CPU take several seconds.
+    shell_request_timeout_s: int = 90
+    model_registry_dir: Path = ROOT / "models" / "registry"
+    promoted_by: str = ""  # who promotes a model (default: the user)
+    operator: str = ""  # USER: who releases a handoff (default: the user)
+    rasa_api_token: str = ""  # RASA_API_TOKEN; empty: the run command's build/rasa-api-token
+    socketio_jwt_key: str = ""  # the demo page signs its visitors' tokens with it
+    socketio_jwt_method: str = "HS256"
+    public_rasa_url: str = ""  # Rasa's URL as the browser reaches it (empty: the page's host)
+    generator_url: str = ""  # GENERATOR_URL as set; empty: the local generator
+    embeddings_url: str = ""  # EMBEDDINGS_URL as set; empty: GENERATOR_URL's server
+    nginx: str = ""  # NGINX: the nginx binary (empty: the one on PATH)
+    # The scale-out configuration's stores, as set (None: unset, so the defaults of this
+    # machine apply; an empty EVENT_BROKER_URL means no event broker).
+    tracker_store_url: Optional[str] = None
+    lock_store_url: Optional[str] = None
+    event_broker_url: Optional[str] = None
+
+
+def ops(environ: Environ = None) -> OpsSettings:
+    env = _env(environ)
+    d = OpsSettings
+    return OpsSettings(
+        shared_data_dir=Path(_text(env, "SHARED_DATA_DIR") or d.shared_data_dir),
+        bind_host=_text(env, "BIND_HOST", d.bind_host),
+        actions_host=_text(env, "ACTIONS_HOST", d.actions_host),
+        generator_host=_text(env, "GENERATOR_HOST", d.generator_host),
+        rasa_port=_port(env, "RASA_PORT", d.rasa_port),
+        actions_port=_port(env, "ACTIONS_PORT", d.actions_port),
+        generator_port=_port(env, "GENERATOR_PORT", d.generator_port),
+        web_port=_port(env, "WEB_PORT", d.web_port),
+        console_port=_port(env, "CONSOLE_PORT", d.console_port),
+        exporter_port=_port(env, "EXPORTER_PORT", d.exporter_port),
+        startup_timeout_s=_number(env, "STARTUP_TIMEOUT_S", d.startup_timeout_s),
+        shell_request_timeout_s=_integer(env, "SHELL_REQUEST_TIMEOUT_S", d.shell_request_timeout_s, minimum=1),
+        model_registry_dir=Path(_text(env, "MODEL_REGISTRY_DIR") or d.model_registry_dir),
+        promoted_by=_text(env, "PROMOTED_BY"),
+        operator=_text(env, "USER"),
+        rasa_api_token=env.get("RASA_API_TOKEN", ""),
+        socketio_jwt_key=env.get("SOCKETIO_JWT_KEY", ""),
+        socketio_jwt_method=env.get("SOCKETIO_JWT_METHOD", d.socketio_jwt_method),
+        public_rasa_url=_text(env, "PUBLIC_RASA_URL"),
+        generator_url=_text(env, "GENERATOR_URL"),
+        embeddings_url=_text(env, "EMBEDDINGS_URL"),
+        nginx=_text(env, "NGINX"),
+        tracker_store_url=env.get("TRACKER_STORE_URL"),
+        lock_store_url=env.get("LOCK_STORE_URL"),
+        event_broker_url=env.get("EVENT_BROKER_URL"),
+    )

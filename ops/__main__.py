@@ -10,6 +10,8 @@ os.environ.setdefault("SQLALCHEMY_SILENCE_UBER_WARNING", "1")
 
 
 def main(argv=None) -> int:
+    from ops import settings
+
     parser = argparse.ArgumentParser(prog="python -m ops", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
     commands.add_parser("import-data", help="build NLU training/validation files from ../shared/data")
@@ -39,11 +41,11 @@ def main(argv=None) -> int:
     rollback.add_argument("--no-swap", action="store_true")
     commands.add_parser("models", help="list the model registry")
     exporter = commands.add_parser("exporter", help="Prometheus /metrics for Rasa's turns, read from the tracker store")
-    exporter.add_argument("--host", default=os.environ.get("BIND_HOST", "127.0.0.1"))
-    exporter.add_argument("--port", type=int, default=int(os.environ.get("EXPORTER_PORT", "9105")))
+    exporter.add_argument("--host", default=settings.BIND_HOST)
+    exporter.add_argument("--port", type=int, default=settings.EXPORTER_PORT)
     web = commands.add_parser("web", help="serve the demo page with the chat widget")
-    web.add_argument("--host", default=os.environ.get("BIND_HOST", "127.0.0.1"))
-    web.add_argument("--port", type=int, default=int(os.environ.get("WEB_PORT", "8080")))
+    web.add_argument("--host", default=settings.BIND_HOST)
+    web.add_argument("--port", type=int, default=settings.WEB_PORT)
     handoffs = commands.add_parser("handoffs", help="conversations waiting for a person (the handoff queue)")
     handoffs.add_argument("--all", action="store_true", help="also the released ones")
     release = commands.add_parser("release", help="give a handed-off conversation back to the bot")

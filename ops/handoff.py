@@ -18,12 +18,11 @@ from __future__ import annotations
 import datetime as dt
 import getpass
 import json
-import os
 import urllib.error
 import urllib.parse
 from typing import Any, Dict, List, Optional
 
-from assistant import bank
+from assistant import bank, config
 from ops import settings
 from ops.stack import post
 
@@ -36,7 +35,7 @@ class HandoffError(RuntimeError):
 
 def operator_name() -> str:
     try:
-        return os.environ.get("USER") or getpass.getuser()
+        return config.ops().operator or getpass.getuser()
     except Exception:  # no user database entry (containers)
         return "operator"
 

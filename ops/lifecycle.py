@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import shutil
 import subprocess
 import tempfile
@@ -20,6 +19,7 @@ import urllib.request
 from pathlib import Path
 from typing import Dict, Optional
 
+from assistant import config
 from ops import evaluate, settings
 from ops.registry import Registry
 
@@ -37,8 +37,9 @@ class SwapError(RuntimeError):
 
 
 def api_token() -> str:
-    if os.environ.get("RASA_API_TOKEN"):
-        return os.environ["RASA_API_TOKEN"]
+    token = config.ops().rasa_api_token  # read now: the run command may have set it
+    if token:
+        return token
     return TOKEN_FILE.read_text().strip() if TOKEN_FILE.is_file() else ""
 
 

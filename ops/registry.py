@@ -9,7 +9,6 @@ from __future__ import annotations
 import getpass
 import hashlib
 import json
-import os
 import shutil
 import time
 from pathlib import Path
@@ -17,7 +16,7 @@ from typing import Dict, List, Optional
 
 from ops import settings
 
-REGISTRY_DIR = Path(os.environ.get("MODEL_REGISTRY_DIR", settings.MODELS_DIR / "registry"))
+REGISTRY_DIR = settings.OPS.model_registry_dir
 
 
 def tree_hash(*paths: Path) -> str:
@@ -67,7 +66,7 @@ class Registry:
             "config_hash": tree_hash(settings.ROOT / "config.yml"),
             "metrics": metrics,
             "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-            "promoted_by": promoted_by or os.environ.get("PROMOTED_BY") or getpass.getuser(),
+            "promoted_by": promoted_by or settings.OPS.promoted_by or getpass.getuser(),
         }
         state["versions"].append(entry)
         self._save(state)

@@ -1,16 +1,20 @@
-"""Every setting of the operator tooling and the run command, with laptop defaults.
+"""The operator tooling's settings and where things are, for `python -m ops` and the run command.
 
-Service settings proper live with each service (actions/settings.py,
-generator/settings.py, addons/tracker_store.py); this module only knows where
-things are and which ports the embedded stack uses.
+The values come from assistant/config.py (`config.ops()`, built once per process), which
+reads every environment variable; this module only names them for ops and knows the
+paths. A bad value stops the process with one line naming the variable.
 """
 from __future__ import annotations
 
-import os
-from pathlib import Path
+from assistant import config
 
-ROOT = Path(__file__).resolve().parent.parent
-SHARED_DATA_DIR = Path(os.environ.get("SHARED_DATA_DIR", ROOT.parent / "shared" / "data"))
+try:
+    OPS = config.ops()
+except config.SettingsError as error:
+    raise SystemExit(f"ops: {error}") from None
+
+ROOT = config.ROOT
+SHARED_DATA_DIR = OPS.shared_data_dir
 
 NLU_DIR = ROOT / "data" / "nlu"
 VALIDATION_FILE = ROOT / "build" / "validation" / "nlu.yml"
@@ -21,20 +25,20 @@ RASA_VENV = ROOT / ".venvs" / "rasa"
 GENERATOR_VENV = ROOT / ".venvs" / "generator"
 
 # Interface of what customers reach: Rasa (or the load balancer in front of its
-# replicas) and the demo page.
-BIND_HOST = os.environ.get("BIND_HOST", "127.0.0.1")
-# The action server and the generator have no business being public (the action server
-# has no authentication): loopback unless set on purpose, whatever BIND_HOST says.
-ACTIONS_HOST = os.environ.get("ACTIONS_HOST", "127.0.0.1")
-GENERATOR_HOST = os.environ.get("GENERATOR_HOST", "127.0.0.1")
-RASA_PORT = int(os.environ.get("RASA_PORT", "5005"))
-ACTIONS_PORT = int(os.environ.get("ACTIONS_PORT", "5055"))
-GENERATOR_PORT = int(os.environ.get("GENERATOR_PORT", "8000"))
-WEB_PORT = int(os.environ.get("WEB_PORT", "8080"))
-CONSOLE_PORT = int(os.environ.get("CONSOLE_PORT", "8090"))
+# replicas) and the demo page. The action server and the generator listen on loopback
+# unless ACTIONS_HOST / GENERATOR_HOST say otherwise, whatever BIND_HOST says.
+BIND_HOST = OPS.bind_host
+ACTIONS_HOST = OPS.actions_host
+GENERATOR_HOST = OPS.generator_host
+RASA_PORT = OPS.rasa_port
+ACTIONS_PORT = OPS.actions_port
+GENERATOR_PORT = OPS.generator_port
+WEB_PORT = OPS.web_port
+CONSOLE_PORT = OPS.console_port
+EXPORTER_PORT = OPS.exporter_port
 
 # Seconds to wait for each service to become healthy (the first generator start
 # converts the model, about a minute).
-STARTUP_TIMEOUT_S = float(os.environ.get("STARTUP_TIMEOUT_S", "300"))
+STARTUP_TIMEOUT_S = OPS.startup_timeout_s
 # `rasa shell` waits this long for a reply; LLM replies on CPU take several seconds.
-SHELL_REQUEST_TIMEOUT_S = int(os.environ.get("SHELL_REQUEST_TIMEOUT_S", "90"))
+SHELL_REQUEST_TIMEOUT_S = OPS.shell_request_timeout_s

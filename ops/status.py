@@ -2,12 +2,12 @@
 from __future__ import annotations
 
 import json
-import os
 import urllib.error
 import urllib.request
 from pathlib import Path
 from typing import List, Optional, Tuple
 
+from assistant import config
 from ops import settings
 from ops.train import latest_model
 
@@ -102,7 +102,7 @@ def collect(
 ) -> List[Row]:
     from assistant.conversations import tracker_store_url
 
-    generator_url = generator_url or os.environ.get("GENERATOR_URL") or (
+    generator_url = generator_url or config.ops().generator_url or (
         f"http://127.0.0.1:{settings.GENERATOR_PORT}/v1"
     )
     return [
@@ -110,7 +110,7 @@ def collect(
         check_actions(actions_port),
         check_generator(generator_url.rstrip("/")),
         check_tracker_store(tracker_url or tracker_store_url()),
-        check_lock_store(os.environ.get("LOCK_STORE_URL", "") if lock_url is None else lock_url),
+        check_lock_store(config.lock_store().url if lock_url is None else lock_url),
     ]
 
 

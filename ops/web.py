@@ -17,28 +17,28 @@ deployment files (deploy/) do not run it.
 from __future__ import annotations
 
 import json
-import os
 import secrets
 import time
 from typing import Any, Dict
 
 from aiohttp import web
 
+from assistant import config
 from ops import settings
 
 WIDGET_DIR = settings.ROOT / "widget"
 TOKEN_LIFETIME_S = 3600
 # The customer the demo page signs in as (empty: an anonymous visitor's token).
-DEMO_CUSTOMER_ID = os.environ.get("BANK_DEMO_CUSTOMER_ID", "C1001")
+DEMO_CUSTOMER_ID = config.bank().demo_customer_id
 
 
 def widget_config(host: str) -> Dict[str, Any]:
     """The options the demo page passes to LakesideChat.init()."""
     hostname = host.rsplit(":", 1)[0] if host and not host.endswith("]") else host
-    server_url = os.environ.get("PUBLIC_RASA_URL") or f"http://{hostname or '127.0.0.1'}:{settings.RASA_PORT}"
-    config: Dict[str, Any] = {"serverUrl": server_url, "title": "Lakeside Bank", "initialPayload": "/greet"}
-    key = os.environ.get("SOCKETIO_JWT_KEY", "")
-    method = os.environ.get("SOCKETIO_JWT_METHOD", "HS256")
+    page = config.ops()  # read per request: the run command sets the key before it starts the page
+    server_url = page.public_rasa_url or f"http://{hostname or '127.0.0.1'}:{settings.RASA_PORT}"
+    options: Dict[str, Any] = {"serverUrl": server_url, "title": "Lakeside Bank", "initialPayload": "/greet"}
+    key, method = page.socketio_jwt_key, page.socketio_jwt_method
     if key and method.startswith("HS"):
         import jwt
 
@@ -47,8 +47,8 @@ def widget_config(host: str) -> Dict[str, Any]:
                                   "exp": now + TOKEN_LIFETIME_S}
         if DEMO_CUSTOMER_ID:
             claims["customer_id"] = DEMO_CUSTOMER_ID
-        config["token"] = jwt.encode(claims, key, algorithm=method)
-    return config
+        options["token"] = jwt.encode(claims, key, algorithm=method)
+    return options
 
 
 async def config_js(request: web.Request) -> web.Response:
