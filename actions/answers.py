@@ -72,11 +72,10 @@ def content_words(text: str) -> List[str]:
 _ASKS = {
     "money": re.compile(r"\b(how much|cost|costs|costing|price|fee|fees|charg\w*|pay for|free|expensive|cheap\w*|"
                         r"commission|surcharge)\b", re.I),
-    "time": re.compile(r"\b(how long|how soon|how quickly|how many (?:days|hours|weeks|minutes)|what time|by when|"
-                       r"until when|deadline|expire\w*)\b|^\s*when\b|\bwhen (?:will|does|do|can|is|should|would|did|"
-                       r"are)\b", re.I),
+    "time": re.compile(r"\b(how long|how soon|how quickly|what time|by when|until when|deadline|expire\w*)\b|"
+                       r"^\s*when\b|\bwhen(?:'s| will| does| do| can| is| should| would| did| are)\b", re.I),
     "count": re.compile(r"\b(how many|limits?|limited|maximum|max|minimum|min|up to|allowance|how often|"
-                        r"times|attempts|tries|how old|age|biggest|largest|smallest|highest|lowest|what amount|"
+                        r"times|attempts|tries|biggest|largest|smallest|highest|lowest|what amount|"
                         r"how big|how large)\b", re.I),
     "place": re.compile(r"\b(where|which (menu|tab|screen|section|option|button)|in the app|how (do|can|to|would)"
                         r" (i|we|you)|steps?)\b", re.I),
@@ -95,14 +94,94 @@ _STATES = {
     "rate": re.compile(r"\d+(?:\.\d+)?\s?%|\binterbank\b|\bmid-market\b", re.I),
 }
 
+# Finer kinds, each with what a reply must say to answer it:
+#   clock     "what time is the cut-off?"            a time of day (5pm, 17:30, midnight)
+#   age       "how old do I need to be?"             an age (18 or over)
+#   unit:U    "how many years is it valid?"          a number of that unit (3 years)
+#   many:W    "how many spare cards can I have?"     a number just before the thing counted
+#   period:P  "what's the monthly limit?"            the same period, when the reply names one
+_CLOCK_ASKED = re.compile(r"\b(what time|cut-?off|by what time|opening hours|what hours|open until|close at)\b", re.I)
+_CLOCK_STATED = re.compile(r"\b\d{1,2}(?::\d{2})?\s?(?:am|pm)\b|\b\d{1,2}:\d{2}\b|\bnoon\b|\bmidday\b|\bmidnight\b|"
+                           r"\b24/7\b|\bany ?time\b|\b24 hours a day\b", re.I)
+_AGE_ASKED = re.compile(r"\b(how old|what age|minimum age|age limit|age requirement|old enough|too young|"
+                        r"under 1[0-9]s?|teenager)\b", re.I)
+_AGE_STATED = re.compile(r"\b\d{1,2}\s*(?:or over|or older|or above|and over|and older|\+|years? old)|"
+                         r"\baged? (?:\d|under|over)|\b(?:over|under) (?:the age of )?\d{2}\b", re.I)
+_UNITS = ("year", "month", "week", "day", "hour", "minute")
+_UNIT_ASKED = re.compile(r"\bhow many (years|months|weeks|days|hours|minutes)\b", re.I)
+_NUMBER = (r"(?:\d+(?:[.,]\d+)?|one|two|three|four|five|six|seven|eight|nine|ten|twelve|a|an|a single|"
+           r"a couple of|several)")
+_MANY_ASKED = re.compile(r"\bhow many ((?:[a-z']+ ){0,2}[a-z']+)", re.I)
+_MANY_STATED = re.compile(rf"\b{_NUMBER}\b|\bno (?:set )?limit\b|\bunlimited\b|\bnot limited\b|\bas many\b|"
+                          r"\bany number\b", re.I)
+_PERIODS = {
+    "day": re.compile(r"\b(daily|per day|a day|each day|every day|in a day|one day|24 hours|today)\b", re.I),
+    "week": re.compile(r"\b(weekly|per week|a week|each week|every week)\b", re.I),
+    "month": re.compile(r"\b(monthly|per month|a month|each month|every month|calendar month)\b", re.I),
+    "year": re.compile(r"\b(yearly|per year|a year|each year|every year|annual|annually)\b", re.I),
+    "payment": re.compile(r"\b(per (?:payment|transaction|withdrawal|top-?up|transfer)|each (?:payment|transaction|"
+                          r"withdrawal|top-?up|transfer)|in one go|at a time|single (?:payment|transaction)|"
+                          r"one payment)\b", re.I),
+}
+# A conditional opening ("When a top-up fails, is money taken?") asks no time.
+_WHEN_CLAUSE = re.compile(r"^\s*when\b[^,?]*,\s*(?:is|are|can|could|do|does|will|would|should|what|how|who|where|"
+                          r"which|why|am|was|were|did|has|have)\b", re.I)
+
 
 def asks(text: str) -> Set[str]:
-    """The kinds of fact the question asks for (money, time, count, place, rate)."""
-    return {kind for kind, pattern in _ASKS.items() if pattern.search(text)}
+    """The kinds of fact the question asks for: money, time, count, place, rate, and the
+    finer clock, age, unit:U, many:W (stems) and period:P."""
+    kinds = {kind for kind, pattern in _ASKS.items() if pattern.search(text)}
+    if "time" in kinds and _WHEN_CLAUSE.search(text) and not re.search(
+            r"\b(how long|how soon|how quickly|what time|by when|until when|deadline|expire\w*)\b", text, re.I):
+        kinds.discard("time")
+    if _CLOCK_ASKED.search(text):
+        kinds = (kinds - {"time"}) | {"clock"}
+    if _AGE_ASKED.search(text):
+        kinds = (kinds - {"count", "time"}) | {"age"}
+    unit_ = _UNIT_ASKED.search(text)
+    if unit_:
+        kinds = (kinds - {"count", "time"}) | {"unit:" + unit_.group(1).lower().rstrip("s")}
+    else:
+        many = _MANY_ASKED.search(text)
+        stems = [w for w in content_words(many.group(1))] if many else []
+        if stems:
+            kinds = (kinds - {"count"}) | {"many:" + ",".join(stems)}
+    if kinds & {"count", "money"} or any(k.startswith("many:") for k in kinds):
+        kinds |= {"period:" + p for p, pattern in _PERIODS.items() if pattern.search(text)}
+    return kinds
 
 
 def states(sentence: str) -> Set[str]:
     return {kind for kind, pattern in _STATES.items() if pattern.search(sentence)}
+
+
+def satisfies(kind: str, reply: str) -> bool:
+    """The reply states a fact of this finer kind (see above; base kinds: `states`)."""
+    name, _, arg = kind.partition(":")
+    if name == "clock":
+        return bool(_CLOCK_STATED.search(reply))
+    if name == "age":
+        return bool(_AGE_STATED.search(reply))
+    if name == "unit":
+        return bool(re.search(rf"\b{_NUMBER}(?:[–-]\d+)?\s+(?:working |business |calendar |full )?{arg}s?\b", reply, re.I))
+    if name == "many":
+        stems = set(arg.split(","))
+        if "time" in stems:  # "how many times" is answered in attempts or tries
+            stems |= {"attempt", "tri", "try"}
+        tokens = re.findall(r"\S+", reply)
+        for match in _MANY_STATED.finditer(reply):
+            at = len(re.findall(r"\S+", reply[: match.start()]))
+            if match.group(0).lower() in ("a", "an") and not re.match(r"an? (single|maximum|limit)", reply[match.start():], re.I):
+                continue
+            after = {w for t in tokens[at: at + 5] for w in content_words(t)}
+            if after & stems or re.match(r"no |unlimited|not limited|as many|any number", match.group(0), re.I):
+                return True
+        return False
+    if name == "period":
+        named = {p for p, pattern in _PERIODS.items() if pattern.search(reply)}
+        return not named or arg in named
+    return kind in states(reply)
 
 
 # Where a country is, in the words the pages use: they speak of "the UK", "the EEA" and
@@ -143,11 +222,22 @@ GENERIC_WORDS = frozenset(stem(w) for w in "card cards account app lakeside mone
 
 def missing_kind(question: str, reply: str, wanted: Optional[Set[str]] = None, anchors: Optional[str] = None
                  ) -> bool:
-    """The question asks for an amount, time, count or rate (or `wanted` says so), and
-    the reply states none of them."""
-    wanted = (asks(question) if wanted is None else wanted) & GATED_KINDS
+    """The question asks for an amount, time, count or rate (or a finer kind; `wanted`
+    replaces what it asks), and the reply states none of them; or it asks for a period
+    ("monthly") and the reply speaks of another one ("per day")."""
+    wanted = {k for k in (asks(question) if wanted is None else wanted) if k in GATED_KINDS or ":" in k
+              or k in ("clock", "age")}
+    periods = {k for k in wanted if k.startswith("period:")}
+    if any(not satisfies(k, reply) for k in periods):
+        return True
+    wanted -= periods
     if not wanted:
         return False
+    if any(satisfies(k, reply) for k in wanted if k not in GATED_KINDS):
+        return False
+    wanted &= GATED_KINDS
+    if not wanted:
+        return True
     if settings.ANSWER_KIND_WINDOW <= 0:
         return not wanted & states(reply)
     # anchored: the figure must stand near one of the question's own words
@@ -424,7 +514,8 @@ def rank(sentences: SentenceIndex, query: np.ndarray, focus: str, hits: Sequence
         overlap = sentences.overlap(words, row)
         score = (float(sim) + settings.ANSWER_OVERLAP_WEIGHT * overlap
                  + settings.ANSWER_SECTION_WEIGHT * float(passage_similarity[index.sentence_rows[row]])
-                 + settings.ANSWER_KIND_WEIGHT * (len(wanted & kinds - {"place"}) > 0)
+                 + settings.ANSWER_KIND_WEIGHT * any(satisfies(k, text) for k in wanted
+                                                     if k != "place" and not k.startswith("period:"))
                  + settings.ANSWER_PLACE_WEIGHT * ("place" in wanted and "place" in kinds)
                  + settings.ANSWER_PAGE_WEIGHT * (page_score[index.passages[index.sentence_rows[row]].page_id]
                                                   - best_page))

@@ -295,7 +295,8 @@ def offline(name: str, limit: Optional[int], details: bool) -> Dict[str, Any]:
             outcomes[kind][outcome] += 1
             if details and name != "heldout" and outcome not in ("correct", "honest"):
                 ex = turn.get("extract")
-                gate = f"cov {ex.coverage:.2f} ret {ex.retrieval:.2f} page {ex.page_id}" if ex else ""
+                gate = (f"{ex.why or 'answered'} cov {ex.coverage:.2f} ret {ex.retrieval:.2f} "
+                        f"sim {ex.best.similarity if ex.best else 0:.2f} page {ex.page_id}") if ex else ""
                 print(f"--- {kind} {outcome} want {item.get('page')} /{item.get('fact')}/ {turn['path']} {gate}")
                 for t in turns:
                     print(f"  Q: {t}  [{parsed[t]['intent']['name']} {parsed[t]['intent']['confidence']:.2f}]")
@@ -342,10 +343,7 @@ def main(argv: Optional[List[str]] = None) -> int:
             stack.rasa_service(rasa_port, work, model, stack.endpoints_for(act_port, work),
                                env={"TRACKER_STORE_URL": f"sqlite:///{db_path}"}),
         ]
-        try:
-            for service in services:
-                service.start()
-            stack.wait_healthy(services, settings.STARTUP_TIMEOUT_S)
+        with stack.running(services):
             url = f"http://127.0.0.1:{rasa_port}"
             for name in args.set:
                 started = time.perf_counter()
@@ -368,8 +366,6 @@ def main(argv: Optional[List[str]] = None) -> int:
                                   f"paths {r['paths']} cites {r['sources']} unsupported {r['unsupported']}")
                             for turn, reply in zip(r["turns"], r["replies"]):
                                 print(f"  Q: {turn}\n  A: {reply[:400]}")
-        finally:
-            stack.stop_all(services)
     return 0
 
 

@@ -44,8 +44,13 @@ def test_content_words_drop_stop_words_filler_and_punctuation():
     ("Is there a fee for ATM withdrawals?", {"money"}),
     ("how long does a transfer take?", {"time"}),
     ("When will my card arrive?", {"time"}),
-    ("how many virtual cards can I have?", {"count"}),
-    ("how many days does it take?", {"count", "time"}),
+    ("how many virtual cards can I have?", {"many:virtual,card"}),  # a number of those things
+    ("how many days does it take?", {"unit:day"}),  # a number of days
+    ("What time is the cut-off for a same-day transfer?", {"clock"}),  # a time of day
+    ("how old do I have to be?", {"age"}),
+    ("What's the monthly limit on transfers?", {"count", "period:month"}),
+    ("When a top-up fails, is any money taken?", set()),  # "when ..., is ...": a condition, not a time
+    ("When does my card arrive?", {"time"}),
     ("what's the exchange rate markup?", {"rate"}),
     ("where do I find my PIN?", {"place"}),
     ("how do I freeze my card?", {"place"}),
@@ -83,6 +88,25 @@ def test_a_reply_misses_the_kind_of_fact_asked_for():
     assert answers.missing_kind("and by bank transfer?", "Top-ups by bank transfer are welcome.", {"count"})
     assert not answers.missing_kind("and by bank transfer?", "There's no limit by bank transfer.", {"count"})
     assert not answers.missing_kind("how much is express delivery?", "It arrives tomorrow.", set())
+
+
+@pytest.mark.parametrize("question, reply, missing", [
+    ("how many years is my card valid?", "We send a new card 30 days before it expires.", True),
+    ("how many years is my card valid?", "Cards are valid for 3 years.", False),
+    ("how many spare cards can I have?", "Spare cards cost £5 each.", True),
+    ("how many spare cards can I have?", "You can have up to two extra cards.", False),
+    ("how many times can I get my PIN wrong?", "After 3 wrong attempts your PIN is blocked.", False),
+    ("What time is the cut-off for same-day transfers?", "Transfers arrive the next working day.", True),
+    ("What time is the cut-off for same-day transfers?", "Send it before 5pm to arrive today.", False),
+    ("how old do you need to be?", "You need to be 18 or over to open an account.", False),
+    ("how old do you need to be?", "It takes 5 minutes to open an account.", True),
+    # a period asked for must be the one stated, when the reply states one
+    ("What's the monthly limit on transfers out?", "The limit for transfers out is £25,000 per day.", True),
+    ("What's the daily limit on transfers out?", "The limit for transfers out is £25,000 per day.", False),
+    ("What's the limit on transfers out?", "The limit for transfers out is £25,000 per day.", False),
+])
+def test_finer_kinds_of_fact(question, reply, missing):
+    assert answers.missing_kind(question, reply) is missing
 
 
 def test_a_followup_without_a_kind_of_its_own_asks_for_the_earlier_questions():
