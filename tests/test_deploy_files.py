@@ -197,6 +197,9 @@ def test_compose_and_the_images_run_what_ops_stack_runs(tmp_path):
     rasa = stack.rasa_service(5005, tmp_path, Path("m"), Path("e"), extra_args=["--enable-api", "--auth-token", "t"])
     assert {arg for arg in rasa.argv if arg.startswith("--")} <= set(rasa_cmd.split())
     assert "--endpoints deploy/endpoints.yml" in rasa_cmd
+    # The Python packages the services import are in the image (the core with them).
+    for package in ("assistant", "actions", "addons", "ops"):
+        assert f"COPY {package}/ {package}/" in dockerfile, f"deploy/Dockerfile does not copy {package}/"
     # What the image copies exists (data/nlu/banking77.yml is made by `make data`).
     for source in re.findall(r"^COPY (?!--from)(.+) \S+$", dockerfile, re.M):
         for path in source.split():
