@@ -304,6 +304,34 @@ class SocketIOOutput(socketio.SocketIOOutput):
     async def send_custom_json(self, recipient_id: Text, json_message: Dict[Text, Any], **kwargs: Any) -> None:
         await self._send_message(recipient_id, json_message)
 
+    # One bubble per stored message: Rasa's output splits a text at blank lines into
+    # several messages (an answer and its "Source:" line, an agent's paragraphs), which
+    # the widget then showed apart live and together after a reload (history).
+    async def send_text_message(self, recipient_id: Text, text: Text, **kwargs: Any) -> None:
+        await self._send_message(recipient_id, {"text": text.strip()})
+
+    async def send_text_with_buttons(self, recipient_id: Text, text: Text, buttons: List[Dict[Text, Any]],
+                                     **kwargs: Any) -> None:
+        await self._send_message(recipient_id, {"text": text.strip(), "quick_replies": [
+            {"content_type": "text", "title": b["title"], "payload": b["payload"]} for b in buttons]})
+
+
+def use_redis_manager(sio: Any) -> None:
+    """With SOCKETIO_REDIS_URL set, emits go through Redis to every Rasa replica, so a
+    message sent on one replica (an agent's reply through Rasa's API, which nginx sends
+    to any replica) reaches the customer's socket held by another (python-socketio's
+    AsyncRedisManager; pub/sub channel SOCKETIO_REDIS_CHANNEL)."""
+    url = os.environ.get("SOCKETIO_REDIS_URL", "").strip()
+    if not url:
+        return
+    import socketio as python_socketio
+
+    manager = python_socketio.AsyncRedisManager(
+        url, channel=os.environ.get("SOCKETIO_REDIS_CHANNEL", "lakeside-socketio"))
+    sio.manager = manager
+    manager.set_server(sio)
+    sio.manager_initialized = False
+
 
 class SocketIOInput(socketio.SocketIOInput):
     """Rasa's `socketio` channel with JWT and origins from the environment, and history."""
@@ -332,6 +360,7 @@ class SocketIOInput(socketio.SocketIOInput):
         blueprint = super().blueprint(with_our_output)
         sio = self.sio
         assert sio is not None
+        use_redis_manager(sio)
         rasa_connect = sio.handlers[self.namespace or "/"]["connect"]
         origins = allowed_origins()
 

@@ -99,7 +99,7 @@ class Console:
     @web.middleware
     async def middleware(self, request: web.Request, handler: Handler) -> web.StreamResponse:
         path = request.path
-        public = path in ("/health", "/metrics", "/login") or path.startswith("/static/")
+        public = path in ("/health", "/metrics", "/login", "/favicon.ico") or path.startswith("/static/")
         if not public:
             session = await self.session(request)
             if session is None:
@@ -129,7 +129,11 @@ class Console:
 
     def _login_page(self, request: web.Request, error: str = "", status: int = 200,
                     headers: Optional[Dict[str, str]] = None) -> web.Response:
-        token = auth.new_token()
+        # one token per browser until it signs in (a second tab or a favicon request
+        # through the redirect must not invalidate the form already shown)
+        token = request.cookies.get(auth.LOGIN_CSRF_COOKIE, "")
+        if not (20 <= len(token) <= 100 and token.replace("-", "").replace("_", "").isalnum()):
+            token = auth.new_token()
         response = web.Response(text=_page("login.html", csrf=token, error=error), content_type="text/html",
                                 status=status, headers=headers)
         _set_cookie(response, request, auth.LOGIN_CSRF_COOKIE, token, max_age=3600)
@@ -355,6 +359,7 @@ def make_app(store: Optional[Store] = None, rasa: Optional[RasaAPI] = None,
     app = web.Application(middlewares=[console.middleware], client_max_size=256 * 1024)
     app.router.add_get("/health", console.health)
     app.router.add_get("/metrics", console.metrics_page)
+    app.router.add_get("/favicon.ico", lambda request: web.Response(status=204))
     app.router.add_get("/login", console.login_form)
     app.router.add_post("/login", console.login)
     app.router.add_post("/logout", console.logout)

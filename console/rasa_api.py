@@ -85,14 +85,21 @@ class RasaAPI:
 def transcript(events: List[Dict[str, Any]], since: float = 0.0) -> List[Dict[str, Any]]:
     """The conversation as the agent reads it: messages, and where it was paused or resumed."""
     items: List[Dict[str, Any]] = []
+    titles: Dict[str, str] = {}  # a clicked button's payload shows as its title, as in the widget
     for event in events:
         kind, stamp = event.get("event"), float(event.get("timestamp") or 0)
+        if kind == "bot":
+            buttons = (event.get("data") or {}).get("buttons") or (event.get("data") or {}).get("quick_replies") or []
+            titles = {b.get("payload"): b.get("title") for b in buttons if isinstance(b, dict) and b.get("payload")}
         if stamp <= since:
             continue
         if kind == "user" and event.get("text"):
             if (event.get("metadata") or {}).get("is_external"):
                 continue  # an intent triggered through the API (handoff_released)
-            items.append({"kind": "user", "text": event["text"], "ts": stamp})
+            text = titles.get(event["text"], event["text"])
+            if text.startswith("/"):
+                continue  # a payload the widget sent by itself (/greet), not typed
+            items.append({"kind": "user", "text": text, "ts": stamp})
         elif kind == "bot":
             metadata = event.get("metadata") or {}
             text = event.get("text") or ""

@@ -124,10 +124,12 @@
     event.preventDefault();
     const text = $("reply").value.trim();
     if (!text) return;
-    $("send").disabled = true;
-    try { await api("POST", "/api/reply", { sender: current, text }); $("reply").value = ""; status("Sent."); }
-    catch (e) { status(e.message, true); }
-    $("send").disabled = false;
+    $("reply").value = "";  // cleared at once: the agent may type the next one meanwhile
+    try { await api("POST", "/api/reply", { sender: current, text }); status("Sent."); }
+    catch (e) {
+      status(e.message, true);
+      if (!$("reply").value) $("reply").value = text;  // not sent: give it back
+    }
     refreshConversation();
   });
   $("reply").addEventListener("keydown", (event) => {
