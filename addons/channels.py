@@ -39,7 +39,6 @@ from __future__ import annotations
 import hmac
 import json
 import logging
-import os
 import time
 import uuid
 from contextvars import ContextVar
@@ -54,6 +53,7 @@ from sanic.request import Request
 from addons import prepare_rasa
 from addons.rate_limit import RateLimiter, retry_after
 from addons.tracker_store import TrackerStoreError
+from assistant import config
 
 prepare_rasa()  # Rasa loads this module by its path: patches and logs on purpose (addons/__init__.py)
 
@@ -63,18 +63,16 @@ logger = logging.getLogger(__name__)
 _turn_not_stored: ContextVar[bool] = ContextVar("turn_not_stored", default=False)
 
 # Longest user message accepted, in characters; longer ones get HTTP 413.
-MAX_MESSAGE_CHARS = int(os.environ.get("MAX_MESSAGE_CHARS", "4000"))
+MAX_MESSAGE_CHARS = config.channels().max_message_chars
 # The most messages a `history` answer carries (the newest ones).
 HISTORY_MESSAGES = 200
 
 # The message metadata key of the customer this channel verified; the action server
-# trusts nothing else (the same name as actions/bank.py VERIFIED_CUSTOMER_KEY).
-VERIFIED_CUSTOMER_KEY = "verified_customer_id"
+# trusts nothing else (the identity rule: assistant/config.py).
+VERIFIED_CUSTOMER_KEY = config.VERIFIED_CUSTOMER_KEY
 # The JWT claim (socket.io) and REST metadata key that name the customer.
 CUSTOMER_CLAIM = "customer_id"
 MAX_CUSTOMER_ID_CHARS = 64
-# Settings that would make a channel trust an identity nobody authenticated.
-OBSOLETE_IDENTITY_SETTINGS = ("BANK_CUSTOMER_ID_CHANNELS",)
 
 
 _rate_limiter: Optional[RateLimiter] = None
@@ -98,26 +96,21 @@ def too_many_requests(wait: float) -> response.HTTPResponse:
 
 
 def identity_settings_error() -> Optional[str]:
-    """Why these settings would trust an unauthenticated identity, or None."""
-    for name in OBSOLETE_IDENTITY_SETTINGS:
-        if os.environ.get(name, "").strip():
-            return (f"refusing to start: {name} is set, but no channel name is trusted with a customer id any "
-                    "more, only an authenticated caller (REST_CHANNEL_TOKEN, SOCKETIO_JWT_KEY): unset it")
-    method = os.environ.get("SOCKETIO_JWT_METHOD", "HS256")
-    if os.environ.get("SOCKETIO_JWT_KEY") and method.strip().lower() in ("", "none"):
-        return f"refusing to start: SOCKETIO_JWT_METHOD={method!r} would accept unsigned tokens"
-    return None
+    """Why these settings would trust an unauthenticated identity, or None (the rule:
+    assistant/config.py)."""
+    return config.identity_settings_error()
 
 
 def check_identity_settings() -> None:
     """Exit, with one line saying why, when the settings trust an unauthenticated identity
-    (or a rate limit setting is not understood)."""
+    (or a channel or rate limit setting is not understood)."""
     error = identity_settings_error()
     if error is None:
         try:
+            config.channels()
             rate_limiter()
-        except ValueError as bad:
-            error = f"refusing to start: {bad} (addons/rate_limit.py)"
+        except ValueError as bad:  # config.SettingsError
+            error = f"refusing to start: {bad} (README.md, Configuration)"
     if error:
         logger.error(error)
         raise SystemExit(error)
@@ -147,10 +140,7 @@ def allowed_origins() -> List[str]:
 
     Space- or comma-separated; `*` allows any. Default: the demo page of `make run`.
     """
-    web_port = os.environ.get("WEB_PORT", "8080")
-    default = f"http://localhost:{web_port} http://127.0.0.1:{web_port}"
-    raw = os.environ.get("CORS_ORIGINS", default)
-    return [o.rstrip("/") for o in raw.replace(",", " ").split() if o]
+    return list(config.channels().cors_origins)
 
 
 def _error(status: int, message: str) -> response.HTTPResponse:
@@ -202,6 +192,10 @@ class RestInput(rest.RestInput):
     def name(cls) -> str:
         return "rest"
 
+    def __init__(self) -> None:
+        super().__init__()
+        self.settings = config.channels()
+
     @classmethod
     def from_credentials(cls, credentials: Optional[Dict[Text, Any]]) -> "RestInput":
         check_identity_settings()
@@ -211,7 +205,7 @@ class RestInput(rest.RestInput):
         """The client's metadata; `metadata.customer_id` is verified only for a caller
         that sent REST_CHANNEL_TOKEN (without the token set, nobody is identified)."""
         metadata = client_metadata((request.json or {}).get("metadata"))
-        token = os.environ.get("REST_CHANNEL_TOKEN", "")
+        token = self.settings.rest_token
         customer = customer_id_value(metadata.get(CUSTOMER_CLAIM))
         if token and customer and _token_ok(request, token):
             metadata[VERIFIED_CUSTOMER_KEY] = customer
@@ -236,7 +230,7 @@ class RestInput(rest.RestInput):
             if request.method == "POST" and request.path.endswith("/webhook"):
                 limiter = rate_limiter()
                 client = limiter.client_address(request.ip, request.headers.get("X-Forwarded-For"))
-                token = os.environ.get("REST_CHANNEL_TOKEN", "")
+                token = self.settings.rest_token
                 back_end = bool(token) and _token_ok(request, token)
                 # The bank's back end carries all its customers from one address: only the
                 # per-conversation limit applies to it. Anyone else's requests all count,
@@ -321,13 +315,13 @@ def use_redis_manager(sio: Any) -> None:
     message sent on one replica (an agent's reply through Rasa's API, which nginx sends
     to any replica) reaches the customer's socket held by another (python-socketio's
     AsyncRedisManager; pub/sub channel SOCKETIO_REDIS_CHANNEL)."""
-    url = os.environ.get("SOCKETIO_REDIS_URL", "").strip()
-    if not url:
+    settings = config.channels()
+    if not settings.socketio_redis_url:
         return
     import socketio as python_socketio
 
-    manager = python_socketio.AsyncRedisManager(
-        url, channel=os.environ.get("SOCKETIO_REDIS_CHANNEL", "lakeside-socketio"))
+    manager = python_socketio.AsyncRedisManager(settings.socketio_redis_url,
+                                                channel=settings.socketio_redis_channel)
     sio.manager = manager
     manager.set_server(sio)
     sio.manager_initialized = False
@@ -344,9 +338,10 @@ class SocketIOInput(socketio.SocketIOInput):
     def from_credentials(cls, credentials: Optional[Dict[Text, Any]]) -> "SocketIOInput":
         check_identity_settings()
         credentials = dict(credentials or {})
-        if os.environ.get("SOCKETIO_JWT_KEY"):
-            credentials["jwt_key"] = os.environ["SOCKETIO_JWT_KEY"]
-            credentials["jwt_method"] = os.environ.get("SOCKETIO_JWT_METHOD", "HS256")
+        settings = config.channels()
+        if settings.jwt_key:
+            credentials["jwt_key"] = settings.jwt_key
+            credentials["jwt_method"] = settings.jwt_method
         return super().from_credentials(credentials)  # type: ignore[return-value]
 
     def get_output_channel(self) -> Optional[socketio.SocketIOOutput]:
