@@ -10,7 +10,9 @@ the project writes:
 - the bank database (BANK_DB_URL, assistant/bank/):
   - `handoffs` rows of the conversation are deleted. They are the support queue's
     entries for that conversation (who asked for a person, why, when, who released
-    it); without the conversation they serve nothing, so nothing is kept.
+    it); without the conversation they serve nothing, so nothing is kept. The agent
+    console's rows of the conversation go with them (`console_claims`: who took it,
+    when; `console_notes`: the agents' internal notes), counted as handoff rows.
   - `disputes` rows that carry the sender id are anonymised: their `sender_id` is set
     to NULL, and the rest is kept. A dispute is the customer's claim against a card
     payment, which the bank must keep and act on (chargeback deadlines, complaint and
@@ -136,6 +138,14 @@ def _erase_from_bank(sender_id: str, dry_run: bool, bank_url: str = "") -> Tuple
                 handoffs = connection.execute(sa.select(sa.func.count()).select_from(bank.handoffs).where(where)).scalar_one()
                 if not dry_run:
                     connection.execute(bank.handoffs.delete().where(where))
+            from console import store as console_store
+
+            for table in (console_store.notes, console_store.claims):
+                if table.name in tables:
+                    where = table.c.sender_id == sender_id
+                    handoffs += connection.execute(sa.select(sa.func.count()).select_from(table).where(where)).scalar_one()
+                    if not dry_run:
+                        connection.execute(table.delete().where(where))
             if "disputes" in tables:
                 where = bank.disputes.c.sender_id == sender_id
                 disputes = connection.execute(sa.select(sa.func.count()).select_from(bank.disputes).where(where)).scalar_one()

@@ -240,3 +240,30 @@ def test_logins_are_rate_limited(console):  # last: it spends this client's logi
     response = requests.post(f"{base}/login", data={"csrf": "x", "name": "alice", "password": PASSWORD},
                              allow_redirects=False, timeout=10)
     assert response.status_code == 403
+
+
+def test_erasing_a_sender_removes_the_consoles_rows(tmp_path):
+    """`ops erase` covers the console's claims and internal notes of the conversation."""
+    from console.store import Store
+    from ops.retention import erase_sender
+
+    url = f"sqlite:///{tmp_path / 'bank.db'}"
+    store = Store(url)
+    try:
+        kept = queue_handoff(url, "someone-else")
+        handoff = queue_handoff(url, "to-erase")
+        store.claim("to-erase", "alice")
+        store.add_note("to-erase", handoff, "alice", "customer's card ends 4821")
+        store.claim("someone-else", "bob")
+        tracker = f"sqlite:///{tmp_path / 'tracker.db'}"
+        from rasa.core.tracker_store import SQLTrackerStore  # creates the events table
+        from rasa.shared.core.domain import Domain
+
+        SQLTrackerStore(Domain.empty(), db=str(tmp_path / "tracker.db"))
+        report = erase_sender("to-erase", dry_run=False, url=tracker, log_dir=tmp_path / "logs", bank_url=url)
+        assert report.handoffs == 3  # the queue row, the claim, the note
+        assert store.notes("to-erase") == [] and store.latest_handoff("to-erase") is None
+        assert store.latest_handoff("someone-else")["id"] == kept
+        assert store.latest_handoff("someone-else")["claimed_by"] == "bob"
+    finally:
+        store.close()
