@@ -13,7 +13,7 @@ from the tracker store how each turn was really answered.
 
   embedded   one `rasa run` as `make run` starts it: SQLite tracker store, in-memory
              lock store, no event broker; the action server called directly
-  scale-out  ops.stack.scale_out_services: 2 Rasa replicas (one Sanic worker each)
+  scale-out  ops.scale_out.scale_out_services: 2 Rasa replicas (one Sanic worker each)
              behind nginx, PostgreSQL tracker store, Redis lock store, RabbitMQ event
              broker; the action server behind the same nginx
 
@@ -36,7 +36,7 @@ from pathlib import Path
 from typing import Any, Dict, List, Optional
 
 from bench import client
-from ops import settings, stack
+from ops import scale_out, settings, stack
 from ops.train import latest_model
 
 RESULTS = settings.ROOT / "bench" / "results" / "load.md"
@@ -121,35 +121,29 @@ def run_embedded(work: Path, model: Path, generator_url: str, args, generator_me
                                 "EVENT_BROKER_URL": "", "SANIC_WORKERS": "1"},
                            interface="127.0.0.1"),
     ]
-    try:
-        for service in services:
-            service.start()
-        stack.wait_healthy(services, settings.STARTUP_TIMEOUT_S)
+    with stack.running(services):
         return measure("embedded", f"http://127.0.0.1:{rasa_port}/webhooks/rest/webhook", f"sqlite:///{db}",
                        args, generator_metrics)
-    finally:
-        stack.stop_all(services)
 
 
 def run_scale_out(work: Path, model: Path, generator_url: str, args, generator_metrics,
                   stores: Dict[str, str]) -> Dict[str, Any]:
     tag = uuid.uuid4().hex[:8]
     queue, exchange = f"bench_load_{tag}", f"bench-load-{tag}"
-    so = stack.scale_out_services(
+    so = scale_out.scale_out_services(
         work / "scale-out", model, replicas=args.replicas, stores=stores, expose_upstream=True,
         actions_env={"GENERATOR_URL": generator_url, "BANK_DB_URL": f"sqlite:///{work / 'bank.db'}"},
         rasa_env={"EVENT_BROKER_QUEUE": queue, "LOCK_STORE_KEY_PREFIX": f"bench{tag}"},
         event_broker={"exchange_name": exchange},
     )
     try:
-        so.start()
-        upstreams = {r.health_url.split(":")[2].split("/")[0]: r.name for r in so.rasa}
-        summary = measure("scale-out", f"{so.url}/webhooks/rest/webhook", stores["TRACKER_STORE_URL"],
-                          args, generator_metrics, upstreams)
-        summary["published"] = asyncio.run(_queue_size(stores["EVENT_BROKER_URL"], queue))
-        return summary
+        with stack.running(*so.stages):
+            upstreams = {r.health_url.split(":")[2].split("/")[0]: r.name for r in so.rasa}
+            summary = measure("scale-out", f"{so.url}/webhooks/rest/webhook", stores["TRACKER_STORE_URL"],
+                              args, generator_metrics, upstreams)
+            summary["published"] = asyncio.run(_queue_size(stores["EVENT_BROKER_URL"], queue))
+            return summary
     finally:
-        so.stop()
         asyncio.run(_delete_queue(stores["EVENT_BROKER_URL"], queue, exchange))
 
 
@@ -194,7 +188,7 @@ def report(runs: List[Dict[str, Any]], args, started: str, wall_s: float) -> str
         "",
         "- embedded: one `rasa run` (one Sanic worker), SQLite tracker store, in-memory locks, no event broker.",
         "- scale-out: 2 `rasa run` replicas (one Sanic worker each) behind nginx, PostgreSQL tracker store, "
-        "Redis lock store, RabbitMQ event broker (`ops.stack.scale_out_services`).",
+        "Redis lock store, RabbitMQ event broker (`ops.scale_out.scale_out_services`).",
         "",
         "Latency in ms, p50 / p95 / p99, from sending a message to its reply.",
         "",
@@ -265,9 +259,9 @@ def main() -> int:
         print("no model in models/: run `make train`", file=sys.stderr)
         return 2
     # TRACKER_STORE_URL etc. from the environment, else this machine's; always a broker
-    stores = stack.scale_out_env({"EVENT_BROKER_URL": os.environ.get("EVENT_BROKER_URL")
-                                  or stack.SCALE_OUT_DEFAULTS["EVENT_BROKER_URL"]})
-    missing = None if args.skip_scale_out else stack.scale_out_missing(stores)
+    stores = scale_out.scale_out_env({"EVENT_BROKER_URL": os.environ.get("EVENT_BROKER_URL")
+                                      or scale_out.SCALE_OUT_DEFAULTS["EVENT_BROKER_URL"]})
+    missing = None if args.skip_scale_out else scale_out.scale_out_missing(stores)
     if missing:
         print(f"scale-out configuration unavailable: {missing}", file=sys.stderr)
         return 2
@@ -276,22 +270,16 @@ def main() -> int:
     with tempfile.TemporaryDirectory(prefix="bench-load-") as tmp:
         work = Path(tmp)
         generator_url = os.environ.get("GENERATOR_URL", "")
-        generator, metrics_url = None, None
+        generators, metrics_url = [], None
         if not generator_url:
             port = stack.free_port()
-            generator = stack.generator_service(port, work)
-            generator.start()
+            generators = [stack.generator_service(port, work)]
             generator_url, metrics_url = f"http://127.0.0.1:{port}/v1", f"http://127.0.0.1:{port}/metrics"
-        try:
-            if generator:
-                stack.wait_healthy([generator], settings.STARTUP_TIMEOUT_S)
+        with stack.running(generators):
             if not args.skip_embedded:
                 runs.append(run_embedded(work, model, generator_url, args, metrics_url))
             if not args.skip_scale_out:
                 runs.append(run_scale_out(work, model, generator_url, args, metrics_url, stores))
-        finally:
-            if generator:
-                generator.stop()
     text = report(runs, args, started, time.monotonic() - began)
     print(text)
     if not args.no_write and len(runs) == 2:

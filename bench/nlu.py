@@ -62,9 +62,7 @@ def serve_and_parse(model: Path, config: Path, work: Path) -> Dict:
         port, work, model, endpoints, extra_args=["--enable-api"],
         env={"TRACKER_STORE_URL": f"sqlite:///{work / 'tracker.db'}"},
     )
-    rasa.start()
-    try:
-        stack.wait_healthy([rasa], settings.STARTUP_TIMEOUT_S)
+    with stack.running([rasa]):
         url = f"http://127.0.0.1:{port}/model/parse"
         rss_loaded = rss_mb(rasa.process.pid)
         examples = evaluate.load_examples(settings.VALIDATION_FILE)
@@ -95,8 +93,6 @@ def serve_and_parse(model: Path, config: Path, work: Path) -> Dict:
             "rss_after_mb": rss_mb(rasa.process.pid),
             "parses": len(latencies),
         }
-    finally:
-        rasa.stop()
 
 
 def main() -> int:

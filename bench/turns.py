@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import functools
 import os
 import random
@@ -160,7 +161,8 @@ class Setup:
     rounds: Dict[int, List[Dict]] = field(default_factory=dict)  # users -> each round's load()
 
 
-def start(model: Path, work: Path, stock: bool, label: str, extra_env=None) -> Setup:
+def start(exits: contextlib.ExitStack, model: Path, work: Path, stock: bool, label: str, extra_env=None) -> Setup:
+    """One configuration, running (stopped when `exits` closes) and warmed up."""
     tag = label.replace(" ", "").replace(",", "-")
     act_port, rasa_port = free_port(), free_port()
     credentials = settings.ROOT / "credentials.yml"
@@ -168,7 +170,7 @@ def start(model: Path, work: Path, stock: bool, label: str, extra_env=None) -> S
     if stock:
         # Nothing of this project in the stock process: Rasa's own SQLTrackerStore,
         # in-memory lock store and REST channel. (The project's channels, stores and
-        # broker live in `addons`, and importing it applies addons/fixes.py.)
+        # broker live in `addons`, and Rasa loading them applies addons/fixes.py.)
         endpoints = work / "endpoints-stock.yml"
         endpoints.write_text(
             f'action_endpoint:\n  url: "http://127.0.0.1:{act_port}/webhook"\n'
@@ -186,14 +188,8 @@ def start(model: Path, work: Path, stock: bool, label: str, extra_env=None) -> S
         stack.rasa_service(rasa_port, work / tag, model, endpoints, credentials=credentials, env=env),
     ]
     setup = Setup(label, services, f"http://127.0.0.1:{rasa_port}/webhooks/rest/webhook", env["TRACKER_STORE_URL"])
-    for service in services:
-        service.start()
-    try:
-        stack.wait_healthy(services, settings.STARTUP_TIMEOUT_S)
-        asyncio.run(load(setup.url, 5, messages(), f"{tag}-{int(time.time())}-warmup"))
-    except BaseException:
-        stack.stop_all(services)
-        raise
+    exits.enter_context(stack.running(services))
+    asyncio.run(load(setup.url, 5, messages(), f"{tag}-{int(time.time())}-warmup"))
     return setup
 
 
@@ -241,20 +237,16 @@ def main() -> int:
         return 2
     stock_model = None
     setups: List[Setup] = []
-    with tempfile.TemporaryDirectory(prefix="bench-turns-") as tmp:
+    with tempfile.TemporaryDirectory(prefix="bench-turns-") as tmp, contextlib.ExitStack() as exits:
         work = Path(tmp)
-        try:
-            if not args.skip_stock:
-                stock_model = args.stock_model or train_stock(args.stock_epochs, STOCK_MODELS, work)
-                setups.append(start(stock_model, work, True, "stock"))
-            setups.append(start(project_model, work, False, "project"))
-            if scale_out_available():
-                setups.append(start(project_model, work, False, "project, scale-out", SCALE_OUT))
-            measure(setups, args.users, args.rounds)
-            runs = {setup.label: {n: pooled(setup, n) for n in args.users} for setup in setups}
-        finally:
-            for setup in setups:
-                stack.stop_all(setup.services)
+        if not args.skip_stock:
+            stock_model = args.stock_model or train_stock(args.stock_epochs, STOCK_MODELS, work)
+            setups.append(start(exits, stock_model, work, True, "stock"))
+        setups.append(start(exits, project_model, work, False, "project"))
+        if scale_out_available():
+            setups.append(start(exits, project_model, work, False, "project, scale-out", SCALE_OUT))
+        measure(setups, args.users, args.rounds)
+        runs = {setup.label: {n: pooled(setup, n) for n in args.users} for setup in setups}
     lines = ["| configuration | users | turns/s | turns/s by round | p50 | p95 | p99 | errors "
              "| turns via the action server |",
              "|---|---:|---:|---:|---:|---:|---:|---:|---:|"]

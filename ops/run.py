@@ -72,39 +72,37 @@ def run() -> int:
     names = ", ".join(service.name for service in services)
     print(f"starting {names} (model {model.name}); logs in {log_dir}", flush=True)
     try:
-        for service in services:
-            service.start()
-        stack.wait_healthy(services, settings.STARTUP_TIMEOUT_S)
-        up = True
-        print(
-            "\nThe assistant is up.\n"
-            f"  chat page:   http://localhost:{settings.WEB_PORT}/   (the web chat widget)\n"
-            f"  agents:      http://localhost:{settings.CONSOLE_PORT}/   (the agent console; accounts: "
-            "python -m console agent-add NAME)\n"
-            f"  REST:        POST http://{settings.BIND_HOST}:{settings.RASA_PORT}/webhooks/rest/webhook"
-            ' {"sender": "me", "message": "hi"}\n'
-            f"  socket.io:   http://{settings.BIND_HOST}:{settings.RASA_PORT}/socket.io\n"
-            "  shell:       make shell   (in another terminal)\n"
-            f"  generator:   {generator_url}\n"
-            + (f"  embeddings:  {llm_urls['EMBEDDINGS_URL']}\n" if "EMBEDDINGS_URL" in llm_urls else "")
-            + "Press Ctrl-C to stop.",
-            flush=True,
-        )
-        while not stopping:
-            for service in services:
-                if not service.running():
-                    print(f"{service.name} stopped unexpectedly:\n{service.log_tail()}")
-                    return 1
-            time.sleep(0.5)
-        return 0
+        with stack.running(services):
+            up = True
+            print(
+                "\nThe assistant is up.\n"
+                f"  chat page:   http://localhost:{settings.WEB_PORT}/   (the web chat widget)\n"
+                f"  agents:      http://localhost:{settings.CONSOLE_PORT}/   (the agent console; accounts: "
+                "python -m console agent-add NAME)\n"
+                f"  REST:        POST http://{settings.BIND_HOST}:{settings.RASA_PORT}/webhooks/rest/webhook"
+                ' {"sender": "me", "message": "hi"}\n'
+                f"  socket.io:   http://{settings.BIND_HOST}:{settings.RASA_PORT}/socket.io\n"
+                "  shell:       make shell   (in another terminal)\n"
+                f"  generator:   {generator_url}\n"
+                + (f"  embeddings:  {llm_urls['EMBEDDINGS_URL']}\n" if "EMBEDDINGS_URL" in llm_urls else "")
+                + "Press Ctrl-C to stop.",
+                flush=True,
+            )
+            while not stopping:
+                for service in services:
+                    if not service.running():
+                        print(f"{service.name} stopped unexpectedly:\n{service.log_tail()}")
+                        return 1
+                time.sleep(0.5)
+            return 0
     except stack.ServiceError as error:
         print(f"error: {error}")
         return 1
     except KeyboardInterrupt:
         return 130
     finally:
-        # Stop first: the terminal or a pipe may already be gone, and printing fail.
-        stack.stop_all(services)
+        # Stopped by now (leaving `running`): the terminal or a pipe may already be gone,
+        # and printing fail.
         try:
             print("stopped.", flush=True)
         except OSError:

@@ -128,10 +128,7 @@ def write(out: Path) -> None:
             "database). \"How\" is what the "
             "tracker store recorded for each bot message.",
         ]
-        try:
-            for service in services:
-                service.start()
-            stack.wait_healthy(services, settings.STARTUP_TIMEOUT_S)
+        with stack.running(services):
             for number, (title, about, turns) in enumerate(CONVERSATIONS, 1):
                 sender = f"transcript-{number}"
                 lines += ["", f"## {number}. {title}", "", about, ""]
@@ -153,8 +150,6 @@ def write(out: Path) -> None:
                     if how:
                         lines += ["", "*How:* " + "; ".join(how)]
                     lines.append("")
-        finally:
-            stack.stop_all(services)
     out.write_text("\n".join(lines).rstrip() + "\n")
     print(f"wrote {out}")
 

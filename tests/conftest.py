@@ -176,14 +176,9 @@ def running_stack(tmp_path_factory, trained_model, rasa_env) -> Stack:
             extra_args=["--enable-api", "--auth-token", API_TOKEN],
         ),
     ]
-    try:
-        for service in services:
-            service.start()
-        stack.wait_healthy(services, settings.STARTUP_TIMEOUT_S)
+    with stack.running(services):
         yield Stack(*services, rasa_url=f"http://127.0.0.1:{rasa_port}", db_path=db_path, bank_url=bank_url,
                     rest_token=rasa_env.get("REST_CHANNEL_TOKEN", ""))
-    finally:
-        stack.stop_all(services)
 
 
 def bank_rows(url: str) -> Dict[str, List[tuple]]:

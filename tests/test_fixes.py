@@ -111,19 +111,15 @@ def test_event_classes_are_resolved_as_rasa_does():
 @pytest.fixture(scope="module")
 def action_endpoint(tmp_path_factory):
     """The real action server (a new conversation starts with its action_session_start)."""
-    from ops import settings, stack
+    from ops import stack
 
     port = stack.free_port()
     actions = stack.actions_service(
         port, tmp_path_factory.mktemp("actions"),
         env={"GENERATOR_URL": "http://127.0.0.1:9/v1", "GENERATOR_START_CHECK": "0"},  # no generator: none needed
     )
-    actions.start()
-    try:
-        stack.wait_healthy([actions], settings.STARTUP_TIMEOUT_S)
+    with stack.running([actions]):
         yield f"http://127.0.0.1:{port}/webhook"
-    finally:
-        stack.stop_all([actions])
 
 
 def test_the_predict_graph_gives_what_dask_gives(trained_model, action_endpoint):

@@ -18,7 +18,6 @@ from rasa_sdk.executor import CollectingDispatcher
 
 from actions import guardrails, llm_reply, settings
 from actions.conversation import system_prompt
-from ops import settings as ops_settings
 from ops import stack
 
 
@@ -30,12 +29,8 @@ def generator_url(tmp_path_factory):
         pytest.fail(str(error))
     port = stack.free_port()
     service = stack.generator_service(port, tmp_path_factory.mktemp("generator"))
-    try:
-        service.start()
-        stack.wait_healthy([service], ops_settings.STARTUP_TIMEOUT_S)
+    with stack.running([service]):
         yield f"http://127.0.0.1:{port}/v1"
-    finally:
-        service.stop()
 
 
 @pytest.fixture

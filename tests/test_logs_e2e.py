@@ -16,7 +16,7 @@ import pytest
 
 from actions import guardrails, logs
 from assistant import bank
-from ops import settings, stack
+from ops import stack
 
 QUESTION = "how long does it take for a new card to arrive?"
 
@@ -49,13 +49,8 @@ def json_stack(tmp_path_factory, trained_model):
         stack.rasa_service(rasa_port, work, trained_model, stack.endpoints_for(act_port, work),
                            env={**json_env, "TRACKER_STORE_URL": f"sqlite:///{work / 'tracker.db'}"}),
     ]
-    try:
-        for service in services:
-            service.start()
-        stack.wait_healthy(services, settings.STARTUP_TIMEOUT_S)
+    with stack.running(services):
         yield {"url": f"http://127.0.0.1:{rasa_port}", "services": {s.name: s for s in services}}
-    finally:
-        stack.stop_all(services)
 
 
 def _say(url: str, sender: str, text: str, request_id: Optional[str] = None) -> Tuple[List[dict], str]:

@@ -1,6 +1,6 @@
 """Rate limits (issue 19): per conversation and per client address on the REST and
 socket.io channels (addons/rate_limit.py, addons/channels.py), and per client address in
-nginx for scale-out (ops/stack.py nginx_rate_limit, deploy/nginx.conf).
+nginx for scale-out (ops/nginx.py, deploy/nginx.conf.j2).
 
 The end-to-end tests run one stack with small limits and without the loopback exemption;
 clients are told apart by X-Forwarded-For, which Rasa believes from loopback (a local
@@ -22,7 +22,7 @@ import socketio
 
 from addons import channels
 from addons.rate_limit import RateLimiter, Settings, TokenBuckets, networks, retry_after
-from ops import settings, stack
+from ops import nginx, settings, stack
 
 JWT_KEY = "rate-limit-test-jwt-key-0123456789abcdef"
 ORIGIN = "http://localhost:8080"
@@ -126,17 +126,29 @@ def test_buckets_are_bounded(monkeypatch):
 # --- nginx ---------------------------------------------------------------------------------
 
 
+def test_deploy_nginx_conf_is_the_template_rendered():
+    """deploy/nginx.conf (compose) and the scale-out stack's nginx come from deploy/nginx.conf.j2."""
+    assert nginx.COMPOSE_CONFIG.read_text() == nginx.compose_config(), "run `python -m ops.nginx`"
+    generated = nginx.nginx_config(settings.ROOT / "build", 8080, [5005, 5006], actions_port=5055,
+                                   actions_ports=[5056])
+    compose = nginx.compose_config()
+    for shared in ("upstream rasa_sticky", "location /socket.io/", "proxy_read_timeout 300s", "location = /lb-health"):
+        assert shared in compose and shared in generated
+    assert "server rasa:5005" in compose and "upstream actions" not in compose and "events {" not in compose
+    assert "server 127.0.0.1:5006" in generated and "upstream actions" in generated and "events {" in generated
+
+
 def test_deploy_nginx_has_the_default_per_client_limit():
-    conf = (settings.ROOT / "deploy" / "nginx.conf").read_text()
+    conf = nginx.COMPOSE_CONFIG.read_text()
     default = Settings()
     assert f"rate={int(default.client_per_min)}r/m" in conf
     assert f"burst={default.client_burst} nodelay" in conf
     assert "limit_req_status 429" in conf and "add_header Retry-After" in conf
-    generated = stack.nginx_config(settings.ROOT / "build", 8080, [5005], rate_limit=default)
+    generated = nginx.nginx_config(settings.ROOT / "build", 8080, [5005], rate_limit=default)
     for directive in ("limit_req_zone", f"rate={int(default.client_per_min)}r/m",
                       f"burst={default.client_burst} nodelay", "limit_req_status 429", "Retry-After 1"):
         assert directive in generated
-    assert "limit_req" not in stack.nginx_config(settings.ROOT / "build", 8080, [5005],
+    assert "limit_req" not in nginx.nginx_config(settings.ROOT / "build", 8080, [5005],
                                                  rate_limit=Settings(client_per_min=0))
 
 
@@ -171,7 +183,7 @@ def assert_too_many(status: int, headers: Dict[str, str], body: Any, by: str = "
     assert 1 <= seconds <= 60
     assert isinstance(body, dict) and body.get("retry_after") == seconds
     expected = channels.RATE_LIMITED_TEXT.format(seconds=seconds) if by == "rasa" else json.loads(
-        stack.RATE_LIMITED_JSON % seconds)["error"]
+        nginx.RATE_LIMITED_JSON % seconds)["error"]
     assert body.get("error") == expected
     return seconds
 
@@ -256,15 +268,13 @@ def test_socketio_a_flooding_session_gets_an_error_the_widget_shows(running_stac
     assert len(stored) == len(messages) - len(errors)
 
 
-@pytest.mark.skipif(not os.access(stack.NGINX, os.X_OK), reason=f"nginx is not installed ({stack.NGINX})")
+@pytest.mark.skipif(not os.access(nginx.NGINX, os.X_OK), reason=f"nginx is not installed ({nginx.NGINX})")
 def test_nginx_limits_each_client_for_all_replicas(running_stack, tmp_path):
     port = stack.free_port()
     rasa_port = int(running_stack.rasa_url.rsplit(":", 1)[1])
     limits = Settings(client_per_min=60, client_burst=3, exempt=())
-    nginx = stack.nginx_service(tmp_path, port, stack.nginx_config(tmp_path, port, [rasa_port], rate_limit=limits))
-    nginx.start()
-    try:
-        stack.wait_healthy([nginx], 30)
+    balancer = nginx.nginx_service(tmp_path, port, nginx.nginx_config(tmp_path, port, [rasa_port], rate_limit=limits))
+    with stack.running([balancer], timeout=30):
         url = f"http://127.0.0.1:{port}"
         results = [post(url, f"via-nginx-{i}", "/greet") for i in range(8)]
         statuses = [status for status, _, _ in results]
@@ -274,5 +284,3 @@ def test_nginx_limits_each_client_for_all_replicas(running_stack, tmp_path):
         # the bank's back end (an Authorization header) is left to Rasa's checks
         assert post(url, "via-nginx-back-end", "/greet", headers={"Authorization": "Bearer x"})[0] == 200
         assert urllib.request.urlopen(f"{url}/lb-health", timeout=5).status == 200
-    finally:
-        nginx.stop()

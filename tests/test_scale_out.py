@@ -3,7 +3,7 @@
 Two `rasa run` replicas behind nginx, sharing the PostgreSQL tracker store, the Redis
 lock store and the RabbitMQ event broker (selected by environment variables only,
 endpoints.yml as shipped), the action server behind the same nginx, and the generator:
-ops.stack.scale_out_services, as the load benchmark (bench/load.py) runs it. Customers
+ops.scale_out.scale_out_services, as the load benchmark (bench/load.py) runs it. Customers
 are bench/client.py's simulated ones; what they were told is compared with what the
 tracker store (the `events` table) and the RabbitMQ queue hold.
 
@@ -37,7 +37,7 @@ from typing import Any, Dict, List, Optional
 import pytest
 
 from bench import client
-from ops import stack
+from ops import scale_out, stack
 from tests.conftest import POSTGRES_URL, get_json
 
 API_TOKEN = "scale-out-test-token"
@@ -123,7 +123,7 @@ class DatabaseLink:
 
 @dataclass
 class Ctx:
-    so: stack.ScaleOut
+    so: scale_out.ScaleOut
     db_url: str
     queue: str
     exchange: str
@@ -155,10 +155,10 @@ class Ctx:
 
 @pytest.fixture(scope="module")
 def ctx(tmp_path_factory, trained_model):
-    stores = stack.scale_out_env({
+    stores = scale_out.scale_out_env({
         "TRACKER_STORE_URL": POSTGRES_URL, "LOCK_STORE_URL": REDIS_URL, "EVENT_BROKER_URL": RABBITMQ_URL,
     })
-    missing = stack.scale_out_missing(stores)
+    missing = scale_out.scale_out_missing(stores)
     if missing:
         pytest.skip(f"scale-out stack unavailable: {missing}")
     tag = f"so{uuid.uuid4().hex[:8]}"
@@ -170,7 +170,7 @@ def ctx(tmp_path_factory, trained_model):
     link.start()
     via_link = database.set(host="127.0.0.1", port=link.port).render_as_string(hide_password=False)
     work = tmp_path_factory.mktemp("scale-out")
-    so = stack.scale_out_services(
+    so = scale_out.scale_out_services(
         work, trained_model,
         replicas=2, stores=stores, api_token=API_TOKEN, expose_upstream=True,
         # The broker's queue and exchange of this module only (deleted at the end).
@@ -187,10 +187,9 @@ def ctx(tmp_path_factory, trained_model):
         replica_env=[{}, {"TRACKER_STORE_URL": via_link}],
     )
     try:
-        so.start()
-        yield Ctx(so, stores["TRACKER_STORE_URL"], queue, exchange, tag, link)
+        with stack.running(*so.stages):
+            yield Ctx(so, stores["TRACKER_STORE_URL"], queue, exchange, tag, link)
     finally:
-        so.stop()
         link.close()
         asyncio.run(_delete_queue(queue, exchange))
 

@@ -78,13 +78,8 @@ def web_stack(tmp_path_factory, trained_model, request):
         ),
         stack.web_service(web_port, work, env={"RASA_PORT": str(rasa_port), **security}),
     ]
-    try:
-        for service in services:
-            service.start()
-        stack.wait_healthy(services, settings.STARTUP_TIMEOUT_S)
+    with stack.running(services):
         yield WebStack(*services, rasa_url=f"http://127.0.0.1:{rasa_port}", page_url=page_url, db_path=db_path)
-    finally:
-        stack.stop_all(services)
 
 
 @pytest.fixture(scope="session")
