@@ -64,7 +64,8 @@ def test_dashboard_queries_use_exported_series():
 def test_prometheus_scrapes_each_metrics_port():
     config = yaml.safe_load((settings.ROOT / "deploy" / "prometheus.yml").read_text())
     targets = {job["job_name"]: job["static_configs"][0]["targets"] for job in config["scrape_configs"]}
-    assert targets == {"rasa": ["127.0.0.1:9105"], "actions": ["127.0.0.1:5055"], "generator": ["127.0.0.1:8000"]}
+    assert targets == {"rasa": ["127.0.0.1:9105"], "actions": ["127.0.0.1:5055"], "generator": ["127.0.0.1:8000"],
+                       "console": ["127.0.0.1:8090"]}
 
 
 def test_compose_prometheus_scrapes_the_same_jobs_by_service_name():
