@@ -291,6 +291,9 @@ def history(events: List[Any]) -> Dict[str, Any]:
                     "from": "bot", "text": event.text, "ts": event.timestamp,
                     "buttons": [{"title": b.get("title"), "payload": b.get("payload")} for b in buttons],
                 })
+                metadata = event.metadata or {}
+                if metadata.get("source") == "agent" and isinstance(metadata.get("author_name"), str):
+                    messages[-1]["author"] = metadata["author_name"]
     return {"messages": messages[-HISTORY_MESSAGES:], "handoff": handoff}
 
 
@@ -301,8 +304,12 @@ class SocketIOOutput(socketio.SocketIOOutput):
     # One bubble per stored message: Rasa's output splits a text at blank lines into
     # several messages (an answer and its "Source:" line, an agent's paragraphs), which
     # the widget then showed apart live and together after a reload (history).
+    # A message a person of the support team wrote (agent console) carries their name.
     async def send_text_message(self, recipient_id: Text, text: Text, **kwargs: Any) -> None:
-        await self._send_message(recipient_id, {"text": text.strip()})
+        message: Dict[str, Any] = {"text": text.strip()}
+        if kwargs.get("source") == "agent" and isinstance(kwargs.get("author_name"), str):
+            message["author"] = kwargs["author_name"]
+        await self._send_message(recipient_id, message)
 
     async def send_text_with_buttons(self, recipient_id: Text, text: Text, buttons: List[Dict[Text, Any]],
                                      **kwargs: Any) -> None:

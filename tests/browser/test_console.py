@@ -79,7 +79,9 @@ def test_an_agent_takes_over_and_hands_back(web_stack, console, page, agent_page
     open_chat(page, web_stack.page_url)
     send(page, "am I talking to a bot?")
     wait_bot_count(page, 2)
-    page.get_by_role("button", name="Talk to a person").click()
+    page.get_by_role("button", name="Talk to a person").focus()
+    page.keyboard.press("Enter")  # chosen by keyboard: the focus stays in the chat
+    assert page.evaluate("document.activeElement.getAttribute('aria-label')") == "Message"
     wait_bot_count(page, 3)
     page.locator(".lsc-notice").wait_for(state="visible")
     sender = session_id(page)
@@ -108,6 +110,8 @@ def test_an_agent_takes_over_and_hands_back(web_stack, console, page, agent_page
     agent_page.get_by_label("Reply to the customer").press("Enter")
     wait_customer_sees(page, 4, replies[0])
     times.append(time.monotonic() - started)
+    # the widget names the person who wrote it
+    assert page.locator(f"{BOT} .lsc-author").last.inner_text() == DISPLAY_NAME
     page.screenshot(path=str(SCREENSHOTS / "widget-agent-reply.png"))
 
     # The customer answers: the agent sees it live, and the bot stays quiet.
@@ -140,6 +144,7 @@ def test_an_agent_takes_over_and_hands_back(web_stack, console, page, agent_page
         agent_page.get_by_label("Reply to the customer").press("Enter")
         wait_customer_sees(page, n, text)
         times.append(time.monotonic() - started)
+    agent_page.evaluate("window.scrollTo(0, 0)")
     agent_page.screenshot(path=str(SCREENSHOTS / "console.png"))
 
     # Stored in the tracker store as bot messages by the agent; the note is not there.

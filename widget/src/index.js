@@ -93,6 +93,7 @@ export function botMessage(data) {
     }
     if (data.handoff !== undefined) msg.handoff = !!data.handoff;
     if (data.timestamp) msg.ts = data.timestamp;
+    if (typeof data.author === "string" && data.author) msg.author = data.author; // a person from the support team
   }
   return msg;
 }
@@ -153,7 +154,10 @@ class ChatWidget {
       "aria-label": "Conversation", tabindex: "0",
     });
     this.typing = el("div", { class: "lsc-typing", role: "status", "aria-label": `${this.o.title} is typing`, hidden: "" });
-    this.typing.innerHTML = '<span></span><span></span><span></span><span class="lsc-sr">Typing…</span>';
+    this.typing.append(
+      el("span", { class: "lsc-dot", "aria-hidden": "true" }), el("span", { class: "lsc-dot", "aria-hidden": "true" }),
+      el("span", { class: "lsc-dot", "aria-hidden": "true" }),
+      el("span", { class: "lsc-typing-label", text: `${this.o.title} is typing…` }));
 
     this.input = el("textarea", {
       class: "lsc-input", rows: "1", "aria-label": "Message", placeholder: this.o.placeholder,
@@ -341,10 +345,13 @@ class ChatWidget {
 
   append(msg, withButtons = true) {
     const bubble = el("div", { class: `lsc-msg lsc-${msg.from}` });
-    const who = el("span", { class: "lsc-sr", text: msg.from === "user" ? "You said: " : `${this.o.title} said: ` });
+    const speaker = msg.from === "user" ? "You" : msg.author || this.o.title;
+    const who = el("span", { class: "lsc-sr", text: `${speaker} said: ` });
     const body = el("div", { class: "lsc-text" });
     body.innerHTML = renderMarkdown(msg.text || "");
-    bubble.append(who, body);
+    bubble.append(who);
+    if (msg.from === "bot" && msg.author) bubble.append(el("div", { class: "lsc-author", "aria-hidden": "true", text: msg.author }));
+    bubble.append(body);
     if (msg.image) bubble.appendChild(el("img", { src: msg.image, alt: "", class: "lsc-image" }));
     this.log.appendChild(bubble);
     // Quick replies belong to the newest bot message only; older ones are spent.
@@ -353,7 +360,10 @@ class ChatWidget {
       const replies = el("div", { class: "lsc-replies", role: "group", "aria-label": "Suggested replies" });
       for (const button of msg.buttons) {
         const b = el("button", { type: "button", class: "lsc-reply", text: button.title });
-        b.addEventListener("click", () => this.sendText(button.payload || button.title, button.title));
+        b.addEventListener("click", () => {
+          this.sendText(button.payload || button.title, button.title);
+          this.input.focus(); // the button is gone with its reply: keep keyboard users in the chat
+        });
         replies.appendChild(b);
       }
       this.log.appendChild(replies);
