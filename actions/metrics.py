@@ -3,6 +3,8 @@ from __future__ import annotations
 
 from prometheus_client import Counter, Histogram
 
+from assistant.conversations import LLM_REPLY_SOURCES
+
 ACTION_SECONDS = Histogram(
     "action_server_action_seconds",
     "Time to run one action call, by action and HTTP status",
@@ -25,7 +27,7 @@ FALLBACKS = Counter(
 )
 LLM_REPLIES = Counter(
     "action_server_llm_replies_total",
-    "Replies of action_llm_reply by source (knowledge, llm, no_knowledge, fallback)",
+    f"Replies of action_llm_reply by source ({', '.join(map(str, LLM_REPLY_SOURCES))})",
     ["source"],
 )
 REJECTED_CANDIDATES = Counter(

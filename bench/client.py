@@ -25,6 +25,8 @@ from typing import Any, Dict, Iterable, List, Optional, Sequence, Tuple
 
 import aiohttp
 
+from assistant import conversations
+
 # A conversation script: (kind, text) per turn; kind is a label for the report
 # ("intent", "llm", ...).
 Script = List[Tuple[str, str]]
@@ -175,25 +177,7 @@ def summarize(turns: Sequence[Turn], wall_s: float) -> Dict[str, Any]:
 def stored_events(db_url: str, senders: Iterable[str]) -> Dict[str, List[Dict[str, Any]]]:
     """Each sender's events from the SQL tracker store's `events` table, in insertion
     order (id), as dicts with `event` (the type), `_id` and the stored JSON's fields."""
-    import sqlalchemy as sa
-
-    senders = list(senders)
-    events: Dict[str, List[Dict[str, Any]]] = {sender: [] for sender in senders}
-    engine = sa.create_engine(db_url)
-    try:
-        with engine.connect() as connection:
-            for start in range(0, len(senders), 500):
-                rows = connection.execute(
-                    sa.text("SELECT id, sender_id, type_name, data FROM events "
-                            "WHERE sender_id IN :senders ORDER BY id").bindparams(
-                        sa.bindparam("senders", expanding=True)),
-                    {"senders": senders[start:start + 500]},
-                )
-                for row_id, sender, kind, data in rows:
-                    events[sender].append({**json.loads(data), "event": kind, "_id": row_id})
-    finally:
-        engine.dispose()
-    return events
+    return conversations.read_conversations(db_url, senders)
 
 
 @dataclass

@@ -35,6 +35,7 @@ from collections import Counter
 from pathlib import Path
 from typing import Any, Dict, List, Optional
 
+from assistant.conversations import ReplySource
 from bench import client
 from ops import scale_out, settings, stack
 from ops.train import latest_model
@@ -44,9 +45,9 @@ WARMUP_CUSTOMERS, WARMUP_TURNS = 4, 3
 # How a turn was answered (bench/client.py answered_by), grouped for the latency table.
 ANSWERS = {
     "template": ("template",),
-    "LLM: generated": ("llm", "no_safe_answer"),
-    "LLM: no knowledge": ("no_knowledge",),
-    "LLM: fallback": ("fallback",),
+    "LLM: generated": (ReplySource.LLM,),
+    "LLM: no knowledge": (ReplySource.NO_KNOWLEDGE,),
+    "LLM: fallback": (ReplySource.FALLBACK,),
 }
 
 
@@ -204,7 +205,7 @@ def report(runs: List[Dict[str, Any]], args, started: str, wall_s: float) -> str
         )
     lines += ["", "The same turns by how the bot answered them (from the tracker store): template = a "
               "response or form, no LLM; LLM = action_llm_reply: generated (the generator wrote candidates: "
-              "source llm or no_safe_answer), no knowledge (retrieval found nothing: one embedding, no "
+              "source llm), no knowledge (retrieval found nothing: one embedding, no "
               "generation), fallback (the generator failed or timed out). Turns: count, then ms p50 / p95 / p99.",
               "", "| configuration | " + " | ".join(ANSWERS) + " |", "|---|" + "---:|" * len(ANSWERS)]
     for run in runs:

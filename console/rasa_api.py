@@ -18,7 +18,9 @@ from typing import Any, Dict, List, Optional
 
 import aiohttp
 
-AGENT_SOURCE = "agent"
+from assistant.conversations import ReplySource
+
+AGENT_SOURCE = ReplySource.AGENT.value
 
 
 class RasaError(RuntimeError):

@@ -19,6 +19,9 @@ from typing import Dict, List, Optional, Tuple
 
 import sqlalchemy as sa
 
+from assistant import conversations
+from assistant.conversations import ReplySource
+
 FALLBACK_INTENT = "nlu_fallback"
 HANDOFF_ACTION = "utter_request_human"
 LLM_ACTION = "action_llm_reply"
@@ -50,19 +53,15 @@ def _top_non_fallback(parse_data: Dict) -> Tuple[str, float]:
 
 def collect(url: str, since_days: Optional[float] = None, lowest: int = 50) -> Analytics:
     engine = sa.create_engine(url)
-    query = "SELECT sender_id, type_name, timestamp, intent_name, action_name, data FROM events"
-    params = {}
-    if since_days is not None:
-        query += " WHERE timestamp >= :since"
-        params["since"] = time.time() - since_days * 86400
+    since = time.time() - since_days * 86400 if since_days is not None else None
     first_seen: Dict[str, float] = {}
     turns: Dict[str, int] = defaultdict(int)
     intents: Counter = Counter()
     result = Analytics()
     with engine.connect() as connection:
-        if not sa.inspect(connection).has_table("events"):
+        if not conversations.has_events(connection):
             return result
-        for sender, kind, timestamp, intent, action, data in connection.execute(sa.text(query + " ORDER BY id"), params):
+        for _, sender, kind, timestamp, intent, action, data in conversations.rows(connection, since=since):
             first_seen.setdefault(sender, timestamp or 0.0)
             if kind == "user":
                 result.user_turns += 1
@@ -76,8 +75,7 @@ def collect(url: str, since_days: Optional[float] = None, lowest: int = 50) -> A
                 result.handoff_turns += action == HANDOFF_ACTION
                 result.llm_turns += action == LLM_ACTION
             elif kind == "bot" and '"fallback"' in (data or ""):
-                metadata = json.loads(data).get("metadata") or {}
-                result.llm_fallback_replies += metadata.get("source") == "fallback"
+                result.llm_fallback_replies += conversations.reply_source(json.loads(data)) == ReplySource.FALLBACK
     days = Counter(time.strftime("%Y-%m-%d", time.gmtime(ts)) for ts in first_seen.values())
     result.conversations_per_day = dict(sorted(days.items()))
     result.turns_per_conversation = sorted(turns.values())

@@ -19,8 +19,8 @@ from typing import Dict, Optional
 import sqlalchemy as sa
 from prometheus_client import CollectorRegistry, Counter, Histogram
 
-# metadata.source of action_llm_reply's messages (actions/llm_reply.py)
-LLM_SOURCES = ("knowledge", "llm", "no_knowledge", "fallback", "intent")
+from assistant import conversations
+
 
 FALLBACK_INTENT = "nlu_fallback"
 
@@ -50,19 +50,15 @@ class TrackerStoreExporter:
     def start_at_end(self) -> None:
         """Count only what happens from now on (a restarted exporter does not recount)."""
         with self.engine.connect() as connection:
-            if sa.inspect(connection).has_table("events"):
-                self.last_id = connection.execute(sa.text("SELECT COALESCE(MAX(id), 0) FROM events")).scalar()
+            if conversations.has_events(connection):
+                self.last_id = conversations.last_id(connection)
 
     def refresh(self) -> int:
         """Read the rows added since the last call; returns how many."""
         with self._lock, self.engine.connect() as connection:
-            if not sa.inspect(connection).has_table("events"):
+            if not conversations.has_events(connection):
                 return 0
-            rows = connection.execute(
-                sa.text("SELECT id, sender_id, type_name, timestamp, intent_name, action_name, data "
-                        "FROM events WHERE id > :last ORDER BY id"),
-                {"last": self.last_id},
-            ).fetchall()
+            rows = list(conversations.rows(connection, after_id=self.last_id))
             for row_id, sender, kind, timestamp, intent, action, data in rows:
                 self._observe(sender, kind, timestamp or 0.0, intent, action, data)
                 self.last_id = row_id
@@ -79,9 +75,9 @@ class TrackerStoreExporter:
             self.bot_messages.inc()
             if sender in self._pending:
                 self.latency.observe(max(0.0, timestamp - self._pending.pop(sender)))
-            source = ((json.loads(data).get("metadata") or {}).get("source")) if data else None
-            if source in LLM_SOURCES:
-                self.llm_replies.labels(source).inc()
+            source = conversations.reply_source(json.loads(data)) if data else None
+            if source in conversations.LLM_REPLY_SOURCES:
+                self.llm_replies.labels(source.value).inc()
         elif kind == "action" and action == "utter_request_human":
             self.handoffs.inc()
 

@@ -15,6 +15,7 @@ import sys
 from pathlib import Path
 from typing import Any, Dict, Iterable, List, Optional
 
+from assistant.conversations import ReplySource
 from ops import settings
 from ops.services import Service
 
@@ -37,7 +38,8 @@ DEGRADED_ACTIONS: Dict[str, Dict[str, Any]] = {
     "action_llm_reply": {
         "events": [],
         "responses": [
-            {"response": "utter_llm_fallback", "source": "fallback", "llm_error": "action server unavailable"}
+            {"response": "utter_llm_fallback", "source": ReplySource.FALLBACK.value,
+             "llm_error": "action server unavailable"}
         ],
     },
     "action_session_start": {

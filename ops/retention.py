@@ -33,10 +33,11 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable, List, Optional, Tuple
+from typing import Iterable, Optional, Tuple
 
 import sqlalchemy as sa
 
+from assistant import conversations
 from ops import settings
 
 
@@ -56,13 +57,7 @@ class Report:
 
 
 def tracker_store_url() -> str:
-    from assistant.conversations import tracker_store_url as configured
-
-    return configured()
-
-
-def _events(engine: sa.engine.Engine) -> sa.Table:
-    return sa.Table("events", sa.MetaData(), autoload_with=engine)
+    return conversations.tracker_store_url()
 
 
 def delete_older_than(days: float, dry_run: bool, url: str = "") -> Report:
@@ -70,16 +65,13 @@ def delete_older_than(days: float, dry_run: bool, url: str = "") -> Report:
     engine = sa.create_engine(url or tracker_store_url())
     cutoff = time.time() - days * 86400
     with engine.begin() as connection:
-        events = _events(engine)
-        stale = (
-            sa.select(events.c.sender_id)
-            .group_by(events.c.sender_id)
-            .having(sa.func.max(events.c.timestamp) < cutoff)
-        )
+        if not conversations.has_events(connection):  # Rasa has stored nothing yet
+            return Report(0, 0)
+        stale = conversations.stale_senders(cutoff)
         senders = [row[0] for row in connection.execute(stale)]
-        count = _count(connection, events, senders)
+        count = conversations.event_count(connection, senders)
         if not dry_run and senders:
-            connection.execute(events.delete().where(events.c.sender_id.in_(stale.scalar_subquery())))
+            conversations.delete_conversations(connection, stale)
     return Report(len(senders), count)
 
 
@@ -91,10 +83,10 @@ def erase_sender(sender_id: str, dry_run: bool, url: str = "", log_dir: Path = s
     _secure_delete(engine)
     try:
         with engine.begin() as connection:
-            events = _events(engine)
-            count = _count(connection, events, [sender_id])
-            if not dry_run:
-                connection.execute(events.delete().where(events.c.sender_id == sender_id))
+            stored = conversations.has_events(connection)
+            count = conversations.event_count(connection, [sender_id]) if stored else 0
+            if stored and not dry_run:
+                conversations.delete_conversations(connection, [sender_id])
         if not dry_run:
             _checkpoint(engine)
     finally:
@@ -157,12 +149,6 @@ def _erase_from_bank(sender_id: str, dry_run: bool, bank_url: str = "") -> Tuple
         engine.dispose()
     return handoffs, disputes
 
-
-def _count(connection: sa.engine.Connection, events: sa.Table, senders: List[str]) -> int:
-    if not senders:
-        return 0
-    query = sa.select(sa.func.count()).select_from(events).where(events.c.sender_id.in_(senders))
-    return connection.execute(query).scalar_one()
 
 
 def _erase_from_logs(sender_id: str, logs: Iterable[Path], dry_run: bool) -> int:

@@ -70,12 +70,14 @@ def check_generator(base_url: str) -> Row:
 def check_tracker_store(url: str) -> Row:
     import sqlalchemy as sa
 
+    from assistant import conversations
+
     try:
         engine = sa.create_engine(url)
         with engine.connect() as connection:
-            if not sa.inspect(connection).has_table("events"):
+            if not conversations.has_events(connection):
                 return "tracker store", True, f"{_masked(url)}: no conversations yet"
-            senders = connection.execute(sa.text("SELECT COUNT(DISTINCT sender_id) FROM events")).scalar()
+            senders = conversations.conversation_count(connection)
         return "tracker store", True, f"{_masked(url)}: {senders} conversations"
     except sa.exc.SQLAlchemyError as error:
         return "tracker store", False, f"{_masked(url)}: {type(error).__name__}"

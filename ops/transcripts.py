@@ -13,13 +13,13 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import json
-import sqlite3
 import tempfile
 import urllib.error
 import urllib.request
 from pathlib import Path
 from typing import Any, Dict, List, Tuple
 
+from assistant import conversations
 from ops import handoff, settings, stack
 from ops.train import latest_model
 
@@ -52,11 +52,7 @@ CONVERSATIONS: List[Tuple[str, str, List[str]]] = [
 
 
 def _bot_events(db_path: Path, sender: str) -> List[Dict[str, Any]]:
-    with sqlite3.connect(db_path) as db:
-        rows = db.execute(
-            "SELECT data FROM events WHERE sender_id = ? AND type_name = 'bot' ORDER BY id", (sender,)
-        ).fetchall()
-    return [json.loads(data) for (data,) in rows]
+    return conversations.read_conversations(f"sqlite:///{db_path}", [sender], type_name="bot")[sender]
 
 
 def _how(event: Dict[str, Any]) -> str:
