@@ -1,11 +1,11 @@
 """Run the embedded stack: generator, action server and Rasa, until Ctrl-C."""
 from __future__ import annotations
 
-import os
 import secrets
 import signal
 import time
 
+from assistant import config
 from ops import settings, stack
 from ops.train import latest_model, train
 
@@ -13,8 +13,8 @@ from ops.train import latest_model, train
 def _api_token() -> str:
     from ops.lifecycle import TOKEN_FILE
 
-    if os.environ.get("RASA_API_TOKEN"):
-        return os.environ["RASA_API_TOKEN"]
+    if config.ops().rasa_api_token:
+        return config.ops().rasa_api_token
     TOKEN_FILE.parent.mkdir(parents=True, exist_ok=True)
     TOKEN_FILE.touch(mode=0o600)
     TOKEN_FILE.chmod(0o600)
@@ -27,7 +27,7 @@ def _jwt_env() -> dict:
     """SOCKETIO_JWT_KEY for Rasa and the demo page: the environment's, or a new one for this
     run. The demo page signs its visitors' tokens with it (the demo customer's sign-in,
     ops/web.py); without it the socket.io channel would have no identified customer."""
-    return {"SOCKETIO_JWT_KEY": os.environ.get("SOCKETIO_JWT_KEY") or secrets.token_urlsafe(32)}
+    return {"SOCKETIO_JWT_KEY": config.ops().socketio_jwt_key or secrets.token_urlsafe(32)}
 
 
 def run() -> int:

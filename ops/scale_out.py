@@ -26,6 +26,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Dict, Iterable, List, Optional
 
+from assistant import config
 from ops import nginx, settings, stack
 from ops.run import _api_token
 from ops.services import Service
@@ -44,8 +45,11 @@ def scale_out_env(overrides: Optional[Dict[str, str]] = None) -> Dict[str, str]:
     """TRACKER_STORE_URL, LOCK_STORE_URL, EVENT_BROKER_URL: overrides, else the
     environment, else this machine's PostgreSQL, Redis and RabbitMQ. An empty
     EVENT_BROKER_URL in the environment means no event broker."""
-    env = {name: os.environ.get(name) or default for name, default in SCALE_OUT_DEFAULTS.items()}
-    if os.environ.get("EVENT_BROKER_URL") == "":
+    environment = config.ops()
+    given = {"TRACKER_STORE_URL": environment.tracker_store_url, "LOCK_STORE_URL": environment.lock_store_url,
+             "EVENT_BROKER_URL": environment.event_broker_url}
+    env = {name: given[name] or default for name, default in SCALE_OUT_DEFAULTS.items()}
+    if environment.event_broker_url == "":
         env["EVENT_BROKER_URL"] = ""
     env.update(overrides or {})
     return env
@@ -155,7 +159,7 @@ def scale_out_services(
     if replicas > 1 and not shared.get("LOCK_STORE_URL"):
         raise ValueError("several Rasa replicas need a shared lock store: set LOCK_STORE_URL")
     work.mkdir(parents=True, exist_ok=True)
-    token = api_token or os.environ.get("RASA_API_TOKEN") or secrets.token_urlsafe(24)
+    token = api_token or config.ops().rasa_api_token or secrets.token_urlsafe(24)
     ports = stack.free_ports(replicas + action_servers + 3)
     rasa_ports, actions_ports = ports[:replicas], ports[replicas:replicas + action_servers]
     lb_port, actions_lb_port, generator_port = ports[-3:]

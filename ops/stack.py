@@ -8,10 +8,10 @@ same services with other environment variables, behind nginx (ops/nginx.py).
 """
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Any, Dict, Iterable, List, Optional, Tuple
 
+from assistant import config
 from ops import settings
 # The process machinery, used through this module by the stacks' callers.
 from ops.services import (  # noqa: F401
@@ -75,8 +75,9 @@ def llm_endpoints(port: int, env: Optional[Dict[str, str]] = None) -> Tuple[bool
     anything else is another server. So `GENERATOR_URL=http://vllm…/v1` with
     `EMBEDDINGS_URL=http://127.0.0.1:8000/v1` sends chat to vLLM and embeddings here."""
     env = env or {}
-    chat = env.get("GENERATOR_URL") or os.environ.get("GENERATOR_URL", "")
-    embeddings = env.get("EMBEDDINGS_URL") or os.environ.get("EMBEDDINGS_URL", "")
+    environment = config.ops()
+    chat = env.get("GENERATOR_URL") or environment.generator_url
+    embeddings = env.get("EMBEDDINGS_URL") or environment.embeddings_url
     local_url = f"http://127.0.0.1:{port}/v1"
     local_embeddings = bool(embeddings) and _is_local_generator(embeddings)
     urls = {"GENERATOR_URL": chat or local_url}
@@ -151,9 +152,8 @@ def console_service(port: int, log_dir: Path, env: Optional[Dict[str, str]] = No
 
 
 def allowed_origins() -> List[str]:
-    from addons.channels import allowed_origins as origins
-
-    return origins()
+    """CORS_ORIGINS as the channels read it (assistant/config.py)."""
+    return list(config.channels().cors_origins)
 
 
 def endpoints_for(
