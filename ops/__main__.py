@@ -52,6 +52,11 @@ def main(argv=None) -> int:
     release.add_argument("sender_id")
     release.add_argument("--rasa-url", default="", help="the running Rasa (default: the local one)")
     release.add_argument("--by", default="", help="who releases it (default: the login name)")
+    agent_add = commands.add_parser("agent-add", help="create an agent console account (python -m console agent-add)")
+    agent_add.add_argument("name")
+    agent_add.add_argument("--display-name", default="")
+    agent_add.add_argument("--reset", action="store_true", help="set a new password for an existing account")
+    agent_add.add_argument("--password-stdin", action="store_true", help="read the password from standard input")
     commands.add_parser("status", help="is every part up, and what does it run")
     commands.add_parser("run", help="start generator, action server and Rasa; Ctrl-C stops them")
     shell = commands.add_parser("shell", help="chat with the running assistant in the terminal")
@@ -196,6 +201,11 @@ def main(argv=None) -> int:
             if message.get("text"):
                 print(f"  bot: {message['text']}")
         return 0
+    if args.command == "agent-add":
+        from console.__main__ import main as console_main
+
+        return console_main(["agent-add", args.name, *(["--display-name", args.display_name] if args.display_name else []),
+                             *(["--reset"] if args.reset else []), *(["--password-stdin"] if args.password_stdin else [])])
     if args.command == "web":
         from ops.web import serve
 
