@@ -9,17 +9,17 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import os
 import shutil
 import sys
 from pathlib import Path
 from typing import Any, Dict, Iterable, List, Optional
 
+from assistant import config
 from assistant.conversations import ReplySource
 from ops import settings
 from ops.services import Service
 
-NGINX = os.environ.get("NGINX") or shutil.which("nginx") or "/usr/sbin/nginx"
+NGINX = settings.OPS.nginx or shutil.which("nginx") or "/usr/sbin/nginx"
 TEMPLATE = settings.ROOT / "deploy" / "nginx.conf.j2"
 COMPOSE_CONFIG = settings.ROOT / "deploy" / "nginx.conf"
 COMPOSE_RASA = "rasa:5005"  # the compose service: every replica
@@ -51,11 +51,9 @@ DEGRADED_ACTIONS: Dict[str, Dict[str, Any]] = {
 
 def rate_limit_context(limits: Any = None) -> Optional[Dict[str, Any]]:
     """The per-client limit of addons/rate_limit.py (RATE_LIMIT_CLIENT_PER_MIN, _BURST,
-    RATE_LIMIT_EXEMPT; default: from the environment) for the template; None when off.
-    One budget per client address for all replicas."""
-    from addons.rate_limit import Settings
-
-    limits = limits or Settings.from_env()
+    RATE_LIMIT_EXEMPT; default: from the environment, assistant/config.py) for the template;
+    None when off. One budget per client address for all replicas."""
+    limits = limits or config.rate_limits()
     if limits.client_per_min <= 0:
         return None
     retry = max(1, math.ceil(60 / limits.client_per_min))
@@ -84,7 +82,7 @@ def nginx_config(
     listening on `listen` (BIND_HOST) : `port`; with `actions_port`, the action servers on
     `actions_ports` behind it with the degraded answers of DEGRADED_ACTIONS.
     `expose_upstream` adds an X-Upstream header naming the replica (tests). `rate_limit`
-    (addons/rate_limit.py Settings; default: from the environment) sets the per-client limit."""
+    (assistant.config.RateLimits; default: from the environment) sets the per-client limit."""
     actions = None
     if actions_port is not None:
         actions = {
@@ -105,10 +103,8 @@ def nginx_config(
 
 def compose_config() -> str:
     """deploy/nginx.conf: the replicas of the compose service `rasa`, the default limits."""
-    from addons.rate_limit import Settings
-
     return render(standalone=None, rasa_servers=[COMPOSE_RASA], listen="80", expose_upstream=False,
-                  rate_limit=rate_limit_context(Settings()), actions=None)
+                  rate_limit=rate_limit_context(config.RateLimits()), actions=None)
 
 
 def nginx_service(work_dir: Path, port: int, config: str, name: str = "nginx") -> Service:

@@ -78,7 +78,8 @@ def test_compose_prometheus_scrapes_the_same_jobs_by_service_name():
 # --- what the code reads and serves -------------------------------------------------
 
 ENV_READ = re.compile(
-    r"""(?:environ(?:\.get)?|getenv|_env_int|_env_float|_int|_float)\s*[(\[]\s*["']([A-Z][A-Z0-9_]+)["']"""
+    r"""(?:environ(?:\.get)?|\benv\.get|getenv|_env_int|_env_float|_int|_float|_text|_number|_integer|_port|_networks|burst)"""
+    r"""\s*[(\[]\s*(?:env,\s*)?["']([A-Z][A-Z0-9_]+)["']"""
 )
 
 
@@ -88,7 +89,7 @@ def _env_read_by_code() -> Set[str]:
     import rasa.core.constants
 
     names: Set[str] = set()
-    for folder in ("actions", "addons", "generator", "ops"):
+    for folder in ("assistant", "actions", "addons", "generator", "ops"):
         for path in (settings.ROOT / folder).rglob("*.py"):
             if "tests" not in path.parts:
                 names |= set(ENV_READ.findall(path.read_text()))
