@@ -2,8 +2,9 @@
 
 Reads Rasa's `events` table (SQLite or PostgreSQL, TRACKER_STORE_URL): conversations
 per day, turns per conversation, top intents, the rates of fallback, handoff and LLM
-replies, and the least confident user messages, which are also written as an NLU
-file of candidate training examples for a person to review.
+replies, how handoffs ended (answered by an agent in the agent console, handed back to
+the bot, closed, still open), and the least confident user messages, which are also
+written as an NLU file of candidate training examples for a person to review.
 """
 from __future__ import annotations
 
@@ -25,6 +26,7 @@ from assistant.conversations import ReplySource
 FALLBACK_INTENT = "nlu_fallback"
 HANDOFF_ACTION = "utter_request_human"
 LLM_ACTION = "action_llm_reply"
+RELEASE_INTENT = "handoff_released"  # triggered by a hand back (console, ops release)
 
 
 @dataclass
@@ -37,6 +39,10 @@ class Analytics:
     handoff_turns: int = 0
     llm_turns: int = 0
     llm_fallback_replies: int = 0
+    agent_messages: int = 0  # replies people wrote in the agent console
+    agent_conversations: int = 0  # conversations a person answered
+    handoffs_released: int = 0  # handed back to the bot
+    handoffs_closed: int = 0  # closed by an agent
     low_confidence: List[Tuple[float, str, str, str]] = field(default_factory=list)
 
     def rate(self, count: int) -> float:
@@ -57,6 +63,7 @@ def collect(url: str, since_days: Optional[float] = None, lowest: int = 50) -> A
     first_seen: Dict[str, float] = {}
     turns: Dict[str, int] = defaultdict(int)
     intents: Counter = Counter()
+    answered_by_agent = set()
     result = Analytics()
     with engine.connect() as connection:
         if not conversations.has_events(connection):
@@ -64,6 +71,9 @@ def collect(url: str, since_days: Optional[float] = None, lowest: int = 50) -> A
         for _, sender, kind, timestamp, intent, action, data in conversations.rows(connection, since=since):
             first_seen.setdefault(sender, timestamp or 0.0)
             if kind == "user":
+                if intent == RELEASE_INTENT:
+                    result.handoffs_released += 1
+                    continue  # not typed by the customer
                 result.user_turns += 1
                 turns[sender] += 1
                 intents[intent or "?"] += 1
@@ -76,6 +86,14 @@ def collect(url: str, since_days: Optional[float] = None, lowest: int = 50) -> A
                 result.llm_turns += action == LLM_ACTION
             elif kind == "bot" and '"fallback"' in (data or ""):
                 result.llm_fallback_replies += conversations.reply_source(json.loads(data)) == ReplySource.FALLBACK
+            elif kind == "bot" and '"agent"' in (data or ""):
+                event = json.loads(data)
+                if conversations.reply_source(event) == ReplySource.AGENT:
+                    result.agent_messages += 1
+                    answered_by_agent.add(sender)
+                    custom = (event.get("data") or {}).get("custom") or {}
+                    result.handoffs_closed += isinstance(custom, dict) and custom.get("handoff") is False
+    result.agent_conversations = len(answered_by_agent)
     days = Counter(time.strftime("%Y-%m-%d", time.gmtime(ts)) for ts in first_seen.values())
     result.conversations_per_day = dict(sorted(days.items()))
     result.turns_per_conversation = sorted(turns.values())
@@ -92,6 +110,12 @@ def to_text(a: Analytics) -> str:
     lines.append(
         f"fallback (low confidence) {a.rate(a.fallback_turns):.1%}, LLM replies {a.rate(a.llm_turns):.1%}, "
         f"LLM unavailable {a.rate(a.llm_fallback_replies):.1%}, handoff {a.rate(a.handoff_turns):.1%}"
+    )
+    still_open = max(0, a.handoff_turns - a.handoffs_released - a.handoffs_closed)
+    lines.append(
+        f"handoffs: {a.handoff_turns} requested; a person answered {a.agent_conversations} conversations "
+        f"({a.agent_messages} messages); {a.handoffs_released} handed back to the bot, {a.handoffs_closed} closed, "
+        f"{still_open} still open"
     )
     lines.append("conversations per day: " + ", ".join(f"{d} {n}" for d, n in a.conversations_per_day.items()))
     lines.append("top intents: " + ", ".join(f"{i} {n}" for i, n in a.top_intents))

@@ -69,3 +69,38 @@ def test_report_from_a_seeded_store(tmp_path, monkeypatch):
 def test_an_empty_store_gives_an_empty_report(tmp_path):
     result = write_report(f"sqlite:///{tmp_path / 'none.db'}", tmp_path / "out")
     assert result.user_turns == 0 and (tmp_path / "out" / "analytics.html").is_file()
+
+
+def test_handoff_outcomes_in_the_report(tmp_path, monkeypatch):
+    """Requested, answered by a person (agent console messages), handed back, closed, open."""
+    monkeypatch.delenv("TRACKER_STORE_URL", raising=False)
+    url = f"sqlite:///{tmp_path / 'tracker.db'}"
+    agent = {"source": "agent", "author": "alice", "author_name": "Alice"}
+
+    def asked(when):
+        return [_user("a person please", "request_human", 0.97, when),
+                ActionExecuted("utter_request_human", timestamp=when + 1)]
+
+    conversations = {
+        "released": asked(T0) + [BotUttered("Hi, Alice here", metadata=agent, timestamp=T0 + 5),
+                                 BotUttered("Anything else?", metadata=agent, timestamp=T0 + 6),
+                                 _user("/handoff_released", "handoff_released", 1.0, T0 + 9)],
+        "closed": asked(T0) + [BotUttered("Done, closing", data={"custom": {"handoff": False}}, metadata=agent,
+                                          timestamp=T0 + 7)],
+        "open": asked(T0),
+    }
+
+    async def save():
+        store = AsyncSQLTrackerStore(domain=Domain.empty(), host=url)
+        for sender, events in conversations.items():
+            await store.save(DialogueStateTracker.from_events(sender, events))
+        await store.close()
+
+    asyncio.run(save())
+    result = write_report(url, tmp_path / "out")
+    assert (result.handoff_turns, result.agent_conversations, result.agent_messages) == (3, 2, 3)
+    assert (result.handoffs_released, result.handoffs_closed) == (1, 1)
+    assert result.user_turns == 3  # the triggered handoff_released is not a customer's message
+    text = (tmp_path / "out" / "analytics.txt").read_text()
+    assert ("handoffs: 3 requested; a person answered 2 conversations (3 messages); 1 handed back to the bot, "
+            "1 closed, 1 still open") in text
