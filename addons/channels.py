@@ -3,7 +3,7 @@
 Who the customer is, is decided here, where it is known whether the caller
 authenticated: each channel removes any `verified_customer_id` a client puts in the
 message metadata and sets it (VERIFIED_CUSTOMER_KEY) only for an authenticated caller.
-The action server trusts that key alone (actions/forms.py customer_id); without it the
+The action server trusts that key alone (actions/tracker.py customer_id, the rule in assistant/config.py); without it the
 customer is not identified and the account actions ask them to sign in.
 - REST: the back end's `metadata.customer_id`, only when REST_CHANNEL_TOKEN is set and
   the request carries it (`Authorization: Bearer …`); otherwise ignored.
