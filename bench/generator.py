@@ -24,6 +24,7 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from dataclasses import dataclass, field
@@ -161,7 +162,7 @@ class Server:
 
     def start(self, port: int, timeout: float = 180.0) -> None:
         self.url = f"http://127.0.0.1:{port}"
-        log = open(Path(os.environ.get("TMPDIR", "/tmp")) / f"bench-generator-{self.name}.log", "w")
+        log = open(Path(tempfile.gettempdir()) / f"bench-generator-{self.name}.log", "w")
         self.process = subprocess.Popen(self.command, cwd=ROOT, env={**os.environ, **self.env},
                                         stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
         deadline = time.monotonic() + timeout

@@ -260,7 +260,7 @@ def main() -> int:
         print("no model in models/: run `make train`", file=sys.stderr)
         return 2
     # TRACKER_STORE_URL etc. from the environment, else this machine's; always a broker
-    stores = scale_out.scale_out_env({"EVENT_BROKER_URL": os.environ.get("EVENT_BROKER_URL")
+    stores = scale_out.scale_out_env({"EVENT_BROKER_URL": settings.OPS.event_broker_url
                                       or scale_out.SCALE_OUT_DEFAULTS["EVENT_BROKER_URL"]})
     missing = None if args.skip_scale_out else scale_out.scale_out_missing(stores)
     if missing:
@@ -270,7 +270,7 @@ def main() -> int:
     runs = []
     with tempfile.TemporaryDirectory(prefix="bench-load-") as tmp:
         work = Path(tmp)
-        generator_url = os.environ.get("GENERATOR_URL", "")
+        generator_url = settings.OPS.generator_url
         generators, metrics_url = [], None
         if not generator_url:
             port = stack.free_port()
