@@ -52,6 +52,22 @@ FILLER = frozenset(
 )
 
 
+# English function words (scikit-learn's list, which Rasa's environment has) that carry
+# no topic, minus the ones that do on a bank's pages ("top up", "interest", "call").
+def _english_function_words() -> frozenset:
+    try:
+        from sklearn.feature_extraction.text import ENGLISH_STOP_WORDS
+    except ImportError:  # pragma: no cover - Rasa's environment has scikit-learn
+        return frozenset()
+    keep = set("amount bill call interest top name first last back front detail elsewhere not no nothing none "
+               "cannot cant never full empty keep move show system fire under over per within without before "
+               "after up off out down twenty fifty hundred take give put made found both".split())
+    return frozenset(ENGLISH_STOP_WORDS - keep)
+
+
+FUNCTION_WORDS = _english_function_words()
+
+
 def stem(word: str) -> str:
     """A crude suffix-stripping stem: charges, charged, charging and charge meet."""
     for suffix in ("ing", "edly", "ed", "es", "s", "ly", "e"):
@@ -64,7 +80,8 @@ def stem(word: str) -> str:
 def content_words(text: str) -> List[str]:
     """The stems of the words of a text that carry its meaning (no stop words, no filler)."""
     words = re.findall(r"[a-z0-9]+", text.lower().replace("'", ""))
-    return [stem(w) for w in words if w not in STOP_WORDS and w not in FILLER and len(w) > 1]
+    return [stem(w) for w in words if w not in STOP_WORDS and w not in FILLER and w not in FUNCTION_WORDS
+            and len(w) > 1]
 
 
 # -- what kind of fact a question asks for, and what a sentence states ---------------
@@ -107,6 +124,13 @@ _AGE_ASKED = re.compile(r"\b(how old|what age|minimum age|age limit|age requirem
                         r"under 1[0-9]s?|teenager)\b", re.I)
 _AGE_STATED = re.compile(r"\b\d{1,2}\s*(?:or over|or older|or above|and over|and older|\+|years? old)|"
                          r"\baged? (?:\d|under|over)|\b(?:over|under) (?:the age of )?\d{2}\b", re.I)
+# "what's the smallest amount I can exchange?": an amount of money, not a rate
+_AMOUNT_ASKED = re.compile(r"\b(?:smallest|largest|biggest|minimum|maximum|min|max|lowest|highest|most|least)\s+"
+                           r"(?:amount|sum|payment|top-?up|transfer|withdrawal|deposit|balance)\b|\bhow much can\b|"
+                           r"\bwhat amount\b", re.I)
+_AMOUNT_STATED = re.compile(r"[£€$]\s?\d|\b\d[\d,]*(?:\.\d+)?\s?(?:pounds|euros?|dollars|GBP|EUR|USD)\b|"
+                            r"\bno (?:set )?(?:minimum|maximum|limit)\b|\bunlimited\b|\bnot limited\b|"
+                            r"\baren't limited\b", re.I)
 _UNITS = ("year", "month", "week", "day", "hour", "minute")
 _UNIT_ASKED = re.compile(r"\bhow many (years|months|weeks|days|hours|minutes)\b", re.I)
 _NUMBER = (r"(?:\d+(?:[.,]\d+)?|one|two|three|four|five|six|seven|eight|nine|ten|twelve|a|an|a single|"
@@ -137,6 +161,8 @@ def asks(text: str) -> Set[str]:
         kinds.discard("time")
     if _CLOCK_ASKED.search(text):
         kinds = (kinds - {"time"}) | {"clock"}
+    if _AMOUNT_ASKED.search(text):
+        kinds = (kinds - {"money", "count"}) | {"amount"}
     if _AGE_ASKED.search(text):
         kinds = (kinds - {"count", "time"}) | {"age"}
     unit_ = _UNIT_ASKED.search(text)
@@ -147,7 +173,7 @@ def asks(text: str) -> Set[str]:
         stems = [w for w in content_words(many.group(1))] if many else []
         if stems:
             kinds = (kinds - {"count"}) | {"many:" + ",".join(stems)}
-    if kinds & {"count", "money"} or any(k.startswith("many:") for k in kinds):
+    if kinds & {"count", "money", "amount"} or any(k.startswith("many:") for k in kinds):
         kinds |= {"period:" + p for p, pattern in _PERIODS.items() if pattern.search(text)}
     return kinds
 
@@ -163,6 +189,8 @@ def satisfies(kind: str, reply: str) -> bool:
         return bool(_CLOCK_STATED.search(reply))
     if name == "age":
         return bool(_AGE_STATED.search(reply))
+    if name == "amount":
+        return bool(_AMOUNT_STATED.search(reply))
     if name == "unit":
         return bool(re.search(rf"\b{_NUMBER}(?:[–-]\d+)?\s+(?:working |business |calendar |full )?{arg}s?\b", reply, re.I))
     if name == "many":
@@ -226,7 +254,7 @@ def missing_kind(question: str, reply: str, wanted: Optional[Set[str]] = None, a
     replaces what it asks), and the reply states none of them; or it asks for a period
     ("monthly") and the reply speaks of another one ("per day")."""
     wanted = {k for k in (asks(question) if wanted is None else wanted) if k in GATED_KINDS or ":" in k
-              or k in ("clock", "age")}
+              or k in ("clock", "age", "amount")}
     periods = {k for k in wanted if k.startswith("period:")}
     if any(not satisfies(k, reply) for k in periods):
         return True
@@ -580,6 +608,9 @@ def extract(sentences: SentenceIndex, query: np.ndarray, question: str, hits: Se
         return Extract(False, [], page, title, coverage, retrieval, best, why="coverage")
     rows = compose(sentences, ranked)
     chosen = [sentences.texts[r] for r in rows]
-    if settings.ANSWER_KIND_GATE and missing_kind(focus, " ".join(chosen), wanted, anchors=question):
+    similar = {s.row: s.similarity for s in ranked}
+    floor = settings.ANSWER_KIND_MIN_SIMILARITY if followup is None else 0.0
+    stating = [sentences.texts[r] for r in rows if similar.get(r, 0.0) >= floor]
+    if settings.ANSWER_KIND_GATE and missing_kind(focus, " ".join(stating), wanted, anchors=question):
         return Extract(False, [], page, title, coverage, retrieval, best, why="kind")
     return Extract(True, chosen, page, title, coverage, retrieval, best)

@@ -132,6 +132,8 @@ ANSWER_MIN_COVERAGE = _float("ANSWER_MIN_COVERAGE", 0.5)
 ANSWER_KIND_GATE = _int("ANSWER_KIND_GATE", 1)
 # ... stated within this many words of one of the question's own words (0: anywhere).
 ANSWER_KIND_WINDOW = _int("ANSWER_KIND_WINDOW", 12)
+# ... and in a sentence at least this similar to the question (not only one of its neighbours)
+ANSWER_KIND_MIN_SIMILARITY = _float("ANSWER_KIND_MIN_SIMILARITY", 0.35)
 # ... and when the best sentence's cosine similarity to the question reaches this
 # (not for follow-ups, whose words lean on the earlier question).
 ANSWER_MIN_SIMILARITY = _float("ANSWER_MIN_SIMILARITY", 0.4)
