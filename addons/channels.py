@@ -294,6 +294,9 @@ def history(events: List[Any]) -> Dict[str, Any]:
                 metadata = event.metadata or {}
                 if metadata.get("source") == "agent" and isinstance(metadata.get("author_name"), str):
                     messages[-1]["author"] = metadata["author_name"]
+                sources = metadata.get("sources")
+                if isinstance(sources, list) and sources and all(isinstance(s, str) for s in sources):
+                    messages[-1]["sources"] = sources
     return {"messages": messages[-HISTORY_MESSAGES:], "handoff": handoff}
 
 
@@ -309,6 +312,9 @@ class SocketIOOutput(socketio.SocketIOOutput):
         message: Dict[str, Any] = {"text": text.strip()}
         if kwargs.get("source") == "agent" and isinstance(kwargs.get("author_name"), str):
             message["author"] = kwargs["author_name"]
+        sources = kwargs.get("sources")
+        if isinstance(sources, list) and sources and all(isinstance(s, str) for s in sources):
+            message["sources"] = sources  # cited knowledge pages: the widget links "Source:" to them
         await self._send_message(recipient_id, message)
 
     async def send_text_with_buttons(self, recipient_id: Text, text: Text, buttons: List[Dict[Text, Any]],

@@ -37,7 +37,8 @@ def widget_config(host: str) -> Dict[str, Any]:
     hostname = host.rsplit(":", 1)[0] if host and not host.endswith("]") else host
     page = config.ops()  # read per request: the run command sets the key before it starts the page
     server_url = page.public_rasa_url or f"http://{hostname or '127.0.0.1'}:{settings.RASA_PORT}"
-    options: Dict[str, Any] = {"serverUrl": server_url, "title": "Lakeside Bank", "initialPayload": "/greet"}
+    options: Dict[str, Any] = {"serverUrl": server_url, "title": "Lakeside Bank", "initialPayload": "/greet",
+                               "helpUrl": "/help/{page}"}
     key, method = page.socketio_jwt_key, page.socketio_jwt_method
     if key and method.startswith("HS"):
         import jwt
@@ -60,6 +61,29 @@ async def index(_: web.Request) -> web.FileResponse:
     return web.FileResponse(WIDGET_DIR / "demo" / "index.html")
 
 
+async def help_page(request: web.Request) -> web.Response:
+    """A knowledge page as the bank's help centre shows it: the "Source:" line of an
+    answer links here (the widget's helpUrl)."""
+    import html
+
+    from console.knowledge import load
+
+    page = request.match_info["page"]
+    passages = [p for p in load(settings.ROOT / "knowledge") if p.page == page] if page.replace("-", "").isalnum() else []
+    if not passages:
+        raise web.HTTPNotFound(text="no such help page")
+    parts = [f"<!doctype html><meta charset='utf-8'><title>{html.escape(passages[0].title)} · Lakeside Bank help</title>",
+             "<style>body{font:16px/1.5 system-ui,sans-serif;max-width:46em;margin:2em auto;padding:0 1em}</style>",
+             f"<h1>{html.escape(passages[0].title)}</h1>"]
+    heading = ""
+    for passage in passages:
+        if passage.heading and passage.heading != heading:
+            heading = passage.heading
+            parts.append(f"<h2>{html.escape(heading)}</h2>")
+        parts.append(f"<p>{html.escape(passage.text)}</p>")
+    return web.Response(text="".join(parts), content_type="text/html")
+
+
 async def health(_: web.Request) -> web.Response:
     built = (WIDGET_DIR / "dist" / "lakeside-chat.js").is_file()
     return web.json_response({"status": "ok" if built else "widget not built"}, status=200 if built else 503)
@@ -78,6 +102,7 @@ def app() -> web.Application:
     application.router.add_get("/", index)
     application.router.add_get("/config.js", config_js)
     application.router.add_get("/health", health)
+    application.router.add_get("/help/{page}", help_page)
     application.router.add_static("/widget/", WIDGET_DIR / "dist")
     return application
 

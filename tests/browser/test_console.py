@@ -175,7 +175,14 @@ def test_an_agent_takes_over_and_hands_back(web_stack, console, page, agent_page
     scraped = requests.get(f"{console}/metrics", timeout=10).text
     assert "lakeside_handoff_first_reply_seconds_count 1.0" in scraped
     assert 'lakeside_handoff_duration_seconds_count{outcome="released"} 1.0' in scraped
-    assert "lakeside_handoffs_waiting 0.0" in scraped
+    from console.store import Store
+
+    store = Store(f"sqlite:///{web_stack.db_path.parent / 'bank.db'}")
+    try:  # other tests of the session may have left conversations waiting
+        assert f"lakeside_handoffs_waiting {float(store.counts()['waiting'])}" in scraped
+        assert store.latest_handoff(sender)["status"] == "released"
+    finally:
+        store.close()
 
     times.sort()
     figures = {"replies": len(times), "p50_s": round(statistics.median(times), 3),

@@ -1,6 +1,6 @@
 """Widget fixes found in a headless-browser check (issue 21): the typing indicator's
 contrast, the panel's margins on a 390 px screen, one bubble per message live as after
-a reload (the answer with its "Source:" line)."""
+a reload (the answer with its "Source:" line, which links to the page's help page)."""
 from __future__ import annotations
 
 import pytest
@@ -59,3 +59,8 @@ def test_answer_and_source_are_one_bubble_live_and_after_reload(web_stack, page)
     page.locator(BOT).nth(1).wait_for()
     assert bot_texts(page) == live and len(live) == 2
     assert "Source:" in live[1]
+    # the "Source:" line links to the cited page's help page (the demo page serves them)
+    link = page.locator(f"{BOT} .lsc-source a").last
+    assert link.get_attribute("href") == "/help/card-delivery"
+    help_page = page.context.request.get(web_stack.page_url + link.get_attribute("href"))
+    assert help_page.ok and link.inner_text() in help_page.text()

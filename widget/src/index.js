@@ -28,6 +28,7 @@ const DEFAULTS = {
   typingTimeoutMs: 90000,   // hide the typing indicator if no reply comes
   placeholder: "Type your message…",
   cssUrl: null,             // stylesheet; default: lakeside-chat.css next to the script
+  helpUrl: "",              // help page of a cited knowledge page, "{page}" = its id: the "Source:" line links there
 };
 
 const SCRIPT = document.currentScript;
@@ -94,6 +95,7 @@ export function botMessage(data) {
     if (data.handoff !== undefined) msg.handoff = !!data.handoff;
     if (data.timestamp) msg.ts = data.timestamp;
     if (typeof data.author === "string" && data.author) msg.author = data.author; // a person from the support team
+    if (Array.isArray(data.sources)) msg.sources = data.sources.filter((s) => typeof s === "string" && s);
   }
   return msg;
 }
@@ -348,7 +350,9 @@ class ChatWidget {
     const speaker = msg.from === "user" ? "You" : msg.author || this.o.title;
     const who = el("span", { class: "lsc-sr", text: `${speaker} said: ` });
     const body = el("div", { class: "lsc-text" });
-    body.innerHTML = renderMarkdown(msg.text || "");
+    const source = this.sourceLink(msg);
+    body.innerHTML = renderMarkdown(source ? source.text : msg.text || "");
+    if (source) body.appendChild(source.line);
     bubble.append(who);
     if (msg.from === "bot" && msg.author) bubble.append(el("div", { class: "lsc-author", "aria-hidden": "true", text: msg.author }));
     bubble.append(body);
@@ -369,6 +373,19 @@ class ChatWidget {
       this.log.appendChild(replies);
     }
     this.scrollDown();
+  }
+
+  // The answer's last line "Source: <page title>" as a link to the page's help page.
+  sourceLink(msg) {
+    const text = msg.text || "";
+    const cut = text.lastIndexOf("\nSource: ");
+    if (msg.from !== "bot" || !this.o.helpUrl || !msg.sources || msg.sources.length !== 1 || cut < 0) return null;
+    const title = text.slice(cut + "\nSource: ".length).trim();
+    const href = this.o.helpUrl.replace("{page}", encodeURIComponent(msg.sources[0]));
+    if (!title || title.includes("\n") || !/^(https?:\/\/|\/)/i.test(href)) return null;
+    const line = el("p", { class: "lsc-source" }, [document.createTextNode("Source: "),
+      el("a", { href, target: "_blank", rel: "noopener noreferrer", text: title })]);
+    return { text: text.slice(0, cut), line };
   }
 
   scrollDown() {
