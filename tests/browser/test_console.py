@@ -5,8 +5,8 @@ the console; every channel protection on).
 The customer asks for a person; an agent signs in, claims the conversation and replies;
 the customer sees the reply live; the customer answers and the agent sees it live; an
 internal note stays internal; a passage of the knowledge pages goes into a reply; the
-agent hands back and the bot answers the next message. What was stored is read from the
-tracker store. Screenshots: build/screenshots/console.png, widget-agent-reply.png.
+agent hands back and the bot answers the next message; a second handoff is closed by the
+agent, and the bot answers again. What was stored is read from the tracker store. Screenshots: build/screenshots/console.png, widget-agent-reply.png.
 """
 from __future__ import annotations
 
@@ -171,10 +171,30 @@ def test_an_agent_takes_over_and_hands_back(web_stack, console, page, agent_page
     assert bot_texts(page)[12] in domain_responses["utter_greet"]
     assert user_texts(page)[-1] == "hello"
 
-    # The console's metrics counted the handoff.
+    # A second handoff in the same conversation, which the agent closes.
+    send(page, "am I talking to a bot?")
+    wait_bot_count(page, 14)
+    page.get_by_role("button", name="Talk to a person").click()
+    wait_bot_count(page, 15)
+    page.locator(".lsc-notice").wait_for(state="visible")
+    item = agent_page.locator(f'#queue li.item[data-sender="{sender}"]')
+    item.wait_for()
+    item.locator("button.open").click()
+    agent_page.get_by_role("button", name="Claim", exact=True).click()
+    agent_page.locator("#conv-meta").filter(has_text="you hold it").wait_for()
+    agent_page.get_by_role("button", name="Close", exact=True).click()
+    wait_bot_count(page, 16)
+    assert bot_texts(page)[15].startswith(f"{DISPLAY_NAME} has closed this conversation.")
+    page.locator(".lsc-notice").wait_for(state="hidden")
+    send(page, "hello")
+    wait_bot_count(page, 17)
+    assert bot_texts(page)[16] in domain_responses["utter_greet"]
+
+    # The console's metrics counted both handoffs.
     scraped = requests.get(f"{console}/metrics", timeout=10).text
     assert "lakeside_handoff_first_reply_seconds_count 1.0" in scraped
     assert 'lakeside_handoff_duration_seconds_count{outcome="released"} 1.0' in scraped
+    assert 'lakeside_handoff_duration_seconds_count{outcome="closed"} 1.0' in scraped
     from console.store import Store
 
     store = Store(f"sqlite:///{web_stack.db_path.parent / 'bank.db'}")
