@@ -3,8 +3,9 @@
 Who the customer is, is decided here, where it is known whether the caller
 authenticated: each channel removes any `verified_customer_id` a client puts in the
 message metadata and sets it (VERIFIED_CUSTOMER_KEY) only for an authenticated caller.
-The action server trusts that key alone (actions/tracker.py customer_id, the rule in assistant/config.py); without it the
-customer is not identified and the account actions ask them to sign in.
+The action server trusts that key alone (actions/tracker.py customer_id; the rule and
+every setting of the channels: assistant/config.py); without it the customer is not
+identified and the account actions ask them to sign in.
 - REST: the back end's `metadata.customer_id`, only when REST_CHANNEL_TOKEN is set and
   the request carries it (`Authorization: Bearer …`); otherwise ignored.
 - socket.io: the `customer_id` claim of the JWT the bank's web back end signed with
@@ -29,6 +30,7 @@ socket.io (`socketio`, for the chat widget): Rasa's channel plus
   as `{"handoff": true}`; Rasa's output would pass its keys to `emit` instead),
 - messages over MAX_MESSAGE_CHARS refused as on REST: not passed to Rasa, answered
   with a `bot_uttered` the widget shows, carrying `error: {status: 413}`.
+What it sends (history view, output channel, Redis across replicas): addons/socketio_output.py.
 
 Both channels: rate limits per conversation and per client address (addons/rate_limit.py,
 RATE_LIMIT_*): REST answers 429 with Retry-After, socket.io a `bot_uttered` with
@@ -46,13 +48,13 @@ from typing import Any, Awaitable, Callable, Dict, List, Optional, Text
 
 from rasa.core.channels import rest, socketio
 from rasa.core.channels.channel import UserMessage, decode_bearer_token
-from rasa.shared.core.events import BotUttered, UserUttered
 from sanic import Blueprint, Sanic, response
 from sanic.request import Request
 
 from addons import prepare_rasa
 from addons.rate_limit import RateLimiter, retry_after
 from addons.tracker_store import TrackerStoreError
+from addons.socketio_output import SocketIOOutput, history, use_redis_manager
 from assistant import config
 
 prepare_rasa()  # Rasa loads this module by its path: patches and logs on purpose (addons/__init__.py)
@@ -64,8 +66,6 @@ _turn_not_stored: ContextVar[bool] = ContextVar("turn_not_stored", default=False
 
 # Longest user message accepted, in characters; longer ones get HTTP 413.
 MAX_MESSAGE_CHARS = config.channels().max_message_chars
-# The most messages a `history` answer carries (the newest ones).
-HISTORY_MESSAGES = 200
 
 # The message metadata key of the customer this channel verified; the action server
 # trusts nothing else (the identity rule: assistant/config.py).
@@ -260,84 +260,6 @@ class RestInput(rest.RestInput):
             return None
 
         return blueprint
-
-
-def history(events: List[Any]) -> Dict[str, Any]:
-    """The widget's view of a conversation: user and bot messages, and handoff state.
-
-    A user message that is a button payload ("/request_human") shows as the button's
-    title, as it did when it was clicked.
-    """
-    messages: List[Dict[str, Any]] = []
-    handoff = False
-    titles: Dict[str, str] = {}
-    for event in events:
-        if isinstance(event, UserUttered) and event.text:
-            if (event.metadata or {}).get("is_external"):
-                continue  # an intent triggered through the API (e.g. handoff_released), not typed
-            text = titles.get(event.text, event.text)
-            if text.startswith("/"):
-                continue  # an initial payload such as /greet, not typed by the customer
-            messages.append({"from": "user", "text": text, "ts": event.timestamp})
-        elif isinstance(event, BotUttered):
-            data = event.data or {}
-            buttons = data.get("buttons") or data.get("quick_replies") or []
-            titles = {b.get("payload"): b.get("title") for b in buttons if b.get("payload")}
-            custom = data.get("custom") or {}
-            if isinstance(custom, dict) and "handoff" in custom:
-                handoff = bool(custom["handoff"])
-            if event.text:
-                messages.append({
-                    "from": "bot", "text": event.text, "ts": event.timestamp,
-                    "buttons": [{"title": b.get("title"), "payload": b.get("payload")} for b in buttons],
-                })
-                metadata = event.metadata or {}
-                if metadata.get("source") == "agent" and isinstance(metadata.get("author_name"), str):
-                    messages[-1]["author"] = metadata["author_name"]
-                sources = metadata.get("sources")
-                if isinstance(sources, list) and sources and all(isinstance(s, str) for s in sources):
-                    messages[-1]["sources"] = sources
-    return {"messages": messages[-HISTORY_MESSAGES:], "handoff": handoff}
-
-
-class SocketIOOutput(socketio.SocketIOOutput):
-    async def send_custom_json(self, recipient_id: Text, json_message: Dict[Text, Any], **kwargs: Any) -> None:
-        await self._send_message(recipient_id, json_message)
-
-    # One bubble per stored message: Rasa's output splits a text at blank lines into
-    # several messages (an answer and its "Source:" line, an agent's paragraphs), which
-    # the widget then showed apart live and together after a reload (history).
-    # A message a person of the support team wrote (agent console) carries their name.
-    async def send_text_message(self, recipient_id: Text, text: Text, **kwargs: Any) -> None:
-        message: Dict[str, Any] = {"text": text.strip()}
-        if kwargs.get("source") == "agent" and isinstance(kwargs.get("author_name"), str):
-            message["author"] = kwargs["author_name"]
-        sources = kwargs.get("sources")
-        if isinstance(sources, list) and sources and all(isinstance(s, str) for s in sources):
-            message["sources"] = sources  # cited knowledge pages: the widget links "Source:" to them
-        await self._send_message(recipient_id, message)
-
-    async def send_text_with_buttons(self, recipient_id: Text, text: Text, buttons: List[Dict[Text, Any]],
-                                     **kwargs: Any) -> None:
-        await self._send_message(recipient_id, {"text": text.strip(), "quick_replies": [
-            {"content_type": "text", "title": b["title"], "payload": b["payload"]} for b in buttons]})
-
-
-def use_redis_manager(sio: Any) -> None:
-    """With SOCKETIO_REDIS_URL set, emits go through Redis to every Rasa replica, so a
-    message sent on one replica (an agent's reply through Rasa's API, which nginx sends
-    to any replica) reaches the customer's socket held by another (python-socketio's
-    AsyncRedisManager; pub/sub channel SOCKETIO_REDIS_CHANNEL)."""
-    settings = config.channels()
-    if not settings.socketio_redis_url:
-        return
-    import socketio as python_socketio
-
-    manager = python_socketio.AsyncRedisManager(settings.socketio_redis_url,
-                                                channel=settings.socketio_redis_channel)
-    sio.manager = manager
-    manager.set_server(sio)
-    sio.manager_initialized = False
 
 
 class SocketIOInput(socketio.SocketIOInput):
