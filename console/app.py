@@ -51,6 +51,7 @@ SECURITY_HEADERS = {
     "Cache-Control": "no-store",
 }
 LAST_MESSAGES = 3
+LAST_MESSAGES_OF = 50
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
@@ -232,7 +233,9 @@ class Console:
                 return []
             return [i for i in items if i["kind"] != "event"][-LAST_MESSAGES:]
 
-        lasts = await asyncio.gather(*(last(row["sender_id"]) for row in rows[:50]))
+        # the last messages of the oldest 50 (one tracker read each); the rest without them
+        lasts = await asyncio.gather(*(last(row["sender_id"]) for row in rows[:LAST_MESSAGES_OF]))
+        lasts += [[] for _ in rows[LAST_MESSAGES_OF:]]
         items = []
         for row, messages in zip(rows, lasts):
             items.append({
@@ -320,7 +323,7 @@ class Console:
         handoff = await self._held(body["sender"], session.agent, allow_unclaimed=True)
         try:
             await self.db(hq.release_to_bot, body["sender"], self.rasa.url, self.rasa.token, session.agent,
-                          settings.RASA_TIMEOUT_S)
+                          settings.RASA_TIMEOUT_S, self.store.url)
         except hq.handoff_error() as error:
             return _error(502, str(error))
         await self._ended(handoff, session.agent, RELEASED)

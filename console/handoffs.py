@@ -15,12 +15,13 @@ bank_db_url = bank.bank_db_url
 release_handoff = bank.release_handoff
 
 
-def release_to_bot(sender_id: str, rasa_url: str, token: str, released_by: str, timeout: float) -> Dict[str, Any]:
+def release_to_bot(sender_id: str, rasa_url: str, token: str, released_by: str, timeout: float,
+                   db_url: Optional[str] = None) -> Dict[str, Any]:
     """Today's `ops release`: resume the conversation, the bot says it is back, and the
     handoff is marked released (raises ops.handoff.HandoffError with a readable reason)."""
     from ops import handoff
 
-    return handoff.release(sender_id, rasa_url, token=token, released_by=released_by, timeout=timeout)
+    return handoff.release(sender_id, rasa_url, token=token, released_by=released_by, db_url=db_url, timeout=timeout)
 
 
 def handoff_error() -> type:
