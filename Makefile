@@ -59,7 +59,7 @@ browser:
 
 ## embed knowledge/*.md and the NLU examples into build/knowledge/index.npz (skipped when up to date)
 knowledge: $(GEN_VENV)/.installed data
-	$(GEN_PY) -m actions.knowledge build
+	$(GEN_PY) -m assistant.knowledge build
 
 ## the demo bank database (BANK_DB_URL, default build/bank.db): tables + demo customers (idempotent)
 bank-db: $(RASA_VENV)/.installed

@@ -9,8 +9,8 @@ from __future__ import annotations
 
 from typing import Any, Dict, Iterable, List, Mapping, Optional, Sequence
 
-from actions import guardrails, settings
-from actions.knowledge import Passage
+from assistant import guardrails, settings
+from assistant.knowledge import Passage
 
 # Short and plain: SmolLM2-135M follows a few simple sentences better than a long rule
 # list. The guardrails check the reply whatever it says.

@@ -7,11 +7,11 @@ follow-ups. One turn:
   1. Context: a short, elliptical message continues the earlier question of the
      session (answers.followup_context); the query is then both together.
   2. Retrieve: embed the query (redacted, capped) through the generator's
-     /v1/embeddings and rank passages (actions/knowledge.py, with the NLU's intent
+     /v1/embeddings and rank passages (assistant/knowledge.py, with the NLU's intent
      ranking as a prior: the earlier question's for a follow-up).
   3. Extract: the sentences of the best page that state what was asked, verbatim, or
      nothing when the answerability gate says the pages do not cover the question
-     (actions/answers.py). Then the honest reply with a person offered (source
+     (assistant/answers.py). Then the honest reply with a person offered (source
      "no_knowledge"): nothing is made up.
   4. Optionally generate (LLM_CANDIDATES > 0; 0 by default): N candidates from one
      batched request, phrased from the answer's page; each is tidied, repaired and
@@ -37,7 +37,8 @@ from typing import Any, Dict, List, Mapping, Optional, Sequence, Text
 from rasa_sdk import Action, Tracker
 from rasa_sdk.executor import CollectingDispatcher
 
-from actions import answers, guardrails, knowledge, metrics, settings
+from actions import metrics
+from assistant import answers, guardrails, knowledge, settings
 from actions.clients import generator
 from actions.conversation import build_prompt, last_user_text, system_prompt
 from actions.forms import FORM_INTENTS
@@ -62,7 +63,7 @@ def load_index() -> knowledge.KnowledgeIndex:
         if index is None:
             raise knowledge.KnowledgeError(
                 f"knowledge index not usable: {why}; build it with "
-                "`.venvs/generator/bin/python -m actions.knowledge build` (make setup does)"
+                "`.venvs/generator/bin/python -m assistant.knowledge build` (make setup does)"
             )
         _index = index
     return _index

@@ -4,7 +4,7 @@
 
 It refuses to start (exit code 2, the reason on stderr, one line) when the knowledge
 index is missing or older than the knowledge pages (build it with
-`.venvs/generator/bin/python -m actions.knowledge build`; make setup does), or when
+`.venvs/generator/bin/python -m assistant.knowledge build`; make setup does), or when
 GENERATOR_URL does not serve GENERATOR_MODEL or EMBEDDINGS_URL does not serve
 EMBEDDINGS_MODEL (GET /v1/models). A server that is not answering yet, or that says it
 is still loading (/health 503, as the generator does), is waited for up to
@@ -33,9 +33,10 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from sanic import Sanic, response
 from sanic.request import Request
 
-from actions import guardrails, logs, settings
+from actions import logs
+from assistant import guardrails, settings
 from actions.clients import generator
-from actions.knowledge import KnowledgeError
+from assistant.knowledge import KnowledgeError
 from actions.llm_reply import load_index
 from actions.metrics import ACTION_SECONDS
 from assistant import config

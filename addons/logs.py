@@ -107,7 +107,7 @@ def _trace_turns(level: int) -> None:
 def _json_logging() -> None:
     from sanic.log import LOGGING_CONFIG_DEFAULTS
 
-    from actions.guardrails import redact
+    from assistant.guardrails import redact
 
     root = logging.getLogger()
     logs.configure(level=root.level if root.level != logging.NOTSET else logging.INFO, redact=redact)

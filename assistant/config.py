@@ -1,6 +1,6 @@
 """Every environment variable of the Rasa side, the action server's start, the bank and
 the operator tooling, read here and nowhere else (the README's configuration table lists
-them; the answer pipeline's are in actions/settings.py, the generator's in
+them; the answer pipeline's are in assistant/settings.py, the generator's in
 generator/settings.py, the agent console's in console/settings.py).
 
 Each process builds frozen settings objects from the environment with the functions

@@ -69,7 +69,7 @@ def known_figures() -> Tuple[Set[str], str]:
         if path.name.lower() != "readme.md":
             body = path.read_text(encoding="utf-8").split("\n---\n", 1)[-1]
             text.append(body)
-    from actions import bank  # the demo bank's seed rows: amounts, dates, card digits
+    from assistant import bank  # the demo bank's seed rows: amounts, dates, card digits
 
     rows = bank.demo_rows(dt.date.today()) if hasattr(bank, "demo_rows") else {}
     text.append(json.dumps(rows, default=str))
@@ -250,7 +250,7 @@ def offline(name: str, limit: Optional[int], details: bool) -> Dict[str, Any]:
     import numpy as np
 
     from actions import llm_reply
-    from actions.answers import asks_something
+    from assistant.answers import asks_something
     from actions.clients import generator
     from actions.forms import FORM_INTENTS
     from addons.nlu.sentence_embeddings import DEFAULT_MODEL_DIR, SentenceEncoder
@@ -328,7 +328,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     if model is None:
         raise SystemExit("no trained model in models/: run `make train`")
     numbers, corpus = known_figures()
-    from actions import bank
+    from assistant import bank
 
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)

@@ -6,7 +6,7 @@ The client tests talk HTTP to small aiohttp servers that misbehave on purpose
 cannot be made to produce on demand. The action tests use a small index of a few
 pages and a small OpenAI-compatible server whose embeddings are bags of words and
 whose chat answers with the candidates a test gives it, so every decision of the
-action is known in advance: which sentences of which page answer (actions/answers.py),
+action is known in advance: which sentences of which page answer (assistant/answers.py),
 when the gate refuses, how a follow-up continues the earlier question, and when a
 generated candidate (LLM_CANDIDATES > 0) beats the extractive answer. The real index
 and encoder are used in test_answers, the real generator in test_grounding and
@@ -26,10 +26,11 @@ from aiohttp import web
 from rasa_sdk import Tracker
 from rasa_sdk.executor import CollectingDispatcher
 
-from actions import knowledge, llm_reply, settings
+from actions import llm_reply
+from assistant import knowledge, settings
 from actions.clients import generator
 from actions.conversation import build_prompt, recent_messages, system_prompt
-from actions.knowledge import Passage
+from assistant.knowledge import Passage
 
 
 def _user(text):
@@ -839,7 +840,7 @@ def test_the_action_server_refuses_to_start_without_a_current_index(tmp_path):
                           text=True, timeout=120, cwd=settings.ROOT)
     assert done.returncode == 2, done.stderr
     assert "missing.npz does not exist" in done.stderr
-    assert "python -m actions.knowledge build" in done.stderr
+    assert "python -m assistant.knowledge build" in done.stderr
 
 
 def test_a_pages_customer_questions_lead_to_it(tmp_path):

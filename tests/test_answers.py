@@ -1,4 +1,4 @@
-"""actions/answers.py: the pure pieces (words, kinds of fact, follow-up context) on
+"""assistant/answers.py: the pure pieces (words, kinds of fact, follow-up context) on
 hand-made inputs, and extractive answers from the REAL knowledge index
 (build/knowledge/index.npz) with real query vectors from the NLU's ONNX encoder
 (all-MiniLM-L6-v2, the vectors the generator's /v1/embeddings gives): no servers.
@@ -14,8 +14,9 @@ from typing import Any, Dict, List
 import numpy as np
 import pytest
 
-from actions import answers, llm_reply, settings
-from actions.answers import FollowUp
+from actions import llm_reply
+from assistant import answers, settings
+from assistant.answers import FollowUp
 from actions.clients import generator
 
 # -- words ---------------------------------------------------------------------------

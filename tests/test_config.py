@@ -13,7 +13,7 @@ ROOT = Path(__file__).resolve().parent.parent
 # Read by Rasa itself, or only by the deployment files, and documented in the table too.
 READ_ELSEWHERE = {"ACTION_ENDPOINT_URL", "TICKET_LOCK_LIFETIME"}
 # The other settings modules (the answer pipeline, the generator, the agent console).
-OTHER_SETTINGS = ["actions/settings.py", "generator/settings.py", "console/settings.py"]
+OTHER_SETTINGS = ["assistant/settings.py", "generator/settings.py", "console/settings.py"]
 
 
 def config_variables() -> set:

@@ -16,7 +16,8 @@ import pytest
 from rasa_sdk import Tracker
 from rasa_sdk.executor import CollectingDispatcher
 
-from actions import guardrails, llm_reply, settings
+from actions import llm_reply
+from assistant import guardrails, settings
 from actions.conversation import system_prompt
 from ops import stack
 
@@ -121,11 +122,11 @@ def test_instructions_in_the_message_do_not_print_the_system_prompt(reply, attac
 
 
 def test_an_index_built_through_the_api_matches_the_prebuilt_one(generator_url, tmp_path):
-    """`python -m actions.knowledge build --url` (any OpenAI-compatible server) gives the
+    """`python -m assistant.knowledge build --url` (any OpenAI-compatible server) gives the
     vectors the offline build gave (passages only here, to keep it quick)."""
     import numpy as np
 
-    from actions import knowledge
+    from assistant import knowledge
 
     built = knowledge.build(knowledge.http_embedder(generator_url), settings.KNOWLEDGE_DIR,
                             nlu_file=tmp_path / "no-examples.yml")

@@ -6,10 +6,10 @@ import logging
 
 import pytest
 
-from actions import guardrails, settings
+from assistant import guardrails, settings
 from actions.conversation import build_prompt, system_prompt
-from actions.guardrails import CARD, EMAIL, IBAN, PHONE, check_reply, redact
-from actions.knowledge import Passage
+from assistant.guardrails import CARD, EMAIL, IBAN, PHONE, check_reply, redact
+from assistant.knowledge import Passage
 
 DELIVERY = Passage(
     "card-delivery",

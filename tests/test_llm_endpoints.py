@@ -213,7 +213,7 @@ def test_a_chat_server_that_never_comes_gives_up_after_the_wait(tmp_path, genera
 
 
 def test_embedding_model_the_old_name_still_counts():
-    code = "from actions import settings; print(settings.EMBEDDINGS_MODEL, settings.EMBEDDING_MODEL)"
+    code = "from assistant import settings; print(settings.EMBEDDINGS_MODEL, settings.EMBEDDING_MODEL)"
 
     def read(**env: str) -> str:
         clean = {k: v for k, v in os.environ.items() if k not in ("EMBEDDING_MODEL", "EMBEDDINGS_MODEL")}
@@ -226,7 +226,7 @@ def test_embedding_model_the_old_name_still_counts():
 
 
 def test_the_client_sends_chat_and_embeddings_to_their_servers_over_one_session(monkeypatch):
-    from actions import settings as action_settings
+    from assistant import settings as action_settings
     from actions.clients import generator
 
     seen: List[Tuple[str, str]] = []

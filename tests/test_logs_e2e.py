@@ -14,7 +14,8 @@ from typing import Any, Dict, List, Optional, Tuple
 
 import pytest
 
-from actions import guardrails, logs
+from actions import logs
+from assistant import guardrails
 from assistant import bank
 from ops import stack
 

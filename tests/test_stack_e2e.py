@@ -14,7 +14,7 @@ import time
 import pytest
 
 from actions.llm_reply import HUMAN_BUTTON, NO_KNOWLEDGE_TEXT
-from actions.settings import KNOWLEDGE_TOP_K
+from assistant.settings import KNOWLEDGE_TOP_K
 from ops.stack import post
 from tests.conftest import API_TOKEN, GENERATOR_TIMEOUT_S, bank_rows, get_json, metadata
 

@@ -20,7 +20,8 @@ from typing import Any, Dict, List, Optional
 import aiohttp
 import numpy as np
 
-from actions import logs, settings
+from actions import logs
+from assistant import settings
 
 
 class GeneratorError(Exception):

@@ -6,7 +6,7 @@ Such a message only makes sense after the previous one, and the classifier, whic
 it alone, guesses: "and after that?" reads as `deny`, "and if the shop never completes
 it?" as a transfer that hasn't arrived, which starts a form. As `nlu_fallback` it goes
 to the answer action, which reads it in the context of the earlier question
-(actions/answers.py). Above `followup_threshold` the classifier's intent stands, so
+(assistant/answers.py). Above `followup_threshold` the classifier's intent stands, so
 "and I lost my card" still starts the lost card form.
 """
 from __future__ import annotations
@@ -18,7 +18,7 @@ from rasa.nlu.classifiers.fallback_classifier import FallbackClassifier
 from rasa.shared.nlu.constants import INTENT, PREDICTED_CONFIDENCE_KEY, TEXT
 from rasa.shared.nlu.training_data.message import Message
 
-from actions.answers import opens_as_continuation
+from assistant.answers import opens_as_continuation
 from addons import prepare_rasa
 
 prepare_rasa()  # Rasa loads this module by its path: patches and logs on purpose (addons/__init__.py)

@@ -5,33 +5,41 @@ OpenAI-compatible server (vLLM, say) to swap the model without code changes.
 """
 from __future__ import annotations
 
-import os
+import math
 from pathlib import Path
+
+from assistant.config import _env, _integer, _number, _text
+
+_ENV = _env(None)  # read through the core's typed readers: a bad value stops with one line
 
 ROOT = Path(__file__).resolve().parent.parent
 
 
 def _float(name: str, default: float) -> float:
-    return float(os.environ.get(name, default))
+    return _number(_ENV, name, default, minimum=-math.inf)
 
 
 def _int(name: str, default: int) -> int:
-    return int(os.environ.get(name, default))
+    return _integer(_ENV, name, default, minimum=-(2 ** 31))
+
+
+def _str(name: str, default: str = "") -> str:
+    return _text(_ENV, name, default)
 
 
 # Base URL of the OpenAI-compatible API, up to and including /v1.
-GENERATOR_URL = os.environ.get("GENERATOR_URL", "http://127.0.0.1:8000/v1").rstrip("/")
-GENERATOR_MODEL = os.environ.get("GENERATOR_MODEL", "SmolLM2-135M-Instruct")
-GENERATOR_API_KEY = os.environ.get("GENERATOR_API_KEY", "")
+GENERATOR_URL = _str("GENERATOR_URL", "http://127.0.0.1:8000/v1").rstrip("/")
+GENERATOR_MODEL = _str("GENERATOR_MODEL", "SmolLM2-135M-Instruct")
+GENERATOR_API_KEY = _str("GENERATOR_API_KEY", "")
 # Embeddings (retrieval, the candidates' checks) from their own OpenAI-compatible server,
 # so chat can go to vLLM while embeddings stay on the CPU generator. Empty: GENERATOR_URL
 # (resolved at each call, actions/clients/generator.py).
-EMBEDDINGS_URL = os.environ.get("EMBEDDINGS_URL", "").rstrip("/")
+EMBEDDINGS_URL = _str("EMBEDDINGS_URL", "").rstrip("/")
 # The embeddings model of that server; the knowledge index must be built with the same one.
 # EMBEDDING_MODEL, the setting's old name, still counts when EMBEDDINGS_MODEL is not set.
-EMBEDDINGS_MODEL = os.environ.get("EMBEDDINGS_MODEL") or os.environ.get("EMBEDDING_MODEL") or "all-MiniLM-L6-v2"
+EMBEDDINGS_MODEL = _str("EMBEDDINGS_MODEL") or _str("EMBEDDING_MODEL") or "all-MiniLM-L6-v2"
 EMBEDDING_MODEL = EMBEDDINGS_MODEL  # the old name, for code that still reads it
-EMBEDDINGS_API_KEY = os.environ.get("EMBEDDINGS_API_KEY", GENERATOR_API_KEY)
+EMBEDDINGS_API_KEY = _str("EMBEDDINGS_API_KEY", GENERATOR_API_KEY)
 # At start the action server checks that GENERATOR_URL serves GENERATOR_MODEL and
 # EMBEDDINGS_URL serves EMBEDDINGS_MODEL (GET /v1/models), waiting up to this many seconds
 # for servers that are still starting, and exits with the reason if not (actions/server.py).
@@ -53,25 +61,25 @@ LLM_MAX_MESSAGE_CHARS = _int("LLM_MAX_MESSAGE_CHARS", 1000)
 # (the generator refuses more than 8000).
 LLM_MAX_PROMPT_CHARS = _int("LLM_MAX_PROMPT_CHARS", 6000)
 # Slots whose values the prompt may show (comma-separated names; none by default).
-LLM_PROMPT_SLOTS = [s.strip() for s in os.environ.get("LLM_PROMPT_SLOTS", "").split(",") if s.strip()]
+LLM_PROMPT_SLOTS = [s.strip() for s in _str("LLM_PROMPT_SLOTS", "").split(",") if s.strip()]
 
-# Answers from the knowledge base (actions/llm_reply.py, actions/answers.py, actions/knowledge.py,
+# Answers from the knowledge base (actions/llm_reply.py, assistant/answers.py, assistant/knowledge.py,
 # bench/answers.py).
-KNOWLEDGE_DIR = Path(os.environ.get("KNOWLEDGE_DIR", ROOT / "knowledge"))
+KNOWLEDGE_DIR = Path(_str("KNOWLEDGE_DIR", str(ROOT / "knowledge")))
 # NLU examples of the intents the pages list: they help find the right page.
-KNOWLEDGE_EXAMPLES = Path(os.environ.get("KNOWLEDGE_EXAMPLES", ROOT / "data" / "nlu" / "banking77.yml"))
-KNOWLEDGE_INDEX = Path(os.environ.get("KNOWLEDGE_INDEX", ROOT / "build" / "knowledge" / "index.npz"))
+KNOWLEDGE_EXAMPLES = Path(_str("KNOWLEDGE_EXAMPLES", str(ROOT / "data" / "nlu" / "banking77.yml")))
+KNOWLEDGE_INDEX = Path(_str("KNOWLEDGE_INDEX", str(ROOT / "build" / "knowledge" / "index.npz")))
 # Passages retrieved; those of the best passage's page go into the prompt.
 KNOWLEDGE_TOP_K = _int("KNOWLEDGE_TOP_K", 3)
 # Below this retrieval score of the best passage the bot says it has no information
-# (one of the answerability gate's tests, actions/answers.py). Chosen with the other
+# (one of the answerability gate's tests, assistant/answers.py). Chosen with the other
 # ANSWER_* gate settings on bench/answers/development.yml (bench/results/answers-development.md).
 KNOWLEDGE_MIN_SCORE = _float("KNOWLEDGE_MIN_SCORE", 0.5)
-# Weight of the lexical (BM25) score in the ranking of passages (actions/knowledge.py);
+# Weight of the lexical (BM25) score in the ranking of passages (assistant/knowledge.py);
 # 0.1 was the best of 0–0.25 on the earlier citation benchmark's development questions
 # (91.5 % right page first).
 KNOWLEDGE_LEXICAL_WEIGHT = _float("KNOWLEDGE_LEXICAL_WEIGHT", 0.1)
-# Weight of the intent prior in the ranking of passages (actions/knowledge.py): the
+# Weight of the intent prior in the ranking of passages (assistant/knowledge.py): the
 # NLU's summed confidence in the intents a page lists (the message's intent_ranking).
 # 0.1 was the best of 0–1 on the citation benchmark's questions (95.3 % right page first, from
 # 91.5 % without it). It reorders passages only: KNOWLEDGE_MIN_SCORE does not count it,
@@ -103,7 +111,7 @@ LLM_MIN_SUPPORT = _float("LLM_MIN_SUPPORT", 0.8)
 # question uses (a claim of its own).
 LLM_MAX_NEW_WORDS = _float("LLM_MAX_NEW_WORDS", 0.1)
 
-# Extractive answers (actions/answers.py): the page sentences that answer the question.
+# Extractive answers (assistant/answers.py): the page sentences that answer the question.
 # Passages retrieved as candidates for the answer's sentences.
 ANSWER_TOP_K = _int("ANSWER_TOP_K", 6)
 # Sentence ranking: cosine similarity + these weights times the share of the question's
@@ -140,4 +148,4 @@ ANSWER_MIN_SIMILARITY = _float("ANSWER_MIN_SIMILARITY", 0.4)
 # Weight of a question word that no page uses, in the coverage (a word on one page: 3.0).
 ANSWER_UNKNOWN_WORD_WEIGHT = _float("ANSWER_UNKNOWN_WORD_WEIGHT", 2.0)
 
-BANK_NAME = os.environ.get("BANK_NAME", "Lakeside Bank")
+BANK_NAME = _str("BANK_NAME", "Lakeside Bank")

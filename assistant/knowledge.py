@@ -45,10 +45,10 @@ term is 0 and the order is the one without it.
 The index is built ahead of time into build/knowledge/index.npz (about 19 MB; three
 minutes on one CPU core), with a digest of the files it was built from:
 
-    .venvs/generator/bin/python -m actions.knowledge build     # offline, with the generator's own code
-    python -m actions.knowledge build --url http://127.0.0.1:8000/v1
+    .venvs/generator/bin/python -m assistant.knowledge build     # offline, with the generator's own code
+    python -m assistant.knowledge build --url http://127.0.0.1:8000/v1
                                         # any venv, through a running OpenAI-compatible /v1/embeddings
-    python -m actions.knowledge check   # exit 1 when missing or stale
+    python -m assistant.knowledge check   # exit 1 when missing or stale
 
 `build` does nothing when the index is up to date (--force rebuilds anyway). The
 action server reads the index once at start and refuses to start when it is missing
@@ -74,8 +74,8 @@ from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple
 import numpy as np
 import yaml
 
-from actions import settings
-from actions.guardrails import SENTENCE_END
+from assistant import settings
+from assistant.guardrails import SENTENCE_END
 
 # Bump when the way pages become passages (or passages become embedded text) changes:
 # an index built by an older version is then stale.
@@ -440,7 +440,7 @@ def http_embedder(base_url: str, model: str = settings.EMBEDDINGS_MODEL, timeout
 
 
 def main(argv: Optional[List[str]] = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m actions.knowledge", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m assistant.knowledge", description=__doc__.split("\n\n")[0])
     sub = parser.add_subparsers(dest="command", required=True)
     build_cmd = sub.add_parser("build", help="embed the pages into the index (skipped when up to date)")
     build_cmd.add_argument("--url", help="embed through this OpenAI-compatible base URL (…/v1) "
