@@ -1,4 +1,5 @@
-"""Answer the customer's questions from the knowledge base (knowledge/*.md).
+"""Answer the customer's questions from the knowledge base (knowledge/*.md): the rasa-sdk
+action around assistant/reply.py, which holds the pipeline below.
 
 action_llm_reply answers every informational intent (data/rules/banking.yml), open
 questions (nlu_fallback, out_of_scope), questions the NLU reads as `inform`, and
@@ -30,252 +31,22 @@ from __future__ import annotations
 import logging
 import re
 import time
-import zlib
-from dataclasses import dataclass, field
-from typing import Any, Dict, List, Mapping, Optional, Sequence, Text
+from typing import Any, Dict, List, Mapping, Optional, Text
 
 from rasa_sdk import Action, Tracker
 from rasa_sdk.executor import CollectingDispatcher
 
 from actions import metrics
-from assistant import answers, guardrails, knowledge, settings
-from actions.clients import generator
-from actions.conversation import build_prompt, last_user_text, system_prompt
+from assistant import answers, knowledge
+from assistant import generator_client as generator
+from assistant.prompt import last_user_text
+from assistant.reply import (  # noqa: F401 (the answer pipeline, also used through this module)
+    FALLBACK_RESPONSE, HUMAN_BUTTON, NO_KNOWLEDGE_TEXT, Answer, Candidate, answer, cite, faithful, last_intent_ranking,
+    load_index, load_sentences,
+)
 from actions.forms import FORM_INTENTS
 
 logger = logging.getLogger(__name__)
-
-FALLBACK_RESPONSE = "utter_llm_fallback"
-HUMAN_BUTTON = {"title": "Talk to a person", "payload": "/request_human"}
-NO_KNOWLEDGE_TEXT = (
-    "I'm sorry, I don't have information about that, and I'd rather not guess. "
-    "Would you like me to connect you with a person from our support team?"
-)
-
-_index: Optional[knowledge.KnowledgeIndex] = None
-
-
-def load_index() -> knowledge.KnowledgeIndex:
-    """The knowledge index, read once per process; KnowledgeError if missing or stale."""
-    global _index
-    if _index is None:
-        index, why = knowledge.load_current()
-        if index is None:
-            raise knowledge.KnowledgeError(
-                f"knowledge index not usable: {why}; build it with "
-                "`.venvs/generator/bin/python -m assistant.knowledge build` (make setup does)"
-            )
-        _index = index
-    return _index
-
-
-def last_intent_ranking(events: Sequence[Dict[str, Any]]) -> List[Dict[str, Any]]:
-    """The NLU's intent ranking of the last user message (parse_data.intent_ranking); [] when
-    it has none (then retrieval ranks without the intent prior)."""
-    for event in reversed(events):
-        if event.get("event") == "user":
-            ranking = (event.get("parse_data") or {}).get("intent_ranking")
-            return [entry for entry in ranking if isinstance(entry, dict)] if isinstance(ranking, list) else []
-    return []
-
-
-@dataclass
-class Candidate:
-    text: str
-    rejected: Optional[str] = None  # the reason, or None
-    dropped: List[str] = field(default_factory=list)  # why sentences were dropped (guardrails.repair)
-    support: float = 0.0  # best cosine similarity to a passage of the prompt
-    passage: Optional[knowledge.Passage] = None  # that passage
-
-
-@dataclass
-class Answer:
-    source: str  # knowledge (extractive), llm (generated), no_knowledge
-    text: str
-    sources: List[str] = field(default_factory=list)  # cited page ids
-    hits: List[knowledge.Hit] = field(default_factory=list)
-    candidates: List[Candidate] = field(default_factory=list)
-    model: Optional[str] = None
-    completion_tokens: int = 0  # over all rounds
-    latency_ms: int = 0  # time spent waiting for the generator
-    rounds: int = 0  # generation requests made (a new round only when every candidate was rejected)
-    extract: Optional[answers.Extract] = None  # the extractive answer and the gate's figures
-    followup: bool = False  # the message continued an earlier question
-
-    @property
-    def rejected(self) -> List[str]:
-        return [c.rejected for c in self.candidates if c.rejected]
-
-    @property
-    def dropped(self) -> List[str]:
-        return [reason for c in self.candidates for reason in c.dropped]
-
-
-class _Deadline:
-    def __init__(self, seconds: float) -> None:
-        self.end = time.monotonic() + seconds
-
-    def left(self) -> float:
-        left = self.end - time.monotonic()
-        if left <= 0:
-            raise generator.GeneratorError("timeout")
-        return left
-
-    def room(self) -> float:
-        """Seconds left (negative when past), without raising."""
-        return self.end - time.monotonic()
-
-
-_sentences: Optional[answers.SentenceIndex] = None
-
-
-def cite(text: str, title: Optional[str]) -> str:
-    """The answer with its source on a line of its own. One newline, not a blank line:
-    Rasa's socket.io channel sends each paragraph as a message of its own, which would
-    show the source as a second bubble live and as one after a reload."""
-    return f"{text}\nSource: {title}"
-
-
-def load_sentences() -> answers.SentenceIndex:
-    """The index's sentences and page vocabularies, built once per process."""
-    global _sentences
-    if _sentences is None:
-        index = load_index()
-        questions: Dict[str, List[str]] = {}
-        for text, page, from_nlu in knowledge.load_examples(settings.KNOWLEDGE_DIR, settings.KNOWLEDGE_EXAMPLES):
-            if not from_nlu:
-                questions.setdefault(page, []).append(text)
-        _sentences = answers.SentenceIndex(index, questions)
-    return _sentences
-
-
-async def answer(
-    events: Sequence[Dict[str, Any]],
-    slots: Optional[Mapping[str, Any]] = None,
-    *,
-    candidates: Optional[int] = None,
-    timeout_s: Optional[float] = None,
-    base_url: Optional[str] = None,
-) -> Answer:
-    """The answer to the conversation's last user message; GeneratorError on failure.
-    `candidates` (generated ones; 0: extractive only) and `timeout_s` default to
-    LLM_CANDIDATES and GENERATOR_TIMEOUT_S."""
-    index, sentences = load_index(), load_sentences()
-    deadline = _Deadline(settings.GENERATOR_TIMEOUT_S if timeout_s is None else timeout_s)
-    candidates = settings.LLM_CANDIDATES if candidates is None else candidates
-    question = last_user_text(events)
-    if not question:
-        raise generator.GeneratorError("no user text")
-    followup = answers.followup_context(events)
-    # the earlier question is read from the events as typed: redacted and capped like the message
-    earlier = guardrails.cap(guardrails.redact(followup.question), settings.LLM_MAX_MESSAGE_CHARS) if followup else ""
-    query_text = f"{earlier} {question}" if followup else question
-    # "Spain" is "elsewhere in the EEA" in the pages' words: searched, not counted as covered
-    search_text = f"{query_text} {answers.place_words(question)}".strip()
-    ranking = followup.intent_ranking if followup else last_intent_ranking(events)
-
-    query = await generator.embed([search_text, question] if followup else [search_text], base_url=base_url,
-                                  timeout_s=deadline.left())
-    waited = query.latency_ms
-    hits = index.search(query.vectors[0], max(settings.KNOWLEDGE_TOP_K, settings.ANSWER_TOP_K), text=search_text,
-                        intent_ranking=ranking)
-    extract = answers.extract(sentences, query.vectors[0], query_text, hits, focus=question, followup=followup,
-                              focus_query=query.vectors[1] if followup else None)
-    if not extract.answerable:
-        return Answer("no_knowledge", NO_KNOWLEDGE_TEXT, hits=hits, latency_ms=waited, extract=extract,
-                      followup=followup is not None)
-    result = Answer("knowledge", cite(extract.text, extract.title), sources=[extract.page_id or ""],
-                    hits=hits, latency_ms=waited, extract=extract, followup=followup is not None)
-    if candidates > 0:
-        try:
-            await generate(result, events, slots, hits, question, candidates, deadline, base_url)
-        except generator.GeneratorError as error:  # the extractive answer stands
-            logger.warning("generated candidates failed (%s): the extractive answer is sent", error.reason)
-            metrics.LLM_CALLS.labels(error.reason.split(":")[0]).inc()
-    return result
-
-
-async def generate(result: Answer, events: Sequence[Dict[str, Any]], slots: Optional[Mapping[str, Any]],
-                   hits: Sequence[knowledge.Hit], question: str, n: int, deadline: "_Deadline",
-                   base_url: Optional[str]) -> None:
-    """Generated candidates against the extractive answer: N from one request, phrased from
-    the answer's page; one replaces the extractive answer only when it passes the
-    guardrails and is at least as faithful (`faithful`). Changes `result` in place."""
-    assert result.extract is not None
-    page = result.extract.page_id
-    used = [hit for hit in hits if hit.passage.page_id == page] or list(hits[:1])
-    passages = [hit.passage for hit in used]
-    messages = build_prompt(events, passages, slots)
-    sources = [p.text for p in passages]
-    seen: set = set()
-    for round_ in range(1 + max(0, settings.LLM_RETRY_ROUNDS)):
-        if round_ and deadline.room() < 1.0:
-            break
-        sampled = n > 1 or round_ > 0
-        reply = await generator.chat(
-            messages,
-            n=n,
-            temperature=settings.LLM_CANDIDATE_TEMPERATURE if sampled else settings.LLM_TEMPERATURE,
-            seed=zlib.crc32(question.encode()) + round_ if sampled else None,
-            frequency_penalty=settings.LLM_FREQUENCY_PENALTY,
-            base_url=base_url,
-            timeout_s=deadline.left(),
-        )
-        result.latency_ms += reply.latency_ms
-        result.model, result.rounds = reply.model, round_ + 1
-        result.completion_tokens += reply.completion_tokens or 0
-        fresh = []
-        for text in reply.texts:
-            text, dropped = guardrails.repair(guardrails.tidy(text), sources)
-            if text in seen:
-                continue
-            seen.add(text)
-            fresh.append(Candidate(text, guardrails.check_reply(text, sources, system_prompt()), dropped))
-        result.candidates += fresh
-        alive = [c for c in fresh if c.rejected is None]
-        if alive:
-            embedded = await generator.embed([c.text for c in alive] + [result.extract.text], base_url=base_url,
-                                             timeout_s=deadline.left())
-            result.latency_ms += embedded.latency_ms
-            vectors = knowledge.unit(embedded.vectors)
-            for candidate, vector in zip(alive, vectors[:-1]):
-                candidate.support = float(vector @ vectors[-1])
-                candidate.rejected = faithful(candidate, result.extract.text, sources + [question])
-        winners = [c for c in alive if c.rejected is None]
-        if winners:
-            best = max(winners, key=lambda c: c.support)
-            best.passage = used[0].passage
-            result.source = "llm"
-            result.text = cite(best.text, result.extract.title)
-            return
-    return
-
-
-# A place in the app as the pages write it: "Card > Freeze", "Home > Add money > Auto top-up".
-_APP_PATH = re.compile(r"[A-Z][\w'-]*(?: [\w'-]+){0,3}(?: > [A-Z][\w'-]*(?: [\w'-]+){0,3})+")
-
-
-def faithful(candidate: Candidate, extractive: str, sources: Sequence[str] = ()) -> Optional[str]:
-    """Why a generated candidate is less faithful than the extractive answer, or None: it
-    must state every figure of the extractive answer and no other, name no place in the
-    app the extractive answer doesn't, use almost only words of the page and the question
-    (at most LLM_MAX_NEW_WORDS of its content words new: "can vary depending on the type"
-    is a claim of its own), and say the same thing (cosine similarity of at least
-    LLM_MIN_SUPPORT to the extractive answer)."""
-    if guardrails.numbers(extractive) - guardrails.numbers(candidate.text):
-        return "misses_fact"
-    if guardrails.numbers(candidate.text) - guardrails.numbers(extractive):
-        return "other_figure"
-    if any(" ".join(path.split()) not in " ".join(extractive.split()) for path in _APP_PATH.findall(candidate.text)):
-        return "other_place"
-    known = set(answers.content_words(" ".join([extractive, *sources])))
-    words = answers.content_words(candidate.text)
-    if words and sum(w not in known for w in words) / len(words) > settings.LLM_MAX_NEW_WORDS:
-        return "new_words"
-    if candidate.support < settings.LLM_MIN_SUPPORT:
-        return "unfaithful"
-    return None
-
 
 def intent_buttons(domain: Mapping[str, Any], intent: Optional[str]) -> List[Dict[str, Any]]:
     """The buttons of the intent's own response (utter_<intent>), which lead on from its topic
@@ -343,6 +114,8 @@ class ActionLLMReply(Action):
             dispatcher.utter_message(response=FALLBACK_RESPONSE, source="fallback", llm_error=error_reason)
             return []
         metrics.LLM_CALLS.labels("ok").inc()
+        for reason in result.errors:
+            metrics.LLM_CALLS.labels(reason).inc()
         metrics.LLM_SECONDS.observe(result.latency_ms / 1000)
         metrics.LLM_REPLIES.labels(result.source).inc()
         for reason in result.rejected:

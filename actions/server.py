@@ -11,7 +11,7 @@ is still loading (/health 503, as the generator does), is waited for up to
 GENERATOR_START_WAIT_S: the run command, the tests and compose start the generator and
 the action server together. Every log record of the process goes through
 guardrails.redact (card numbers, IBANs, e-mails, phone numbers), in LOG_FORMAT (text,
-or one JSON object per line with the sender id and the request id: actions/logs.py).
+or one JSON object per line with the sender id and the request id: assistant/logs.py).
 Each request to /webhook runs with the request id Rasa sent in X-Request-ID (or a new
 one) and the conversation's sender id in context; the calls to the generator carry the
 same X-Request-ID, and the response returns it. The process's HTTP client session to
@@ -33,9 +33,9 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from sanic import Sanic, response
 from sanic.request import Request
 
-from actions import logs
+from assistant import logs
 from assistant import guardrails, settings
-from actions.clients import generator
+from assistant import generator_client as generator
 from assistant.knowledge import KnowledgeError
 from actions.llm_reply import load_index
 from actions.metrics import ACTION_SECONDS

@@ -1,4 +1,4 @@
-"""Rasa's side of the structured logs and the request id (actions/logs.py).
+"""Rasa's side of the structured logs and the request id (assistant/logs.py).
 
 Installed by `addons.prepare_rasa()` when Rasa loads a module of ours by its path, which
 `rasa run` does while it creates the input channels, before it makes its Sanic app:
@@ -20,7 +20,7 @@ import logging
 import time
 from typing import Any, List, Optional, Text
 
-from actions import logs
+from assistant import logs
 
 logger = logging.getLogger("addons.turns")
 _installed = False
@@ -115,7 +115,7 @@ def _json_logging() -> None:
     # after this runs), and Rasa stops them propagating: JSON there too.
     for formatter in LOGGING_CONFIG_DEFAULTS["formatters"].values():
         formatter.clear()
-        formatter["()"] = "actions.logs.JsonFormatter"
+        formatter["()"] = "assistant.logs.JsonFormatter"
     # Handlers other loggers already have (none expected) write JSON as well.
     for existing in list(logging.Logger.manager.loggerDict.values()):
         for handler in getattr(existing, "handlers", []):

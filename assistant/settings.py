@@ -33,7 +33,7 @@ GENERATOR_MODEL = _str("GENERATOR_MODEL", "SmolLM2-135M-Instruct")
 GENERATOR_API_KEY = _str("GENERATOR_API_KEY", "")
 # Embeddings (retrieval, the candidates' checks) from their own OpenAI-compatible server,
 # so chat can go to vLLM while embeddings stay on the CPU generator. Empty: GENERATOR_URL
-# (resolved at each call, actions/clients/generator.py).
+# (resolved at each call, assistant/generator_client.py).
 EMBEDDINGS_URL = _str("EMBEDDINGS_URL", "").rstrip("/")
 # The embeddings model of that server; the knowledge index must be built with the same one.
 # EMBEDDING_MODEL, the setting's old name, still counts when EMBEDDINGS_MODEL is not set.

@@ -240,8 +240,21 @@ ANSWERED_BY_ACTION_EXCEPT = {"greet", "goodbye", "thank", "affirm", "deny", "bot
                              "handoff_released"}
 
 
+def form_intents() -> Set[str]:
+    """The intents whose rule starts a form after the answer action (data/rules/forms.yml)."""
+    rules = yaml.safe_load((settings.ROOT / "data" / "rules" / "forms.yml").read_text())["rules"]
+    found = set()
+    for rule in rules:
+        steps = rule.get("steps") or []
+        for step, after in zip(steps, steps[1:]):
+            if "intent" in step and after.get("action") == "action_llm_reply" and any(
+                    str(s.get("active_loop") or "").endswith("_form") for s in steps):
+                found.add(step["intent"])
+    return found
+
+
 def offline(name: str, limit: Optional[int], details: bool) -> Dict[str, Any]:
-    """The set through the Rasa model's NLU (in process) and actions.llm_reply.answer with
+    """The set through the Rasa model's NLU (in process) and assistant.reply.answer with
     the NLU's ONNX encoder for the query embeddings (the same vectors the generator gives):
     no servers, a few seconds a run. Turns the rules give to a template or a form are
     scored on what they would say: nothing (counted as `routed`)."""
@@ -249,14 +262,14 @@ def offline(name: str, limit: Optional[int], details: bool) -> Dict[str, Any]:
 
     import numpy as np
 
-    from actions import llm_reply
+    from assistant import generator_client as generator
+    from assistant import reply
     from assistant.answers import asks_something
-    from actions.clients import generator
-    from actions.forms import FORM_INTENTS
-    from addons.nlu.sentence_embeddings import DEFAULT_MODEL_DIR, SentenceEncoder
+    from assistant.encoder import DEFAULT_MODEL_DIR, SentenceEncoder
     from ops.evaluate import parse_all
 
     encoder = SentenceEncoder(DEFAULT_MODEL_DIR, threads=1, quantized=False)
+    FORM_INTENTS = form_intents()
 
     async def embed(texts: List[str], **_: Any) -> generator.Embeddings:
         return generator.Embeddings(np.asarray(encoder.encode(list(texts), 32)), 0)
@@ -285,7 +298,7 @@ def offline(name: str, limit: Optional[int], details: bool) -> Dict[str, Any]:
                 if intent in FORM_INTENTS and not asks_something(text):
                     turn = {"text": "", "path": "routed:" + intent}
                     continue
-                result = await llm_reply.answer(events, candidates=0)
+                result = await reply.answer(events, candidates=0)
                 if intent in FORM_INTENTS and result.source == "no_knowledge":
                     turn = {"text": "", "path": "routed:" + intent}
                     continue

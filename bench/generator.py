@@ -41,7 +41,7 @@ MODEL_DIR = ROOT / "models" / "generator" / "SmolLM2-135M-Instruct"
 LEVELS = (1, 4, 16, 32)
 MAX_TOKENS = 60
 
-# actions/conversation.py's SYSTEM_PROMPT for the default bank (copied: the Rasa side
+# assistant/prompt.py's SYSTEM_PROMPT for the default bank (copied: the Rasa side
 # is another environment).
 SYSTEM_PROMPT = (
     "You are the customer support assistant of Lakeside Bank. Answer the customer's last "

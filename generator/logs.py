@@ -2,7 +2,7 @@
 per line (LOG_FORMAT=json) with time, level, logger, message and the request id.
 
 The request id comes in the `X-Request-ID` header (the action server passes on the one
-Rasa's channel took or made for the customer's message: actions/logs.py, whose
+Rasa's channel took or made for the customer's message: assistant/logs.py, whose
 formatter this one mirrors, key for key; the generator's image holds no other
 package). A request without one, or with one that is not a plain token, gets a new one;
 the response carries it back. uvicorn's access lines are logged inside the request, so

@@ -27,9 +27,9 @@ from rasa_sdk import Tracker
 from rasa_sdk.executor import CollectingDispatcher
 
 from actions import llm_reply
-from assistant import knowledge, settings
-from actions.clients import generator
-from actions.conversation import build_prompt, recent_messages, system_prompt
+from assistant import knowledge, reply, settings
+from assistant import generator_client as generator
+from assistant.prompt import build_prompt, recent_messages, system_prompt
 from assistant.knowledge import Passage
 
 
@@ -222,8 +222,8 @@ def index_pages(directory, monkeypatch, pages):
         (directory / f"{page}.md").write_text(text)
     index = knowledge.build(lambda texts: np.stack([bag_of_words(t) for t in texts]), directory,
                             nlu_file=directory / "no-examples.yml")
-    monkeypatch.setattr(llm_reply, "_index", index)
-    monkeypatch.setattr(llm_reply, "_sentences", None)
+    monkeypatch.setattr(reply, "_index", index)
+    monkeypatch.setattr(reply, "_sentences", None)
     monkeypatch.setattr(settings, "KNOWLEDGE_DIR", directory)
     monkeypatch.setattr(settings, "KNOWLEDGE_MIN_SCORE", 0.3)
     monkeypatch.setattr(settings, "LLM_MIN_SUPPORT", 0.3)

@@ -17,7 +17,7 @@ import pytest
 from actions import llm_reply
 from assistant import answers, settings
 from assistant.answers import FollowUp
-from actions.clients import generator
+from assistant import generator_client as generator
 
 # -- words ---------------------------------------------------------------------------
 
@@ -240,7 +240,7 @@ def test_no_followup_without_an_earlier_question_or_with_a_question_of_its_own()
 
 @pytest.fixture(scope="module")
 def encoder():
-    from addons.nlu.sentence_embeddings import DEFAULT_MODEL_DIR, SentenceEncoder
+    from assistant.encoder import DEFAULT_MODEL_DIR, SentenceEncoder
 
     return SentenceEncoder(DEFAULT_MODEL_DIR, threads=1, quantized=False)
 

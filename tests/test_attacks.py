@@ -37,7 +37,7 @@ import socketio
 import yaml
 
 from assistant import bank
-from actions.conversation import system_prompt
+from assistant.prompt import system_prompt
 from actions.parsing import format_money
 from addons.channels import MAX_MESSAGE_CHARS
 from tests.conftest import REST_TOKEN, bank_rows, rest_post

@@ -78,7 +78,7 @@ def test_compose_prometheus_scrapes_the_same_jobs_by_service_name():
 # --- what the code reads and serves -------------------------------------------------
 
 ENV_READ = re.compile(
-    r"""(?:environ(?:\.get)?|\benv\.get|getenv|_env_int|_env_float|_int|_float|_text|_number|_integer|_port|_networks|burst)"""
+    r"""(?:environ(?:\.get)?|\benv\.get|getenv|_env_int|_env_float|_int|_float|_str|_text|_number|_integer|_port|_networks|burst)"""
     r"""\s*[(\[]\s*(?:env,\s*)?["']([A-Z][A-Z0-9_]+)["']"""
 )
 

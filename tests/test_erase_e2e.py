@@ -19,7 +19,7 @@ from tests.conftest import REST_TOKEN
 
 @pytest.fixture(scope="module", autouse=True)
 def json_logs():
-    """The stack writes JSON logs, whose lines carry the sender id (actions/logs.py): the
+    """The stack writes JSON logs, whose lines carry the sender id (assistant/logs.py): the
     erase must find them. Set before the module's stack starts (autouse runs first)."""
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("LOG_FORMAT", "json")

@@ -18,7 +18,7 @@ from rasa_sdk.executor import CollectingDispatcher
 
 from actions import llm_reply
 from assistant import guardrails, settings
-from actions.conversation import system_prompt
+from assistant.prompt import system_prompt
 from ops import stack
 
 

@@ -7,7 +7,7 @@ import logging
 import pytest
 
 from assistant import guardrails, settings
-from actions.conversation import build_prompt, system_prompt
+from assistant.prompt import build_prompt, system_prompt
 from assistant.guardrails import CARD, EMAIL, IBAN, PHONE, check_reply, redact
 from assistant.knowledge import Passage
 

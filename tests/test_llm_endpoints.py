@@ -227,7 +227,7 @@ def test_embedding_model_the_old_name_still_counts():
 
 def test_the_client_sends_chat_and_embeddings_to_their_servers_over_one_session(monkeypatch):
     from assistant import settings as action_settings
-    from actions.clients import generator
+    from assistant import generator_client as generator
 
     seen: List[Tuple[str, str]] = []
 

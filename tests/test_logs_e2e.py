@@ -14,7 +14,7 @@ from typing import Any, Dict, List, Optional, Tuple
 
 import pytest
 
-from actions import logs
+from assistant import logs
 from assistant import guardrails
 from assistant import bank
 from ops import stack

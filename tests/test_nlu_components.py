@@ -4,7 +4,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from addons.nlu.sentence_embeddings import DEFAULT_MODEL_DIR, EmbeddingModelMissing, SentenceEncoder
+from assistant.encoder import DEFAULT_MODEL_DIR, EmbeddingModelMissing, SentenceEncoder
 
 
 @pytest.fixture(scope="module")

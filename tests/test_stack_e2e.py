@@ -196,7 +196,7 @@ def test_rasa_side_embeddings_match_the_generators(running_stack):
     int8 one used by default stays close to them."""
     import numpy as np
 
-    from addons.nlu.sentence_embeddings import DEFAULT_MODEL_DIR, SentenceEncoder
+    from assistant.encoder import DEFAULT_MODEL_DIR, SentenceEncoder
 
     texts = ["I lost my card", "How long does a transfer to Germany take?"]
     port = running_stack.generator.health_url.split(":")[2].split("/")[0]

@@ -5,7 +5,7 @@ belongs to.
 
 The request id is taken from the channel's `X-Request-ID` header (REST) or made there,
 one per customer message, and passed on in the same header: Rasa -> action server ->
-generator (addons/logs.py, actions/server.py, actions/clients/generator.py,
+generator (addons/logs.py, actions/server.py, assistant/generator_client.py,
 generator/logs.py), so one customer turn can be followed across the three services.
 Both ids live in context variables, which asyncio copies into the tasks a request
 starts.

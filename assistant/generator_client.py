@@ -20,7 +20,7 @@ from typing import Any, Dict, List, Optional
 import aiohttp
 import numpy as np
 
-from actions import logs
+from assistant import logs
 from assistant import settings
 
 
@@ -103,7 +103,7 @@ async def _post(path: str, body: Dict[str, Any], base_url: str, timeout_s: Optio
     headers = {"Content-Type": "application/json"}
     if api_key:
         headers["Authorization"] = f"Bearer {api_key}"
-    if logs.request_id.get():  # the customer turn this call belongs to (actions/logs.py)
+    if logs.request_id.get():  # the customer turn this call belongs to (assistant/logs.py)
         headers[logs.REQUEST_ID_HEADER] = logs.request_id.get()
     total = timeout_s or settings.GENERATOR_TIMEOUT_S
     deadline = time.monotonic() + total

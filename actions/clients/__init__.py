@@ -1,1 +1,0 @@
-"""One async client per external service."""
