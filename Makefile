@@ -61,8 +61,9 @@ browser:
 knowledge: $(GEN_VENV)/.installed data
 	$(GEN_PY) -m assistant.knowledge build
 
-## the demo bank database (BANK_DB_URL, default build/bank.db): tables + demo customers (idempotent)
+## the demo bank database (BANK_DB_URL, default build/bank.db): migrate the tables, then the demo customers (idempotent)
 bank-db: $(RASA_VENV)/.installed
+	$(RASA_PY) -m assistant.bank migrate
 	$(RASA_PY) -m assistant.bank seed
 
 ## Debian's nginx for the scale-out tests and load benchmark (installed once, as root, if missing)

@@ -62,9 +62,15 @@ def bank_url(request, tmp_path):
     if not _postgres_available():
         pytest.skip(f"PostgreSQL is not reachable at {POSTGRES_URL} (set TEST_POSTGRES_URL)")
     engine = sa.create_engine(POSTGRES_URL)
-    bank.metadata.drop_all(engine)
+
+    def drop() -> None:  # the tables and the migrations' record of them (assistant/bank/migrate.py)
+        bank.metadata.drop_all(engine)
+        with engine.begin() as connection:
+            connection.execute(sa.text("DROP TABLE IF EXISTS alembic_version"))
+
+    drop()
     yield POSTGRES_URL
-    bank.metadata.drop_all(engine)
+    drop()
     engine.dispose()
 
 

@@ -9,9 +9,12 @@ TRACKER_STORE_URL: a SQLite file by default (build/bank.db), PostgreSQL at scale
 - engine.py: the URL (assistant/config.py) and the engines, sync and async;
 - repository.py: `Bank`, the async access the actions use (one per process: `get`);
 - handoffs.py: the operators' side of the handoff queue (list, release);
+- migrate.py, migrations/: the versioned schema (Alembic), the bank's tables and the agent
+  console's; `migrate` upgrades, and adopts a database the older create_all made;
 - seed.py: the demo customers and a plain-text view of one; __main__.py: the command line
 
-    .venvs/rasa/bin/python -m assistant.bank seed [--date YYYY-MM-DD]   # demo customers (idempotent)
+    .venvs/rasa/bin/python -m assistant.bank migrate                    # tables to the newest revision
+    .venvs/rasa/bin/python -m assistant.bank seed [--date YYYY-MM-DD]   # migrate + demo customers (idempotent)
     .venvs/rasa/bin/python -m assistant.bank show [CUSTOMER_ID]          # what the bot will see
 
 Which customer is chatting: only what the channel verified (config.VERIFIED_CUSTOMER_KEY

@@ -105,9 +105,11 @@ def seed(url: Optional[str] = None, today: Optional[dt.date] = None) -> Dict[str
     """(Re)write the demo customers with their cards and transactions; clears their disputes."""
     rows = demo_rows(today or dt.date.today())
     ids = [row["customer_id"] for row in rows["customers"]]
+    from assistant.bank.migrate import migrate
+
+    migrate(url)
     engine = sync_engine(url)
     try:
-        metadata.create_all(engine)
         with engine.begin() as connection:
             for table in (disputes, transactions, cards, customers):
                 connection.execute(sa.delete(table).where(table.c.customer_id.in_(ids)))

@@ -1,0 +1,70 @@
+"""Versioned schema migrations of the bank database (Alembic; assistant/bank/migrations/).
+
+`python -m assistant.bank migrate` upgrades BANK_DB_URL to the newest revision: the bank's
+tables (schema.py) and the agent console's (console/store.py). It is idempotent, works on
+SQLite and PostgreSQL, and adopts a database that the older `create_all` made: the first
+revision creates only the tables that are missing and keeps the rows of those that exist.
+On PostgreSQL an advisory lock lets several replicas (or a job and a replica) run it at
+the same time: one migrates, the others wait and then find nothing to do.
+
+A new revision: change the tables, then (from the repository root)
+    .venvs/rasa/bin/python -m assistant.bank revision -m "what changes"
+writes assistant/bank/migrations/versions/<id>_<what>.py from the difference; read it
+before committing.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional, Tuple
+
+import sqlalchemy as sa
+from alembic import command
+from alembic.config import Config
+from alembic.migration import MigrationContext
+
+from assistant.bank.engine import sync_engine
+
+MIGRATIONS = Path(__file__).resolve().parent / "migrations"
+# pg_advisory_xact_lock's key: any fixed number no other part of the system uses.
+LOCK_KEY = 0x6C616B65  # "lake"
+
+
+def alembic_config(connection: Optional[sa.engine.Connection] = None) -> Config:
+    cfg = Config()
+    cfg.set_main_option("script_location", str(MIGRATIONS))
+    cfg.attributes["connection"] = connection
+    return cfg
+
+
+def current_revision(connection: sa.engine.Connection) -> Optional[str]:
+    return MigrationContext.configure(connection).get_current_revision()
+
+
+def head_revision() -> str:
+    from alembic.script import ScriptDirectory
+
+    return ScriptDirectory.from_config(alembic_config()).get_current_head()
+
+
+def migrate(url: Optional[str] = None, revision: str = "head") -> Tuple[Optional[str], Optional[str]]:
+    """Upgrade the bank database to `revision`; (revision before, revision after)."""
+    engine = sync_engine(url)
+    try:
+        with engine.begin() as connection:
+            if connection.dialect.name == "postgresql":
+                connection.execute(sa.text("SELECT pg_advisory_xact_lock(:key)"), {"key": LOCK_KEY})
+            before = current_revision(connection)
+            command.upgrade(alembic_config(connection), revision)
+            return before, current_revision(connection)
+    finally:
+        engine.dispose()
+
+
+def revision(message: str, url: Optional[str] = None) -> None:
+    """Autogenerate a revision from the difference between the models and a migrated database."""
+    engine = sync_engine(url)
+    try:
+        with engine.begin() as connection:
+            command.revision(alembic_config(connection), message=message, autogenerate=True)
+    finally:
+        engine.dispose()
