@@ -35,7 +35,8 @@ OWN_SERVICES = ("rasa", "actions", "generator", "exporter")
 MUST_BE_SET = {
     "rasa": {"TRACKER_STORE_URL", "LOCK_STORE_URL", "EVENT_BROKER_URL", "ACTION_ENDPOINT_URL", "RASA_API_TOKEN",
              "REST_CHANNEL_TOKEN", "SOCKETIO_JWT_KEY"},
-    "actions": {"GENERATOR_URL", "GENERATOR_MODEL", "GENERATOR_API_KEY", "EMBEDDINGS_URL", "EMBEDDINGS_MODEL"},
+    "actions": {"GENERATOR_URL", "GENERATOR_MODEL", "GENERATOR_API_KEY", "EMBEDDINGS_URL", "EMBEDDINGS_MODEL",
+                "BANK_DB_URL"},
     "exporter": {"TRACKER_STORE_URL"},
 }
 PORTS = {"rasa": 5005, "actions": 5055, "generator": 8000, "exporter": 9105}
@@ -330,6 +331,53 @@ def test_several_rasa_pods_need_a_lock_store():
     with pytest.raises(helm.HelmError, match="lockStoreUrl"):
         _render({"secrets": {"lockStoreUrl": ""}})
     _render({"secrets": {"lockStoreUrl": ""}, "rasa": {"replicas": 1, "autoscaling": {"enabled": False}}})
+
+
+# --- the bank database: migrations before the action server, the demo seed optional ----
+
+MIGRATE = ["python", "-m", "assistant.bank", "migrate"]
+SEED = ["python", "-m", "assistant.bank", "seed"]
+
+
+def test_compose_migrates_the_bank_database_before_the_action_server():
+    compose = _compose()["services"]
+    job, seed, actions = compose["bank-migrate"], compose["bank-seed"], compose["actions"]
+    assert job["command"] == MIGRATE and job["restart"] == "no" and job["build"]["target"] == "assistant"
+    assert job["depends_on"] == {"postgres": {"condition": "service_healthy"}}
+    assert actions["depends_on"]["bank-migrate"] == {"condition": "service_completed_successfully"}
+    # the demo seed only when asked for (a profile `up` does not start)
+    assert seed["command"] == SEED and seed["profiles"] == ["demo"]
+    assert seed["depends_on"]["bank-migrate"] == {"condition": "service_completed_successfully"}
+    url = _compose_env(actions)["BANK_DB_URL"]
+    assert url.startswith("postgresql://rasa:${POSTGRES_PASSWORD:?") and url.endswith("@postgres:5432/bank")
+    assert _compose_env(job)["BANK_DB_URL"] == _compose_env(seed)["BANK_DB_URL"] == url
+    # compose's PostgreSQL creates the `bank` database on a new volume
+    mounts = compose["postgres"]["volumes"]
+    init = next(m for m in mounts if "docker-entrypoint-initdb.d" in m).split(":")[0]
+    assert "CREATE DATABASE bank" in (DEPLOY / init).read_text()
+    assert set(_compose_env(job)) <= _env_read_by_code()
+
+
+def test_the_chart_migrates_in_an_init_container_and_seeds_only_when_asked():
+    for values in (None, VLLM):
+        manifests = _render(values)
+        actions = next(d for d in manifests if d["kind"] == "Deployment" and d["metadata"]["name"].endswith("-actions"))
+        pod = actions["spec"]["template"]["spec"]
+        (init,) = pod["initContainers"]
+        assert init["command"] == MIGRATE and init["image"] == pod["containers"][0]["image"]
+        env = {item["name"]: item for item in init["env"]}
+        served = {item["name"]: item for item in pod["containers"][0]["env"]}
+        assert env["BANK_DB_URL"]["valueFrom"] == served["BANK_DB_URL"]["valueFrom"]
+        assert not [d for d in manifests if d["kind"] == "Job"]
+    secret = next(d for d in _render() if d["kind"] == "Secret")
+    assert "BANK_DB_URL" in secret["data"]
+    import kubernetes_validate
+
+    seeded = _render({"bank": {"demoSeed": True}})
+    (job,) = [d for d in seeded if d["kind"] == "Job"]
+    kubernetes_validate.validate(job, KUBERNETES_VERSION, strict=True)
+    assert job["spec"]["template"]["spec"]["containers"][0]["command"] == SEED
+    assert job["metadata"]["annotations"]["helm.sh/hook"] == "post-install,post-upgrade"
 
 
 # --- consistency between compose, the chart and the code ------------------------------
