@@ -33,7 +33,7 @@ from __future__ import annotations
 import math
 import re
 from dataclasses import dataclass, field
-from typing import Any, Dict, Iterable, List, Mapping, Optional, Sequence, Set
+from typing import Any, Callable, Dict, Iterable, List, Mapping, Optional, Sequence, Set
 
 import numpy as np
 
@@ -64,6 +64,7 @@ _CONTINUES = re.compile(
     r"is it|are they|will it|would it|can it|does it|do those|what's that|whats that|then|ok so|okay so)\b",
     re.I,
 )
+_ADDS_ON = re.compile(r"\b(too|as well|either|instead|also)\W*$", re.I)  # "can I hold Ethereum too?"
 _ANAPHOR = re.compile(r"\b(it|that|this|those|these|they|them|there|one|ones|same)\b", re.I)
 
 
@@ -112,21 +113,29 @@ def opens_as_continuation(text: str) -> bool:
     return bool(_CONTINUES.search(text)) and len(re.findall(r"[\w']+", text)) <= 14
 
 
-def is_elliptical(text: str) -> bool:
+def is_elliptical(text: str, is_topic: Optional[Callable[[str], bool]] = None) -> bool:
     """A message that only makes sense after another: short, and either opens like a
     continuation ("and ...", "what about ...") or names its subject with a pronoun, or
-    has at most two content words."""
+    has at most two content words of which none names a topic of its own (`is_topic`:
+    "apple pay?" and "wheres my iban" stand alone, "how much?" does not)."""
     words = re.findall(r"[\w']+", text)
     if not words:
         return False
     if _CONTINUES.search(text):
         return len(words) <= 14
-    return len(words) <= 9 and bool(_ANAPHOR.search(text) or len(content_words(text)) <= 2)
+    if len(words) > 9:
+        return False
+    if _ANAPHOR.search(text) or _ADDS_ON.search(text):
+        return True
+    content = content_words(text)
+    return len(content) <= 2 and not (is_topic and any(is_topic(w) for w in content))
 
 
-def followup_context(events: Sequence[Mapping[str, Any]]) -> Optional[FollowUp]:
+def followup_context(events: Sequence[Mapping[str, Any]], is_topic: Optional[Callable[[str], bool]] = None
+                     ) -> Optional[FollowUp]:
     """The earlier question of this session that the last user message continues, or None
-    when the message stands on its own (or nothing came before it)."""
+    when the message stands on its own (or nothing came before it; `is_topic`: see
+    is_elliptical)."""
     users = []
     for i, event in enumerate(events):
         if event.get("event") == "session_started":
@@ -138,14 +147,14 @@ def followup_context(events: Sequence[Mapping[str, Any]]) -> Optional[FollowUp]:
     if len(users) < 2:
         return None
     last = events[users[-1]]
-    if not is_elliptical(last.get("text") or ""):
+    if not is_elliptical(last.get("text") or "", is_topic):
         return None
     # The question it continues: the latest earlier message that was not itself a fragment
     # of the same kind ("and at weekends?" after "and what does it cost?" still points back).
     chain = []
     for i in reversed(users[:-1]):
         chain.append(i)
-        if not is_elliptical(events[i].get("text") or ""):
+        if not is_elliptical(events[i].get("text") or "", is_topic):
             break
     # greetings and thanks are not a topic to continue: only messages with content words
     chain = [i for i in chain if content_words(events[i].get("text") or "")]
@@ -245,6 +254,12 @@ class SentenceIndex:
         for words in self.words:
             for w in words:
                 self.sentence_df[w] = self.sentence_df.get(w, 0) + 1
+
+    def is_topic(self, word: str) -> bool:
+        """A word on few pages ("cheque", "iban"): a message naming it has a topic of
+        its own (ANSWER_TOPIC_MAX_SHARE of the pages at most)."""
+        df = self.df.get(word, 0)
+        return 0 < df <= settings.ANSWER_TOPIC_MAX_SHARE * self.pages
 
     def idf(self, word: str) -> float:
         """Rarer across pages weighs more; a word no page uses weighs ANSWER_UNKNOWN_WORD_WEIGHT

@@ -139,7 +139,7 @@ async def answer(
     question = last_user_text(events)
     if not question:
         raise generator.GeneratorError("no user text")
-    followup = answers.followup_context(events)
+    followup = answers.followup_context(events, sentences.is_topic)
     # the earlier question is read from the events as typed: redacted and capped like the message
     earlier = guardrails.cap(guardrails.redact(followup.question), settings.LLM_MAX_MESSAGE_CHARS) if followup else ""
     query_text = f"{earlier} {question}" if followup else question

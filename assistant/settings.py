@@ -142,6 +142,9 @@ ANSWER_KIND_GATE = _int("ANSWER_KIND_GATE", 1)
 ANSWER_KIND_WINDOW = _int("ANSWER_KIND_WINDOW", 12)
 # ... and in a sentence at least this similar to the question (not only one of its neighbours)
 ANSWER_KIND_MIN_SIMILARITY = _float("ANSWER_KIND_MIN_SIMILARITY", 0.35)
+# A short message without a pronoun continues the last question unless one of its words is
+# on at most this share of the pages (a topic of its own: "apple pay?").
+ANSWER_TOPIC_MAX_SHARE = _float("ANSWER_TOPIC_MAX_SHARE", 0.3)
 # ... and when the best sentence's cosine similarity to the question reaches this
 # (not for follow-ups, whose words lean on the earlier question).
 ANSWER_MIN_SIMILARITY = _float("ANSWER_MIN_SIMILARITY", 0.4)

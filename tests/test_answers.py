@@ -173,6 +173,17 @@ def test_which_messages_only_make_sense_after_another(text, elliptical):
     assert answers.is_elliptical(text) is elliptical
 
 
+@pytest.mark.parametrize("text, elliptical", [
+    ("do you do credit cards", False),  # a word on few pages: a topic of its own
+    ("wheres my iban", False),
+    ("how much?", True),  # no topic of its own
+    ("is that free?", True),  # a pronoun: always a continuation
+    ("can I hold Ethereum too?", True),  # "too" adds on to what came before
+])
+def test_a_short_message_naming_its_own_topic_stands_alone(real_sentences, text, elliptical):
+    assert answers.is_elliptical(text, real_sentences.is_topic) is elliptical
+
+
 @pytest.mark.parametrize("text, question", [
     ("How long does card delivery take?", True),
     ("can I", True),
@@ -236,6 +247,15 @@ def test_no_followup_without_an_earlier_question_or_with_a_question_of_its_own()
 
 
 # -- extractive answers from the real index ------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def real_sentences():
+    """The sentence index of the real knowledge pages (build/knowledge, `make setup`)."""
+    try:
+        return llm_reply.load_sentences()
+    except Exception as error:  # noqa: BLE001 - say how to build it
+        pytest.fail(str(error))
 
 
 @pytest.fixture(scope="module")
