@@ -142,9 +142,27 @@ def score(kind: str, item: Dict[str, Any], turn: Dict[str, Any]) -> str:
     return "refused" if refused(turn) else "wrong"
 
 
+AFTER_UNRELATED = "+after-unrelated"
+
+
+def load_set(name: str) -> Dict[str, Any]:
+    """bench/answers/<name>.yml; `<name>+after-unrelated`: its answerable questions, each
+    sent as the second message after an unrelated one (another page's question) and
+    scored like a follow-up: a new question must not be read as a continuation."""
+    if not name.endswith(AFTER_UNRELATED):
+        return yaml.safe_load((SETS_DIR / f"{name}.yml").read_text())
+    answerable = yaml.safe_load((SETS_DIR / f"{name[: -len(AFTER_UNRELATED)]}.yml").read_text())["answerable"]
+    followups = []
+    for i, item in enumerate(answerable):
+        before = next(other for step in (7, 13, 1) for other in [answerable[(i + step) % len(answerable)]]
+                      if other["page"] != item["page"] or step == 1)
+        followups.append({"turns": [before["question"], item["question"]], "page": item["page"], "fact": item["fact"]})
+    return {"answerable": [], "unanswerable": [], "followups": followups}
+
+
 def run_set(name: str, url: str, db_path: Path, limit: Optional[int], numbers: Set[str], corpus: str
             ) -> List[Dict[str, Any]]:
-    data = yaml.safe_load((SETS_DIR / f"{name}.yml").read_text())
+    data = load_set(name)
     rows = []
     for kind in ("answerable", "unanswerable", "followups"):
         items = (data.get(kind) or [])[:limit] if limit else data.get(kind) or []
@@ -275,7 +293,7 @@ def offline(name: str, limit: Optional[int], details: bool) -> Dict[str, Any]:
         return generator.Embeddings(np.asarray(encoder.encode(list(texts), 32)), 0)
 
     generator.embed = embed  # type: ignore[assignment]
-    data = yaml.safe_load((SETS_DIR / f"{name}.yml").read_text())
+    data = load_set(name)
     items = []
     for kind in ("answerable", "unanswerable", "followups"):
         for item in (data.get(kind) or [])[:limit] if limit else data.get(kind) or []:
@@ -324,7 +342,8 @@ def offline(name: str, limit: Optional[int], details: bool) -> Dict[str, Any]:
 
 def main(argv: Optional[List[str]] = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.answers", description=__doc__.splitlines()[0])
-    parser.add_argument("--set", nargs="+", default=["development"], help="question sets under bench/answers/")
+    parser.add_argument("--set", nargs="+", default=["development"], help="question sets under bench/answers/ "
+                        "(NAME+after-unrelated: its answerable questions, each after an unrelated one)")
     parser.add_argument("--limit", type=int, help="at most this many questions of each kind")
     parser.add_argument("--details", action="store_true", help="print each miss (never for heldout)")
     parser.add_argument("--no-write", action="store_true", help="do not write bench/results/")
