@@ -173,6 +173,7 @@ def followup_context(events: Sequence[Mapping[str, Any]], is_topic: Optional[Cal
 def covered_words(text: str) -> List[str]:
     """The content words the pages must have for a question (country names are covered by
     the pages' "EEA" / "outside the UK and EEA": place_words)."""
+    text = re.sub(r"\bunited (?:states|kingdom|arab emirates)\b", " ", text, flags=re.I)
     return [w for w in content_words(text) if w not in EEA and w not in ABROAD]
 
 

@@ -51,11 +51,27 @@ def stem(word: str) -> str:
     return word[:7]
 
 
+# Customers' words for what the pages say another way, each group read as its first word
+# (on both sides, so ranking and coverage meet): British banking slang and short forms.
+SYNONYMS = [
+    "abroad overseas",
+    "stolen nicked pinched robbed",
+    "atm cashpoint",
+    "percent percentage",
+    "phone mobile smartphone",
+    "google gpay",
+    "money funds",
+]
+_CANONICAL = {stem(w): stem(group.split()[0]) for group in SYNONYMS for w in group.split()}
+
+
 def content_words(text: str) -> List[str]:
-    """The stems of the words of a text that carry its meaning (no stop words, no filler)."""
-    words = re.findall(r"[a-z0-9]+", text.lower().replace("'", ""))
-    return [stem(w) for w in words if w not in STOP_WORDS and w not in FILLER and w not in FUNCTION_WORDS
-            and len(w) > 1]
+    """The stems of the words of a text that carry its meaning (no stop words, no filler;
+    SYNONYMS merged; "%" is the word percent)."""
+    words = re.findall(r"[a-z0-9]+", text.lower().replace("'", "").replace("%", " percent "))
+    stems = (stem(w) for w in words if w not in STOP_WORDS and w not in FILLER and w not in FUNCTION_WORDS
+             and len(w) > 1)
+    return [_CANONICAL.get(w, w) for w in stems]
 
 
 # -- what kind of fact a question asks for, and what a sentence states ---------------
