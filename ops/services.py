@@ -68,13 +68,14 @@ class Service:
     log_path: Path
     env: Dict[str, str] = field(default_factory=dict)
     process: Optional[subprocess.Popen] = None
+    cwd: Optional[Path] = None  # where it runs; None: the repository root
 
     def start(self) -> None:
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         log = self.log_path.open("ab")
         self.process = subprocess.Popen(
             self.argv,
-            cwd=settings.ROOT,
+            cwd=self.cwd or settings.ROOT,
             env={**os.environ, **self.env},
             stdin=subprocess.DEVNULL,
             stdout=log,

@@ -14,6 +14,7 @@ from __future__ import annotations
 import inspect
 import json
 import re
+import sys
 from pathlib import Path
 from typing import Dict, Iterable, List, Optional, Set
 
@@ -200,13 +201,33 @@ def test_compose_and_the_images_run_what_ops_stack_runs(tmp_path):
     rasa = stack.rasa_service(5005, tmp_path, Path("m"), Path("e"), extra_args=["--enable-api", "--auth-token", "t"])
     assert {arg for arg in rasa.argv if arg.startswith("--")} <= set(rasa_cmd.split())
     assert "--endpoints deploy/endpoints.yml" in rasa_cmd
-    # The Python packages the services import are in the image (the core with them).
-    for package in ("assistant", "actions", "addons", "ops"):
-        assert f"COPY {package}/ {package}/" in dockerfile, f"deploy/Dockerfile does not copy {package}/"
+    # Each image's /app is what deploy/image_files.py lays (tests/test_image.py serves a turn
+    # from the same layout): the Python packages the services import (the core with them)
+    # and the artefacts of `make setup` they need.
+    image_files = _image_files()
+    for image in ("generator", "assistant"):
+        assert f"python deploy/image_files.py lay {image} /src /image" in dockerfile
+        assert re.search(rf"^FROM \S+ AS {image}\n(?:.*\n)*?COPY --from={image}-build /image/ /app/$", dockerfile, re.M)
+    assistant = image_files.IMAGES["assistant"]
+    for package in ("assistant/", "actions/", "addons/", "ops/", "console/", "knowledge/"):
+        assert package in assistant.code, f"the assistant image lacks {package}"
+    assert {"build/knowledge/index.npz", "models/embeddings/", "models/*.tar.gz"} <= set(assistant.artefacts)
+    assert image_files.IMAGES["generator"].artefacts == ["models/generator/"]
     # What the image copies exists (data/nlu/banking77.yml is made by `make data`).
     for source in re.findall(r"^COPY (?!--from)(.+) \S+$", dockerfile, re.M):
         for path in source.split():
             assert (settings.ROOT / path).exists(), f"deploy/Dockerfile copies missing {path}"
+
+
+def _image_files():
+    """deploy/image_files.py (a script, not a package)."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("image_files", DEPLOY / "image_files.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules.setdefault("image_files", module)
+    spec.loader.exec_module(module)
+    return module
 
 
 # --- Helm -----------------------------------------------------------------------------
