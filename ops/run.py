@@ -35,7 +35,7 @@ def run() -> int:
         if not venv.is_dir():
             print(f"{venv} is missing: run `make setup` first")
             return 2
-    model = latest_model() or train()
+    model = latest_model() or train(quiet=True)  # the first run: one line, the output in build/logs/setup/
     log_dir = settings.LOG_DIR
     # An external OpenAI-compatible server (vLLM, say) replaces the local generator, unless
     # EMBEDDINGS_URL keeps the embeddings on it (ops/stack.py, llm_endpoints).

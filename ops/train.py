@@ -18,8 +18,10 @@ def latest_model(models_dir: Path = settings.MODELS_DIR) -> Optional[Path]:
     return models[-1] if models else None
 
 
-def train(out: Path = settings.MODELS_DIR, fixed_name: Optional[str] = None) -> Path:
-    """Run `rasa train` and return the new model's path."""
+def train(out: Path = settings.MODELS_DIR, fixed_name: Optional[str] = None, quiet: bool = False) -> Path:
+    """Run `rasa train` and return the new model's path. `quiet`: one line on the terminal
+    while it runs, the whole output in build/logs/setup/train.log (ops/step.sh, as the
+    Makefile's set-up steps)."""
     if not (settings.NLU_DIR / "banking77.yml").is_file():
         raise TrainingError("training data missing: run `python -m ops import-data` first")
     argv = [
@@ -29,6 +31,8 @@ def train(out: Path = settings.MODELS_DIR, fixed_name: Optional[str] = None) -> 
     ]
     if fixed_name:
         argv += ["--fixed-model-name", fixed_name]
+    if quiet:
+        argv = [str(settings.ROOT / "ops" / "step.sh"), "train", "Rasa model (rasa train)", *argv]
     started = time.monotonic()
     result = subprocess.run(argv, cwd=settings.ROOT)
     if result.returncode != 0:
