@@ -19,7 +19,7 @@ from assistant.knowledge import STOP_WORDS
 # Words that say nothing about what is asked (beyond knowledge.STOP_WORDS).
 FILLER = frozenset(
     "hi hello hey thanks thank please ok okay yes yeah also really just still want wanted need needs know "
-    "tell help like lakeside bank im ive dont cant wont didnt doesnt isnt arent id ill youre theres whats "
+    "tell help like lakeside bank im ive dont cant wont didnt doesnt isnt arent ill youre theres whats "
     "hows whos wondering question ask asking quick quickly guys mate pls plz thx u ur r some something "
     "anything thing things way should might must may shall there here then now one ones much many more "
     "got get getting go going make does did done said say says see able ever other another".split()
@@ -68,7 +68,8 @@ _CANONICAL = {stem(w): stem(group.split()[0]) for group in SYNONYMS for w in gro
 def content_words(text: str) -> List[str]:
     """The stems of the words of a text that carry its meaning (no stop words, no filler;
     SYNONYMS merged; "%" is the word percent)."""
-    words = re.findall(r"[a-z0-9]+", text.lower().replace("'", "").replace("%", " percent "))
+    text = re.sub(r"\b[Ii][’']d\b", "I would", text)  # not the ID a customer shows
+    words = re.findall(r"[a-z0-9]+", text.lower().replace("'", "").replace("’", "").replace("%", " percent "))
     stems = (stem(w) for w in words if w not in STOP_WORDS and w not in FILLER and w not in FUNCTION_WORDS
              and len(w) > 1)
     return [_CANONICAL.get(w, w) for w in stems]
