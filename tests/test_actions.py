@@ -27,7 +27,7 @@ from rasa_sdk import Tracker
 from rasa_sdk.executor import CollectingDispatcher
 
 from actions import llm_reply
-from assistant import knowledge, reply, settings
+from assistant import knowledge, knowledge_build, reply, settings
 from assistant import generator_client as generator
 from assistant.prompt import build_prompt, recent_messages, system_prompt
 from assistant.knowledge import Passage
@@ -220,7 +220,7 @@ def index_pages(directory, monkeypatch, pages):
     sentence index is built again from them (and their own front matter, not the real pages')."""
     for page, text in pages.items():
         (directory / f"{page}.md").write_text(text)
-    index = knowledge.build(lambda texts: np.stack([bag_of_words(t) for t in texts]), directory,
+    index = knowledge_build.build(lambda texts: np.stack([bag_of_words(t) for t in texts]), directory,
                             nlu_file=directory / "no-examples.yml")
     monkeypatch.setattr(reply, "_index", index)
     monkeypatch.setattr(reply, "_sentences", None)
@@ -784,7 +784,7 @@ def test_a_stale_index_is_refused(tmp_path):
         (tmp_path / f"{page}.md").write_text(text)
     path = tmp_path / "index.npz"
     embed = lambda texts: np.stack([bag_of_words(t) for t in texts])  # noqa: E731
-    knowledge.build(embed, tmp_path, model="m", nlu_file=tmp_path / "none.yml").save(path)
+    knowledge_build.build(embed, tmp_path, model="m", nlu_file=tmp_path / "none.yml").save(path)
     index, why = knowledge.load_current(path, tmp_path, "m", tmp_path / "none.yml")
     assert index is not None and why == "" and len(index.passages) == 3
     assert index.page_intents == {"card-delivery": ["card_arrival"], "fees": ["transfer_fee_charged"]}
@@ -798,7 +798,7 @@ def test_a_stale_index_is_refused(tmp_path):
 def test_a_question_about_one_fact_matches_the_sentence_that_states_it(tmp_path):
     (tmp_path / "card-delivery.md").write_text(PAGES["card-delivery"])
     embed = lambda texts: np.stack([bag_of_words(t) for t in texts])  # noqa: E731
-    index = knowledge.build(embed, tmp_path, model="m", nlu_file=tmp_path / "none.yml")
+    index = knowledge_build.build(embed, tmp_path, model="m", nlu_file=tmp_path / "none.yml")
     first = index.passages[0]
     assert first.sentence_texts() == [
         "Card delivery and tracking. A new Lakeside card usually arrives within 3–5 working days at a UK address.",
@@ -857,7 +857,7 @@ def test_a_pages_customer_questions_lead_to_it(tmp_path):
         ("how much to send money overseas?", "fees", False), ("sending cash abroad: cost", "fees", False),
         ("where is my card", "card-delivery", True)]
     embed = lambda texts: np.stack([bag_of_words(t) for t in texts])  # noqa: E731
-    index = knowledge.build(embed, tmp_path, model="m", nlu_file=nlu)
+    index = knowledge_build.build(embed, tmp_path, model="m", nlu_file=nlu)
     query = bag_of_words("send money overseas")  # no word of the fees page's own text
     assert float(knowledge.unit(index.vectors[-1]) @ query) == 0.0
     hit = index.search(query, 1, intent_weight=0.0, lexical_weight=0.0)[0]

@@ -126,10 +126,10 @@ def test_an_index_built_through_the_api_matches_the_prebuilt_one(generator_url, 
     vectors the offline build gave (passages only here, to keep it quick)."""
     import numpy as np
 
-    from assistant import knowledge
+    from assistant import knowledge_build
 
-    built = knowledge.build(knowledge.http_embedder(generator_url), settings.KNOWLEDGE_DIR,
-                            nlu_file=tmp_path / "no-examples.yml")
+    built = knowledge_build.build(knowledge_build.http_embedder(generator_url), settings.KNOWLEDGE_DIR,
+                                  nlu_file=tmp_path / "no-examples.yml")
     prebuilt = llm_reply.load_index()
     assert [p.text for p in built.passages] == [p.text for p in prebuilt.passages]
     assert float(np.min(np.sum(built.vectors * prebuilt.vectors, axis=1))) > 0.999
