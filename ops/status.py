@@ -67,6 +67,22 @@ def check_generator(base_url: str) -> Row:
     return "generator", True, f"{base_url}: {', '.join(models)}"
 
 
+def check_embeddings(base_url: str, model: str) -> Row:
+    """The embeddings endpoint (EMBEDDINGS_URL, else GENERATOR_URL's server) serves the
+    model the knowledge index was built with (EMBEDDINGS_MODEL), as the action server's
+    start check asks."""
+    code, body = _get(f"{base_url}/models")
+    if code != 200:
+        return "embeddings", False, f"{base_url} down ({body[:80]})"
+    try:
+        served = [str(m.get("id")) for m in json.loads(body).get("data", [])]
+    except (ValueError, AttributeError):
+        return "embeddings", False, f"{base_url}/models: not a model list"
+    if model not in served:
+        return "embeddings", False, f"{base_url} does not serve {model} (serves: {', '.join(served) or 'nothing'})"
+    return "embeddings", True, f"{base_url}: {model}"
+
+
 def check_tracker_store(url: str) -> Row:
     import sqlalchemy as sa
 
@@ -101,16 +117,20 @@ def collect(
     generator_url: str = "",
     tracker_url: str = "",
     lock_url: Optional[str] = None,
+    embeddings_url: str = "",
 ) -> List[Row]:
+    from assistant import settings as answer_settings
     from assistant.conversations import tracker_store_url
 
     generator_url = generator_url or config.ops().generator_url or (
         f"http://127.0.0.1:{settings.GENERATOR_PORT}/v1"
     )
+    embeddings_url = embeddings_url or config.ops().embeddings_url or generator_url
     return [
         check_rasa(rasa_port),
         check_actions(actions_port),
         check_generator(generator_url.rstrip("/")),
+        check_embeddings(embeddings_url.rstrip("/"), answer_settings.EMBEDDINGS_MODEL),
         check_tracker_store(tracker_url or tracker_store_url()),
         check_lock_store(config.lock_store().url if lock_url is None else lock_url),
     ]

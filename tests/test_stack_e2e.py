@@ -224,12 +224,18 @@ def test_status_shows_every_part(running_stack, monkeypatch, trained_model):
     assert all(up for _, up, _ in rows), rows
     details = dict((name, detail) for name, _, detail in rows)
     assert "Rasa" in details["rasa"] and "SmolLM2-135M-Instruct" in details["generator"]
+    assert details["embeddings"].endswith(": all-MiniLM-L6-v2")
     assert f"serving {trained_model.name}" in details["rasa"]
     assert "conversations" in details["tracker store"]
     down = status.collect(rasa_port, actions_port, "http://127.0.0.1:9/v1",
                           f"sqlite:///{running_stack.db_path}", lock_url="redis://127.0.0.1:9/1")
     assert status.status(down) == 1
-    assert [name for name, up, _ in down if not up] == ["generator", "lock store"]
+    assert [name for name, up, _ in down if not up] == ["generator", "embeddings", "lock store"]
+    # embeddings on the running generator while chat is elsewhere (EMBEDDINGS_URL)
+    split = status.collect(rasa_port, actions_port, "http://127.0.0.1:9/v1", f"sqlite:///{running_stack.db_path}",
+                           lock_url="", embeddings_url=f"http://127.0.0.1:{generator_port}/v1")
+    assert [name for name, up, _ in split if not up] == ["generator"]
+    assert dict((n, d) for n, _, d in split)["embeddings"] == f"http://127.0.0.1:{generator_port}/v1: all-MiniLM-L6-v2"
 
 
 def test_action_server_metrics_after_the_conversations(running_stack):
