@@ -131,8 +131,13 @@ def is_elliptical(text: str, is_topic: Optional[Callable[[str], bool]] = None) -
     return len(content) <= 2 and not (is_topic and any(is_topic(w) for w in content))
 
 
-def followup_context(events: Sequence[Mapping[str, Any]], is_topic: Optional[Callable[[str], bool]] = None
-                     ) -> Optional[FollowUp]:
+# Intents of the conversation itself, not of a topic a follow-up could continue.
+NO_TOPIC_INTENTS = frozenset({"greet", "goodbye", "thank", "affirm", "deny", "bot_challenge", "request_human",
+                              "handoff_released"})
+
+
+def followup_context(events: Sequence[Mapping[str, Any]],
+                     is_topic: Optional[Callable[[str, Sequence[str]], bool]] = None) -> Optional[FollowUp]:
     """The earlier question of this session that the last user message continues, or None
     when the message stands on its own (or nothing came before it; `is_topic`: see
     is_elliptical)."""
@@ -147,17 +152,21 @@ def followup_context(events: Sequence[Mapping[str, Any]], is_topic: Optional[Cal
     if len(users) < 2:
         return None
     last = events[users[-1]]
-    if not is_elliptical(last.get("text") or "", is_topic):
+    cited = [p for event in events[users[-2] + 1: users[-1]] if event.get("event") == "bot"
+             for p in ((event.get("metadata") or {}).get("sources") or []) if isinstance(p, str)]
+    if not is_elliptical(last.get("text") or "", is_topic and (lambda word: is_topic(word, cited))):
         return None
     # The question it continues: the latest earlier message that was not itself a fragment
     # of the same kind ("and at weekends?" after "and what does it cost?" still points back).
     chain = []
     for i in reversed(users[:-1]):
         chain.append(i)
-        if not is_elliptical(events[i].get("text") or "", is_topic):
+        if not is_elliptical(events[i].get("text") or "", is_topic and (lambda word: is_topic(word, ()))):
             break
-    # greetings and thanks are not a topic to continue: only messages with content words
-    chain = [i for i in chain if content_words(events[i].get("text") or "")]
+    # greetings, thanks and asking for a person are not a topic to continue: only messages
+    # with content words, of an intent that has a topic
+    chain = [i for i in chain if content_words(events[i].get("text") or "")
+             and ((events[i].get("parse_data") or {}).get("intent") or {}).get("name") not in NO_TOPIC_INTENTS]
     if not chain:
         return None
     start = chain[-1]
@@ -256,11 +265,13 @@ class SentenceIndex:
             for w in words:
                 self.sentence_df[w] = self.sentence_df.get(w, 0) + 1
 
-    def is_topic(self, word: str) -> bool:
-        """A word on few pages ("cheque", "iban"): a message naming it has a topic of
-        its own (ANSWER_TOPIC_MAX_SHARE of the pages at most)."""
+    def is_topic(self, word: str, pages: Sequence[str] = ()) -> bool:
+        """A word on few pages ("cheque", "iban"; ANSWER_TOPIC_MAX_SHARE of them at most)
+        and on none of `pages` (the ones the bot just cited: "do Saturdays count?" after
+        the exchange rates stays on them): a message naming it has a topic of its own."""
         df = self.df.get(word, 0)
-        return 0 < df <= settings.ANSWER_TOPIC_MAX_SHARE * self.pages
+        return 0 < df <= settings.ANSWER_TOPIC_MAX_SHARE * self.pages and not any(
+            word in self.page_vocab.get(page, ()) for page in pages)
 
     def idf(self, word: str) -> float:
         """Rarer across pages weighs more; a word no page uses weighs ANSWER_UNKNOWN_WORD_WEIGHT

@@ -189,6 +189,23 @@ def test_a_short_message_naming_its_own_topic_stands_alone(real_sentences, text,
     assert answers.is_elliptical(text, real_sentences.is_topic) is elliptical
 
 
+def test_a_word_of_the_page_just_cited_continues_it(real_sentences):
+    """"do Saturdays count?" after the exchange rates page stays on it (its word); "apple
+    pay?" after the PIN page is a new question."""
+    rates = [_user("what exchange rate do you use?"), _bot("At weekends we add 0.5%.", "exchange-rates")]
+    pin = [_user("how do I change my PIN?"), _bot("Go to Card > Change PIN.", "card-pin")]
+    assert answers.followup_context(rates + [_user("do Saturdays count?")], real_sentences.is_topic) is not None
+    assert answers.followup_context(pin + [_user("apple pay?")], real_sentences.is_topic) is None
+    assert answers.followup_context(pin + [_user("apple pay?")]) is not None  # without the pages' words
+
+
+def test_asking_for_a_person_is_no_topic_to_continue():
+    person = {"event": "user", "text": "I want to talk to a real person",
+              "parse_data": {"intent": {"name": "request_human", "confidence": 0.99}}}
+    assert answers.followup_context([person, _user("thanks, is my card on its way?")]) is None
+    assert answers.followup_context([_user("I want to talk about my card"), _user("is it on its way?")]) is not None
+
+
 @pytest.mark.parametrize("text, question", [
     ("How long does card delivery take?", True),
     ("can I", True),
