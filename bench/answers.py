@@ -28,7 +28,6 @@ import argparse
 import datetime as dt
 import json
 import re
-import sqlite3
 import tempfile
 import time
 import uuid
@@ -38,6 +37,8 @@ from typing import Any, Dict, Iterable, List, Optional, Set, Tuple
 
 import yaml
 
+from assistant import conversations
+from assistant.conversations import ReplySource
 from ops import settings, stack
 from ops.train import latest_model
 
@@ -48,7 +49,7 @@ KNOWLEDGE_DIR = settings.ROOT / "knowledge"
 
 # Replies that decline to answer (the answer action's honest replies, the polite
 # fallback, a handoff) rather than state a fact.
-REFUSAL_SOURCES = {"no_knowledge", "no_safe_answer", "fallback"}
+REFUSAL_SOURCES = {ReplySource.NO_KNOWLEDGE.value, ReplySource.FALLBACK.value}
 REFUSAL_TEXT = re.compile(
     r"don't have information|couldn't find an answer|can't answer that|rather not guess|"
     r"connecting you to one of our support team|I'm not sure", re.I)
@@ -98,10 +99,7 @@ def unsupported(reply: str, numbers: Set[str], corpus: str) -> List[str]:
 
 
 def _bot_events(db_path: Path, sender: str) -> List[Dict[str, Any]]:
-    with sqlite3.connect(db_path) as db:
-        rows = db.execute("SELECT data FROM events WHERE sender_id = ? AND type_name = 'bot' ORDER BY id",
-                          (sender,)).fetchall()
-    return [json.loads(data) for (data,) in rows]
+    return conversations.read_conversations(f"sqlite:///{db_path}", [sender], "bot")[sender]
 
 
 def path_of(events: Iterable[Dict[str, Any]]) -> str:
