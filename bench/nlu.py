@@ -123,12 +123,15 @@ def main() -> int:
     table = "\n".join(lines)
     print(table)
     if not args.only:
+        # sections below the latest run (other NLU measurements, `## ...`) are kept
+        existing = RESULTS.read_text() if RESULTS.is_file() else ""
+        kept = existing[existing.index("\n## "):] if "\n## " in existing else ""
         RESULTS.write_text(
             "# NLU benchmark (latest run)\n\n"
             f"`.venvs/rasa/bin/python -m bench.nlu` on {time.strftime('%Y-%m-%d')}, "
             f"{len(rows)} configurations, validation split "
             f"`build/validation/nlu.yml`, one client sending /model/parse back to back.\n\n"
-            + table + "\n"
+            + table + "\n" + kept
         )
     return 0
 
