@@ -183,8 +183,10 @@ def report(runs: List[Dict[str, Any]], args, started: str, wall_s: float) -> str
         f"{args.customers} simulated customers at once, each holding a {args.turns}-turn conversation through the "
         "REST channel, closed loop (the next message as soon as the reply arrives). Intent turns: Banking77 "
         f"validation questions; every {args.llm_every}th turn (staggered across customers): a CLINC150 "
-        "out-of-scope question for action_llm_reply (knowledge retrieval, then the generator: "
-        "SmolLM2-135M on CPU, one torch thread, 3 candidates of up to 64 tokens, 30 s timeout). "
+        "out-of-scope question. Banking questions and open ones both go to action_llm_reply: an embeddings "
+        "call to the generator (all-MiniLM-L6-v2 on CPU), retrieval, then the page's sentences or the honest "
+        "\"I don't know\" (generated candidates as the action server's LLM_CANDIDATES: 0 by default; "
+        "30 s timeout). "
         "Both configurations in this one run, with the same model, action server code and generator process.",
         "",
         "- embedded: one `rasa run` (one Sanic worker), SQLite tracker store, in-memory locks, no event broker.",

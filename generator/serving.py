@@ -102,7 +102,7 @@ class Service:
         self.embedding_engine: EmbeddingEngine | None = None
         self.owns_chat_engine = False  # True when this service loaded it (and so closes it)
         self.load_error: str | None = None
-        self.embedding_worker = Worker("embeddings", settings.max_queue)
+        self.embedding_worker = Worker("embeddings", settings.max_embedding_queue)
         self.metrics = None  # generator.metrics.Metrics, set by the app
 
     @property

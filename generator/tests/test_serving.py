@@ -3,6 +3,7 @@ deadlines and disconnects stop the generation."""
 
 from __future__ import annotations
 
+import concurrent.futures
 import json
 import threading
 import time
@@ -53,6 +54,16 @@ def test_queue_full_gets_503_with_retry_after(make_server):
         assert int(refused.headers["Retry-After"]) >= 1
     waiting.join(timeout=30)
     assert results["waiting"].status_code == 200
+
+
+def test_many_embeddings_at_once_wait_instead_of_503(make_server):
+    """Every answered turn embeds its question: 40 customers at once must all get vectors,
+    even where the chat queue holds one (GENERATOR_MAX_EMBEDDING_QUEUE, not MAX_QUEUE)."""
+    small = make_server(max_batch=1, max_queue=1)
+    body = {"input": ["how long does a new card take to arrive?"] * 8}
+    with concurrent.futures.ThreadPoolExecutor(40) as pool:
+        statuses = list(pool.map(lambda _: small.client.post("/v1/embeddings", json=body).status_code, range(40)))
+    assert statuses == [200] * 40
 
 
 def test_timeout_gets_504_and_frees_the_worker(make_server):
