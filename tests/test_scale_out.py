@@ -587,8 +587,8 @@ def test_an_overloaded_generator_sheds_into_polite_fallbacks(ctx, responses):
         pytest.skip("GENERATOR_URL names an external server: its limits are not ours to set")
     metrics_url = generator.health_url.replace("/health", "/metrics")
     normal_env = dict(generator.env)
-    # one request at a time, none waiting: the second concurrent request is refused
-    generator.env.update({"GENERATOR_MAX_BATCH": "1", "GENERATOR_MAX_QUEUE": "0"})
+    # one request at a time, none waiting (chat or embeddings): the second concurrent request is refused
+    generator.env.update({"GENERATOR_MAX_BATCH": "1", "GENERATOR_MAX_QUEUE": "0", "GENERATOR_MAX_EMBEDDING_QUEUE": "0"})
     ctx.so.restart(generator)
     try:
         customers = 12
