@@ -136,11 +136,27 @@ NO_TOPIC_INTENTS = frozenset({"greet", "goodbye", "thank", "affirm", "deny", "bo
                               "handoff_released"})
 
 
+def leans_on_context(text: str) -> bool:
+    """A message that may continue the conversation although it is too long to be taken
+    for a fragment: it opens like a continuation, or refers back with a pronoun ("my son
+    is 15 though, is there anything for him?", "do I need to do anything with it when it
+    comes?"). Such a message is read in context only when it cannot be answered alone."""
+    words = re.findall(r"[\w']+", text)
+    return 0 < len(words) <= settings.ANSWER_CONTEXT_MAX_WORDS and bool(
+        _CONTINUES.search(text) or _ANAPHOR.search(text) or _ADDS_ON.search(text) or _AFTERTHOUGHT.search(text))
+
+
+# "..., though?", "then?": said of something said before
+_AFTERTHOUGHT = re.compile(r"(though|then|instead|either)", re.I)
+
+
 def followup_context(events: Sequence[Mapping[str, Any]],
-                     is_topic: Optional[Callable[[str, Sequence[str]], bool]] = None) -> Optional[FollowUp]:
+                     is_topic: Optional[Callable[[str, Sequence[str]], bool]] = None,
+                     loose: bool = False) -> Optional[FollowUp]:
     """The earlier question of this session that the last user message continues, or None
     when the message stands on its own (or nothing came before it; `is_topic`: see
-    is_elliptical)."""
+    is_elliptical). `loose`: any message that leans on the context (`leans_on_context`),
+    for a second reading of one the pages cannot answer on its own."""
     users = []
     for i, event in enumerate(events):
         if event.get("event") == "session_started":
@@ -154,7 +170,8 @@ def followup_context(events: Sequence[Mapping[str, Any]],
     last = events[users[-1]]
     cited = [p for event in events[users[-2] + 1: users[-1]] if event.get("event") == "bot"
              for p in ((event.get("metadata") or {}).get("sources") or []) if isinstance(p, str)]
-    if not is_elliptical(last.get("text") or "", is_topic and (lambda word: is_topic(word, cited))):
+    text = last.get("text") or ""
+    if not (leans_on_context(text) if loose else is_elliptical(text, is_topic and (lambda word: is_topic(word, cited)))):
         return None
     # The question it continues: the latest earlier message that was not itself a fragment
     # of the same kind ("and at weekends?" after "and what does it cost?" still points back).

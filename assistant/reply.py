@@ -133,27 +133,23 @@ async def answer(
     """The answer to the conversation's last user message; GeneratorError on failure.
     `candidates` (generated ones; 0: extractive only) and `timeout_s` default to
     LLM_CANDIDATES and GENERATOR_TIMEOUT_S."""
-    index, sentences = load_index(), load_sentences()
+    sentences = load_sentences()
     deadline = _Deadline(settings.GENERATOR_TIMEOUT_S if timeout_s is None else timeout_s)
     candidates = settings.LLM_CANDIDATES if candidates is None else candidates
     question = last_user_text(events)
     if not question:
         raise generator.GeneratorError("no user text")
     followup = answers.followup_context(events, sentences.is_topic)
-    # the earlier question is read from the events as typed: redacted and capped like the message
-    earlier = guardrails.cap(guardrails.redact(followup.question), settings.LLM_MAX_MESSAGE_CHARS) if followup else ""
-    query_text = f"{earlier} {question}" if followup else question
-    # "Spain" is "elsewhere in the EEA" in the pages' words: searched, not counted as covered
-    search_text = f"{query_text} {answers.place_words(question)}".strip()
-    ranking = followup.intent_ranking if followup else last_intent_ranking(events)
-
-    query = await generator.embed([search_text, question] if followup else [search_text], base_url=base_url,
-                                  timeout_s=deadline.left())
-    waited = query.latency_ms
-    hits = index.search(query.vectors[0], max(settings.KNOWLEDGE_TOP_K, settings.ANSWER_TOP_K), text=search_text,
-                        intent_ranking=ranking)
-    extract = answers.extract(sentences, query.vectors[0], query_text, hits, focus=question, followup=followup,
-                              focus_query=query.vectors[1] if followup else None)
+    hits, extract, waited = await _extract(events, question, followup, deadline, base_url)
+    if not extract.answerable and followup is None:
+        # a message that leans on the conversation but could not be answered alone
+        # ("my son is 15 though, is there anything for him?") is read again in context
+        context = answers.followup_context(events, sentences.is_topic, loose=True)
+        if context is not None:
+            hits2, extract2, waited2 = await _extract(events, question, context, deadline, base_url)
+            waited += waited2
+            if extract2.answerable:
+                followup, hits, extract = context, hits2, extract2
     if not extract.answerable:
         return Answer("no_knowledge", NO_KNOWLEDGE_TEXT, hits=hits, latency_ms=waited, extract=extract,
                       followup=followup is not None)
@@ -166,6 +162,26 @@ async def answer(
             logger.warning("generated candidates failed (%s): the extractive answer is sent", error.reason)
             result.errors.append(error.reason.split(":")[0])
     return result
+
+
+async def _extract(events: Sequence[Dict[str, Any]], question: str, followup: Optional[answers.FollowUp],
+                   deadline: "_Deadline", base_url: Optional[str]):
+    """Retrieval and the extractive answer for the message, alone or as a follow-up of
+    the earlier question: (hits, extract, milliseconds waited for the embeddings)."""
+    index, sentences = load_index(), load_sentences()
+    # the earlier question is read from the events as typed: redacted and capped like the message
+    earlier = guardrails.cap(guardrails.redact(followup.question), settings.LLM_MAX_MESSAGE_CHARS) if followup else ""
+    query_text = f"{earlier} {question}" if followup else question
+    # "Spain" is "elsewhere in the EEA" in the pages' words: searched, not counted as covered
+    search_text = f"{query_text} {answers.place_words(question)}".strip()
+    ranking = followup.intent_ranking if followup else last_intent_ranking(events)
+    query = await generator.embed([search_text, question] if followup else [search_text], base_url=base_url,
+                                  timeout_s=deadline.left())
+    hits = index.search(query.vectors[0], max(settings.KNOWLEDGE_TOP_K, settings.ANSWER_TOP_K), text=search_text,
+                        intent_ranking=ranking)
+    extract = answers.extract(sentences, query.vectors[0], query_text, hits, focus=question, followup=followup,
+                              focus_query=query.vectors[1] if followup else None)
+    return hits, extract, query.latency_ms
 
 
 async def generate(result: Answer, events: Sequence[Dict[str, Any]], slots: Optional[Mapping[str, Any]],

@@ -150,5 +150,8 @@ ANSWER_TOPIC_MAX_SHARE = _float("ANSWER_TOPIC_MAX_SHARE", 0.3)
 ANSWER_MIN_SIMILARITY = _float("ANSWER_MIN_SIMILARITY", 0.4)
 # Weight of a question word that no page uses, in the coverage (a word on one page: 3.0).
 ANSWER_UNKNOWN_WORD_WEIGHT = _float("ANSWER_UNKNOWN_WORD_WEIGHT", 2.0)
+# A message of at most this many words that refers back ("is there anything for him?") and
+# that the pages cannot answer on its own is read again as a follow-up of the last question.
+ANSWER_CONTEXT_MAX_WORDS = _int("ANSWER_CONTEXT_MAX_WORDS", 20)
 
 BANK_NAME = _str("BANK_NAME", "Lakeside Bank")

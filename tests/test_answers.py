@@ -395,3 +395,29 @@ def test_the_sentence_index_weighs_words_by_how_many_pages_use_them():
     half = sentences.coverage(answers.content_words("express mortgage"), "card-delivery")
     assert half == pytest.approx(sentences.idf(express) / (sentences.idf(express) + sentences.idf(mortgage)))
     assert sentences.coverage([], "card-delivery") == 1.0  # nothing asked, nothing missing
+
+
+def test_a_longer_message_that_refers_back_is_read_in_context_when_it_cannot_stand_alone(ask):
+    first, then = "How old do I have to be to open an account?", "my daughter is 14 though, can she have anything?"
+    assert not answers.is_elliptical(then) and answers.leans_on_context(then)
+    (before, reply), embedded = ask(first, then)
+    assert before.sources == ["opening-and-closing-account"]
+    assert reply.source == "knowledge" and reply.followup and reply.sources == ["opening-and-closing-account"]
+    assert re.search(r"junior account", reply.text), reply.text
+    _verbatim(reply)
+    # read alone first, then in context
+    assert embedded[-2:] == [[then], [f"{first} {then}", then]]
+    [alone], _ = ask(then)
+    assert alone.source == "no_knowledge" and not alone.followup
+
+
+@pytest.mark.parametrize("text, leans", [
+    ("my son is 15 though, is there anything for him?", True),
+    ("do i need to do anything with it when it comes?", True),
+    ("what about my partner instead", True),
+    ("How long does a bank transfer to Spain take to arrive?", False),
+    ("I want to open an account for my business, what documents do you need from me?", False),
+    ("", False),
+])
+def test_which_messages_may_lean_on_the_conversation(text, leans):
+    assert answers.leans_on_context(text) is leans
