@@ -23,6 +23,11 @@ FILLER = frozenset(
     "hows whos wondering question ask asking quick quickly guys mate pls plz thx u ur r some something "
     "anything thing things way should might must may shall there here then now one ones much many more "
     "got get getting go going make does did done said say says see able ever other another".split()
+) | frozenset(  # who the customer is talking about: part of the story, never what the pages must cover
+    "mum mom mam dad mother father sister brother son daughter wife husband partner fiance fiancee friend friends "
+    "boss landlord landlady uncle aunt auntie nephew niece grandson granddaughter nan nana gran grandma grandad "
+    "grandpa grandfather grandmother kid kids girlfriend boyfriend flatmate housemate roommate colleague cousin "
+    "neighbour neighbor".split()
 )
 
 

@@ -40,6 +40,9 @@ def test_content_words_drop_stop_words_filler_and_punctuation():
     assert answers.content_words("what ID do you accept? I'd like to know") == ["id", "accept"]  # ID, not I'd
     assert answers.content_words("a 2% markup") == answers.content_words("what percentage markup") == [
         "percent", "markup"]
+    # who the customer speaks of is their story, not what the pages must cover
+    assert answers.content_words("and to my sister in Poland?") == ["poland"]
+    assert answers.content_words("can my son get a junior account") == ["junior", "account"]
 
 
 # -- kinds of fact -------------------------------------------------------------------
@@ -398,7 +401,7 @@ def test_the_sentence_index_weighs_words_by_how_many_pages_use_them():
 
 
 def test_a_longer_message_that_refers_back_is_read_in_context_when_it_cannot_stand_alone(ask):
-    first, then = "How old do I have to be to open an account?", "my daughter is 14 though, can she have anything?"
+    first, then = "How old do I have to be to open an account?", "my daughter is only 14 though, is there anything she can have?"
     assert not answers.is_elliptical(then) and answers.leans_on_context(then)
     (before, reply), embedded = ask(first, then)
     assert before.sources == ["opening-and-closing-account"]
