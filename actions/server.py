@@ -34,7 +34,7 @@ from sanic import Sanic, response
 from sanic.request import Request
 
 from assistant import logs
-from assistant import guardrails, settings
+from assistant import answers, guardrails, settings
 from assistant import generator_client as generator
 from assistant.knowledge import KnowledgeError
 from actions.llm_reply import load_index
@@ -216,6 +216,12 @@ def main() -> None:
     except KnowledgeError as error:
         _refuse(str(error))
     logger.info("knowledge index: %d passages from %d pages", len(index.passages), len(index.titles))
+    if settings.ANSWER_GATE == "learned":
+        try:
+            answers.load_gate()
+        except (OSError, ValueError, KeyError) as error:
+            _refuse(f"answer gate {settings.ANSWER_GATE_FILE} not usable ({error}): refit it with "
+                    "`python -m bench.gate`, or set ANSWER_GATE=rules")
     if settings.GENERATOR_START_CHECK:
         problem = check_models()
         if problem:

@@ -16,11 +16,14 @@ the right page carries its fact by construction. So a question is answered like 
      bonus when it states the kind of fact asked for (an amount for "how much", a
      duration for "how long", a place in the app for "where"), plus its page's
      retrieval score relative to the best page.
-  4. Gate (`answerable`): the pages cover the question when the best passage's
-     retrieval score reaches KNOWLEDGE_MIN_SCORE and the best page contains enough of
-     the question's content words (ANSWER_MIN_COVERAGE, IDF-weighted, so that
-     "mortgage" or "overdraft" weigh more than "card"). Otherwise the honest reply
-     with a person offered.
+  4. Gate (`Gate`): a logistic model over the retrieval score and its margin, the best
+     sentence's figures, the share of the question's content words the page holds
+     (IDF-weighted, so that "mortgage" or "overdraft" weigh more than "card"), whether
+     the kind of fact asked for is stated, and the NLU's figures, fitted on the
+     development question sets (`python -m bench.gate`), estimates whether the answer
+     states the fact asked for; below its threshold, the honest reply with a person
+     offered. ANSWER_GATE=rules uses fixed thresholds instead (KNOWLEDGE_MIN_SCORE,
+     ANSWER_MIN_SIMILARITY, ANSWER_MIN_COVERAGE, ANSWER_KIND_GATE).
   5. Reply: the best sentence, the sentence before it when it starts with a pronoun,
      and the next-best sentence of the same passage when it scores close to the best
      (ANSWER_SECOND_MARGIN); verbatim, in the page's order, with the page's title as
@@ -241,6 +244,8 @@ class Extract:
     retrieval: float  # the best passage's retrieval score
     best: Optional[Scored] = None
     why: str = ""  # why not answerable
+    features: Dict[str, float] = field(default_factory=dict)  # what the gate weighed (GATE_FEATURES)
+    probability: Optional[float] = None  # the learned gate's estimate that the answer is right
 
     @property
     def text(self) -> str:
@@ -388,11 +393,86 @@ def compose(sentences: SentenceIndex, ranked: Sequence[Scored]) -> List[int]:
     return sorted(set(rows))
 
 
+# -- the answerability gate ---------------------------------------------------------
+
+# What the learned gate weighs: retrieval (the best passage's score, its margin over the
+# next page's, the NLU's prior for it), the best sentence (similarity, word overlap, rank
+# score), the share of the question's words the page has, whether the kind of fact asked
+# for is stated, the NLU's confidence, whether the message was read as a follow-up, and
+# how much the question says.
+GATE_FEATURES = ("retrieval", "similarity", "coverage", "overlap", "score", "kind_missing", "nlu", "followup",
+                 "intent_prior", "page_margin", "best_page_intent", "n_words", "asks")
+
+
+@dataclass
+class Gate:
+    """A logistic model over GATE_FEATURES fitted on the development question sets
+    (`python -m bench.gate`): the probability that the extractive answer states the fact
+    asked for. Below `threshold`, the honest reply."""
+    features: List[str]
+    mean: List[float]
+    scale: List[float]
+    coef: List[float]
+    intercept: float
+    threshold: float
+
+    @classmethod
+    def load(cls, path: Any) -> "Gate":
+        import json
+        from pathlib import Path
+
+        data = json.loads(Path(path).read_text())
+        gate = cls(**{k: data[k] for k in ("features", "mean", "scale", "coef", "intercept", "threshold")})
+        if list(gate.features) != list(GATE_FEATURES) or not (
+                len(gate.mean) == len(gate.scale) == len(gate.coef) == len(GATE_FEATURES)):
+            raise ValueError(f"{path}: fitted on other features than {GATE_FEATURES}; refit with `python -m bench.gate`")
+        return gate
+
+    def probability(self, values: Mapping[str, float]) -> float:
+        z = self.intercept + sum(c * (float(values[f]) - m) / (s or 1.0)
+                                 for f, m, s, c in zip(self.features, self.mean, self.scale, self.coef))
+        return 1.0 / (1.0 + math.exp(-max(-50.0, min(50.0, z))))
+
+
+_gate: Optional[Gate] = None
+
+
+def load_gate() -> Gate:
+    """The learned gate (ANSWER_GATE_FILE), read once per process."""
+    global _gate
+    if _gate is None:
+        _gate = Gate.load(settings.ANSWER_GATE_FILE)
+    return _gate
+
+
+def gate_features(extract_: "Extract", hits: Sequence[Hit], question: str, wanted: Set[str],
+                  followup: Optional[FollowUp], nlu_confidence: float, kind_missing: bool) -> Dict[str, float]:
+    best = extract_.best
+    others = [h.score for h in hits if h.passage.page_id != hits[0].passage.page_id]
+    return {
+        "retrieval": extract_.retrieval,
+        "similarity": best.similarity if best else 0.0,
+        "coverage": extract_.coverage,
+        "overlap": best.overlap if best else 0.0,
+        "score": best.score if best else 0.0,
+        "kind_missing": float(kind_missing),
+        "nlu": float(nlu_confidence),
+        "followup": float(followup is not None),
+        "intent_prior": float(hits[0].intent),
+        "page_margin": float(hits[0].score - (others[0] if others else 0.0)),
+        "best_page_intent": max([float(h.intent) for h in hits if h.passage.page_id == extract_.page_id] or [0.0]),
+        "n_words": float(len(covered_words(question))),
+        "asks": float(len(wanted)),
+    }
+
+
 def extract(sentences: SentenceIndex, query: np.ndarray, question: str, hits: Sequence[Hit],
             focus: Optional[str] = None, followup: Optional[FollowUp] = None,
-            focus_query: Optional[np.ndarray] = None) -> Extract:
+            focus_query: Optional[np.ndarray] = None, nlu_confidence: float = 0.0) -> Extract:
     """The extractive answer to `question` (its vector `query`; `focus` is the part the
-    sentences must answer: the last message of a follow-up, else the question)."""
+    sentences must answer: the last message of a follow-up, else the question), or the
+    gate's refusal (ANSWER_GATE: `learned`, `rules`, or `off` to answer everything, for
+    fitting the gate). `nlu_confidence`: the NLU's confidence in the message's intent."""
     focus = focus or question
     wanted = wanted_kinds(focus, followup)
     retrieval = hits[0].score if hits else 0.0
@@ -406,17 +486,28 @@ def extract(sentences: SentenceIndex, query: np.ndarray, question: str, hits: Se
     page = sentences.index.passages[int(sentences.index.sentence_rows[best.row])].page_id
     coverage = max(sentences.coverage(covered_words(text), page) for text in asked_parts(question))
     title = sentences.index.titles[page]
-    if followup is None and retrieval < settings.KNOWLEDGE_MIN_SCORE:
-        return Extract(False, [], page, title, coverage, retrieval, best, why="retrieval")
-    if followup is None and best.similarity < settings.ANSWER_MIN_SIMILARITY:
-        return Extract(False, [], page, title, coverage, retrieval, best, why="similarity")
-    if coverage < settings.ANSWER_MIN_COVERAGE:
-        return Extract(False, [], page, title, coverage, retrieval, best, why="coverage")
     rows = compose(sentences, ranked)
     chosen = [sentences.texts[r] for r in rows]
     similar = {s.row: s.similarity for s in ranked}
     floor = settings.ANSWER_KIND_MIN_SIMILARITY if followup is None else 0.0
     stating = [sentences.texts[r] for r in rows if similar.get(r, 0.0) >= floor]
-    if settings.ANSWER_KIND_GATE and missing_kind(focus, " ".join(stating), wanted, anchors=question):
-        return Extract(False, [], page, title, coverage, retrieval, best, why="kind")
-    return Extract(True, chosen, page, title, coverage, retrieval, best)
+    kind_missing = missing_kind(focus, " ".join(stating), wanted, anchors=question)
+    result = Extract(True, chosen, page, title, coverage, retrieval, best)
+    result.features = gate_features(result, hits, question, wanted, followup, nlu_confidence, kind_missing)
+    why = ""
+    if settings.ANSWER_GATE == "learned":
+        gate = load_gate()
+        result.probability = gate.probability(result.features)
+        why = "gate" if result.probability < gate.threshold else ""
+    elif settings.ANSWER_GATE == "rules":
+        if followup is None and retrieval < settings.KNOWLEDGE_MIN_SCORE:
+            why = "retrieval"
+        elif followup is None and best.similarity < settings.ANSWER_MIN_SIMILARITY:
+            why = "similarity"
+        elif coverage < settings.ANSWER_MIN_COVERAGE:
+            why = "coverage"
+        elif settings.ANSWER_KIND_GATE and kind_missing:
+            why = "kind"
+    if why:
+        result.answerable, result.sentences, result.why = False, [], why
+    return result

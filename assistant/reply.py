@@ -179,8 +179,10 @@ async def _extract(events: Sequence[Dict[str, Any]], question: str, followup: Op
                                   timeout_s=deadline.left())
     hits = index.search(query.vectors[0], max(settings.KNOWLEDGE_TOP_K, settings.ANSWER_TOP_K), text=search_text,
                         intent_ranking=ranking)
+    confidence = (last_intent_ranking(events)[:1] or [{}])[0].get("confidence")
     extract = answers.extract(sentences, query.vectors[0], query_text, hits, focus=question, followup=followup,
-                              focus_query=query.vectors[1] if followup else None)
+                              focus_query=query.vectors[1] if followup else None,
+                              nlu_confidence=float(confidence) if isinstance(confidence, (int, float)) else 0.0)
     return hits, extract, query.latency_ms
 
 

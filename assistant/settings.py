@@ -8,7 +8,7 @@ from __future__ import annotations
 import math
 from pathlib import Path
 
-from assistant.config import _env, _integer, _number, _text
+from assistant.config import SettingsError, _env, _integer, _number, _text
 
 _ENV = _env(None)  # read through the core's typed readers: a bad value stops with one line
 
@@ -150,6 +150,15 @@ ANSWER_TOPIC_MAX_SHARE = _float("ANSWER_TOPIC_MAX_SHARE", 0.3)
 ANSWER_MIN_SIMILARITY = _float("ANSWER_MIN_SIMILARITY", 0.4)
 # Weight of a question word that no page uses, in the coverage (a word on one page: 3.0).
 ANSWER_UNKNOWN_WORD_WEIGHT = _float("ANSWER_UNKNOWN_WORD_WEIGHT", 2.0)
+# The answerability gate: `learned` (a logistic model over the retrieval, sentence, coverage
+# and NLU figures, fitted on the development question sets by `python -m bench.gate` into
+# ANSWER_GATE_FILE; refit it after changing the pages or the question sets), `rules` (the
+# thresholds KNOWLEDGE_MIN_SCORE, ANSWER_MIN_SIMILARITY, ANSWER_MIN_COVERAGE, ANSWER_KIND_GATE,
+# for a knowledge base with no question sets yet), or `off` (answer everything: for fitting).
+ANSWER_GATE = _str("ANSWER_GATE", "learned")
+if ANSWER_GATE not in ("learned", "rules", "off"):
+    raise SettingsError(f"ANSWER_GATE must be one of learned, rules, off, not {ANSWER_GATE!r}")
+ANSWER_GATE_FILE = Path(_str("ANSWER_GATE_FILE", str(ROOT / "assistant" / "answer_gate.json")))
 # A message of at most this many words that refers back ("is there anything for him?") and
 # that the pages cannot answer on its own is read again as a follow-up of the last question.
 ANSWER_CONTEXT_MAX_WORDS = _int("ANSWER_CONTEXT_MAX_WORDS", 20)

@@ -269,6 +269,22 @@ def form_intents() -> Set[str]:
     return found
 
 
+def offline_embeddings() -> None:
+    """Query embeddings from the NLU's ONNX encoder in this process (the same vectors the
+    generator gives), for the offline runs."""
+    import numpy as np
+
+    from assistant import generator_client as generator
+    from assistant.encoder import DEFAULT_MODEL_DIR, SentenceEncoder
+
+    encoder = SentenceEncoder(DEFAULT_MODEL_DIR, threads=1, quantized=False)
+
+    async def embed(texts: List[str], **_: Any) -> generator.Embeddings:
+        return generator.Embeddings(np.asarray(encoder.encode(list(texts), 32)), 0)
+
+    generator.embed = embed  # type: ignore[assignment]
+
+
 def offline(name: str, limit: Optional[int], details: bool) -> Dict[str, Any]:
     """The set through the Rasa model's NLU (in process) and assistant.reply.answer with
     the NLU's ONNX encoder for the query embeddings (the same vectors the generator gives):
@@ -276,21 +292,12 @@ def offline(name: str, limit: Optional[int], details: bool) -> Dict[str, Any]:
     scored on what they would say: nothing (counted as `routed`)."""
     import asyncio
 
-    import numpy as np
-
-    from assistant import generator_client as generator
     from assistant import reply
     from assistant.answers import asks_something
-    from assistant.encoder import DEFAULT_MODEL_DIR, SentenceEncoder
     from ops.evaluate import parse_all
 
-    encoder = SentenceEncoder(DEFAULT_MODEL_DIR, threads=1, quantized=False)
+    offline_embeddings()
     FORM_INTENTS = form_intents()
-
-    async def embed(texts: List[str], **_: Any) -> generator.Embeddings:
-        return generator.Embeddings(np.asarray(encoder.encode(list(texts), 32)), 0)
-
-    generator.embed = embed  # type: ignore[assignment]
     data = load_set(name)
     items = []
     for kind in ("answerable", "unanswerable", "followups"):

@@ -227,6 +227,8 @@ def index_pages(directory, monkeypatch, pages):
     monkeypatch.setattr(settings, "KNOWLEDGE_DIR", directory)
     monkeypatch.setattr(settings, "KNOWLEDGE_MIN_SCORE", 0.3)
     monkeypatch.setattr(settings, "LLM_MIN_SUPPORT", 0.3)
+    # the learned gate is fitted on the real pages' embeddings; bag-of-words pages get the rules
+    monkeypatch.setattr(settings, "ANSWER_GATE", "rules")
     return index
 
 

@@ -342,9 +342,9 @@ def test_a_question_the_pages_answer_gets_the_sentence_that_states_the_fact(ask,
     assert reply.source == "knowledge" and reply.sources == [page]
     assert reply.extract.answerable and reply.extract.why == ""
     assert re.search(fact, reply.text), reply.text
-    assert reply.extract.coverage >= settings.ANSWER_MIN_COVERAGE
-    assert reply.extract.retrieval >= settings.KNOWLEDGE_MIN_SCORE
-    assert reply.extract.best.similarity >= settings.ANSWER_MIN_SIMILARITY
+    gate = answers.load_gate()
+    assert reply.extract.probability >= gate.threshold > 0
+    assert set(reply.extract.features) == set(answers.GATE_FEATURES)
     _verbatim(reply)
 
 
@@ -357,7 +357,7 @@ def test_a_question_no_page_answers_is_not_answered(ask, question):
     [reply], _ = ask(question)
     assert reply.source == "no_knowledge" and reply.text == llm_reply.NO_KNOWLEDGE_TEXT
     assert not reply.extract.answerable and reply.extract.sentences == []
-    assert reply.extract.why in ("retrieval", "similarity", "coverage", "kind")
+    assert reply.extract.why == "gate" and reply.extract.probability < answers.load_gate().threshold
     assert reply.sources == []
 
 
@@ -424,3 +424,53 @@ def test_a_longer_message_that_refers_back_is_read_in_context_when_it_cannot_sta
 ])
 def test_which_messages_may_lean_on_the_conversation(text, leans):
     assert answers.leans_on_context(text) is leans
+
+
+# -- the learned gate ----------------------------------------------------------------
+
+
+def _records(rows):
+    """bench.gate records of single readings: (set, kind, coverage, right)."""
+    features = dict.fromkeys(answers.GATE_FEATURES, 0.5)
+    return [{"set": s, "kind": kind, "routed": False, "form_intent": False,
+             "readings": [{"features": {**features, "coverage": coverage}, "right": right}]}
+            for s, kind, coverage, right in rows]
+
+
+def test_the_gate_is_fitted_to_pass_right_answers_and_refuse_the_rest():
+    from bench import gate as bench_gate
+
+    rows = [(f"s{i % 2}", "answerable", 0.8 + 0.01 * i, True) for i in range(10)]
+    rows += [(f"s{i % 2}", "answerable", 0.3 + 0.01 * i, False) for i in range(4)]
+    rows += [(f"s{i % 2}", "unanswerable", 0.2 + 0.02 * i, False) for i in range(6)]
+    records = _records(rows)
+    fitted = answers.Gate(**bench_gate.fit(records))
+    counts = bench_gate.outcomes(records, lambda f: fitted.probability(f) >= fitted.threshold)
+    assert counts["answerable"] == {"correct": 10, "refused": 4}
+    assert counts["unanswerable"] == {"honest": 6}
+    assert fitted.probability({**records[0]["readings"][0]["features"], "coverage": 1.0}) > fitted.probability(
+        {**records[0]["readings"][0]["features"], "coverage": 0.0})
+    # each set scored by a gate fitted on the other one
+    held = bench_gate.leave_one_set_out(records, ["s0", "s1"])
+    assert sum(held["answerable"].values()) == 14 and sum(held["unanswerable"].values()) == 6
+
+
+def test_a_gate_fitted_on_other_features_is_refused(tmp_path):
+    import json
+
+    gate = json.loads(settings.ANSWER_GATE_FILE.read_text())
+    assert answers.Gate.load(settings.ANSWER_GATE_FILE).features == list(answers.GATE_FEATURES)
+    gate["features"] = gate["features"][:-1]
+    (tmp_path / "gate.json").write_text(json.dumps(gate))
+    with pytest.raises(ValueError, match="refit"):
+        answers.Gate.load(tmp_path / "gate.json")
+
+
+def test_an_unknown_gate_setting_is_refused():
+    import os
+    import subprocess
+    import sys
+
+    run = subprocess.run([sys.executable, "-c", "import assistant.settings"], capture_output=True, text=True,
+                         env={**os.environ, "ANSWER_GATE": "maybe"}, cwd=settings.ROOT)
+    assert run.returncode != 0 and "ANSWER_GATE must be one of learned, rules, off" in run.stderr

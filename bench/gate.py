@@ -1,0 +1,223 @@
+"""Fit the answerability gate (assistant/answers.py `Gate`) on the development question sets.
+
+Every question of the sets goes through the answer pipeline in this process (the Rasa
+model's NLU, assistant.reply with the ONNX encoder: the same path as `bench.answers
+--offline`) with the gate off, so each reading yields an answer and the figures the gate
+weighs (answers.GATE_FEATURES). A reading is labelled right when its answer contains the
+question's fact; every answer to an unanswerable question is labelled wrong. A logistic
+regression on those labels is the gate; its threshold is the one that maximises the mean
+of answerable-correct, unanswerable-honest and follow-up-correct rates.
+
+Before fitting on all sets, each set is left out in turn and scored with a gate fitted
+on the others: that figure, printed and written to bench/results/answer-gate.md, is the
+estimate for questions the gate never saw. The held-out set is never used.
+
+    .venvs/rasa/bin/python -m bench.gate [--set development development-2 ...] [--no-write]
+
+Writes assistant/answer_gate.json (ANSWER_GATE_FILE).
+"""
+from __future__ import annotations
+
+import argparse
+import asyncio
+import datetime as dt
+import json
+import re
+from collections import Counter, defaultdict
+from typing import Any, Callable, Dict, List, Optional, Sequence
+
+import numpy as np
+
+from bench.answers import ANSWERED_BY_ACTION_EXCEPT, RESULTS_DIR, form_intents, load_set
+
+SETS = ["development", "development-2", "development-3", "development-4"]
+KINDS = ("answerable", "unanswerable", "followups")
+THRESHOLDS = [round(t, 2) for t in np.arange(0.3, 0.76, 0.05)]
+C = 0.3  # inverse regularisation strength
+
+
+async def readings(names: Sequence[str]) -> List[Dict[str, Any]]:
+    """One record per scored turn: its set and kind, whether the rules route it away from
+    the answer action, and its readings (alone; and in context when it may lean on the
+    conversation), each with the gate's features and whether the answer is right."""
+    from assistant import answers, reply, settings
+    from assistant.answers import asks_something
+    from bench.answers import offline_embeddings
+    from ops.evaluate import parse_all
+    from ops.train import latest_model
+
+    offline_embeddings()
+    # earlier turns of a follow-up are answered as the bot answers them today
+    answering = settings.ANSWER_GATE if settings.ANSWER_GATE_FILE.exists() else "rules"
+    settings.ANSWER_GATE = "off"
+    forms = form_intents()
+    model = latest_model()
+    records = []
+    for name in names:
+        data = load_set(name)
+        items = [(kind, item, item["turns"] if kind == "followups" else [item["question"]])
+                 for kind in KINDS for item in data.get(kind) or []]
+        texts = sorted({t for _, _, turns in items for t in turns})
+        parsed = dict(zip(texts, await parse_all(model, texts)))
+        for kind, item, turns in items:
+            events: List[Dict[str, Any]] = [{"event": "session_started"}]
+            record: Dict[str, Any] = {"set": name, "kind": kind, "routed": False, "readings": []}
+            for n, text in enumerate(turns):
+                events.append({"event": "user", "text": text, "parse_data": parsed[text]})
+                intent = parsed[text]["intent"]["name"]
+                routed = intent in ANSWERED_BY_ACTION_EXCEPT or (intent in forms and not asks_something(text))
+                if n < len(turns) - 1:  # an earlier turn: answered as the bot would (gate on)
+                    if not routed:
+                        settings.ANSWER_GATE = answering
+                        earlier = await reply.answer(events, candidates=0)
+                        settings.ANSWER_GATE = "off"
+                        events.append({"event": "bot", "text": earlier.text, "metadata": {"sources": earlier.sources}})
+                    continue
+                record["routed"], record["form_intent"] = routed, intent in forms
+                if routed:
+                    break
+                sentences = reply.load_sentences()
+                strict = answers.followup_context(events, sentences.is_topic)
+                contexts = [strict]
+                if strict is None:
+                    loose = answers.followup_context(events, sentences.is_topic, loose=True)
+                    if loose is not None:
+                        contexts.append(loose)
+                for context in contexts:
+                    _, extract, _ = await reply._extract(events, text, context, reply._Deadline(60), None)
+                    right = kind != "unanswerable" and bool(re.search(item["fact"], extract.text, re.I))
+                    record["readings"].append({"features": extract.features, "right": right})
+            records.append(record)
+    return records
+
+
+def outcomes(records: Sequence[Dict[str, Any]], passes: Callable[[Dict[str, float]], bool]) -> Dict[str, Counter]:
+    """What the customers would get with this gate, per kind (as reply.answer reads a
+    message: alone first, then in context when alone is refused)."""
+    counts: Dict[str, Counter] = defaultdict(Counter)
+    for record in records:
+        kind = record["kind"]
+        if record["routed"]:
+            counts[kind]["routed"] += 1
+            continue
+        chosen = next((r for r in record["readings"] if passes(r["features"])), None)
+        if chosen is None:
+            counts[kind]["routed" if record["form_intent"] else "honest" if kind == "unanswerable" else "refused"] += 1
+        elif kind == "unanswerable":
+            counts[kind]["invented"] += 1
+        else:
+            counts[kind]["correct" if chosen["right"] else "wrong"] += 1
+    return counts
+
+
+def rates(counts: Dict[str, Counter]) -> Dict[str, float]:
+    return {kind: (counts[kind]["correct"] + counts[kind]["honest"]) / max(1, sum(counts[kind].values()))
+            for kind in KINDS}
+
+
+def fit(records: Sequence[Dict[str, Any]], threshold: Optional[float] = None) -> Dict[str, Any]:
+    """The gate fitted on these records; its threshold maximises the mean rate on them
+    unless given."""
+    from sklearn.linear_model import LogisticRegression
+
+    from assistant.answers import GATE_FEATURES, Gate
+
+    rows = [([float(r["features"][f]) for f in GATE_FEATURES], r["right"])
+            for record in records if not record["routed"] for r in record["readings"]]
+    x = np.array([row for row, _ in rows])
+    y = np.array([int(right) for _, right in rows])
+    mean, scale = x.mean(axis=0), x.std(axis=0)
+    scale[scale == 0] = 1.0
+    model = LogisticRegression(C=C, max_iter=5000).fit((x - mean) / scale, y)
+    gate = {"features": list(GATE_FEATURES), "mean": mean.tolist(), "scale": scale.tolist(),
+            "coef": model.coef_[0].tolist(), "intercept": float(model.intercept_[0]), "threshold": 0.5}
+    if threshold is None:
+        def mean_rate(t: float) -> float:
+            g = Gate(**{**gate, "threshold": t})
+            return sum(rates(outcomes(records, lambda f: g.probability(f) >= t)).values())
+        threshold = max(THRESHOLDS, key=mean_rate)
+    gate["threshold"] = float(threshold)
+    return gate
+
+
+def leave_one_set_out(records: Sequence[Dict[str, Any]], names: Sequence[str]) -> Dict[str, Counter]:
+    """Each set scored with a gate fitted (threshold included) on the other sets."""
+    from assistant.answers import Gate
+
+    total: Dict[str, Counter] = defaultdict(Counter)
+    for name in names:
+        gate = Gate(**fit([r for r in records if r["set"] != name]))
+        for kind, counts in outcomes([r for r in records if r["set"] == name],
+                                     lambda f: gate.probability(f) >= gate.threshold).items():
+            total[kind].update(counts)
+    return total
+
+
+def rules_gate() -> Callable[[Dict[str, float]], bool]:
+    """The `rules` gate on the same figures, for comparison."""
+    from assistant import settings
+
+    def passes(f: Dict[str, float]) -> bool:
+        alone = not f["followup"]
+        return not ((alone and f["retrieval"] < settings.KNOWLEDGE_MIN_SCORE)
+                    or (alone and f["similarity"] < settings.ANSWER_MIN_SIMILARITY)
+                    or f["coverage"] < settings.ANSWER_MIN_COVERAGE or f["kind_missing"])
+    return passes
+
+
+def line(label: str, counts: Dict[str, Counter]) -> str:
+    cells = []
+    for kind in KINDS:
+        good = counts[kind]["correct"] + counts[kind]["honest"]
+        n = sum(counts[kind].values())
+        cells.append(f"{good}/{n} ({good / max(1, n):.1%})")
+    return f"| {label} | " + " | ".join(cells) + f" | {sum(rates(counts).values()) / 3:.1%} |"
+
+
+def main(argv: Optional[Sequence[str]] = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--set", nargs="+", default=SETS, help="development sets under bench/answers/")
+    parser.add_argument("--no-write", action="store_true", help="write neither the gate nor bench/results/")
+    args = parser.parse_args(argv)
+    if "heldout" in args.set:
+        parser.error("the held-out set is never used for fitting")
+    from assistant import settings
+
+    records = asyncio.run(readings(args.set))
+    gate = fit(records)
+    from assistant.answers import Gate
+    fitted = Gate(**gate)
+    table = [
+        "| gate | answerable correct | unanswerable honest | follow-ups correct | mean |",
+        "|---|---:|---:|---:|---:|",
+        line("rules (today's thresholds), on these sets", outcomes(records, rules_gate())),
+        line("learned, each set left out in turn", leave_one_set_out(records, args.set)),
+        line("learned, fitted on all (in-sample)",
+             outcomes(records, lambda f: fitted.probability(f) >= fitted.threshold)),
+    ]
+    print("\n".join(table))
+    print(f"threshold {gate['threshold']}; " + ", ".join(
+        f"{f} {c:+.2f}" for f, c in zip(gate["features"], gate["coef"])))
+    if args.no_write:
+        return
+    settings.ANSWER_GATE_FILE.write_text(json.dumps(gate, indent=1) + "\n")
+    n = Counter(r["kind"] for r in records)
+    (RESULTS_DIR / "answer-gate.md").write_text("\n".join([
+        "# Answerability gate",
+        "",
+        f"`python -m bench.gate --set {' '.join(args.set)}` on {dt.date.today()}: "
+        f"{n['answerable']} answerable, {n['unanswerable']} unanswerable and {n['followups']} follow-up questions, "
+        "through the answer pipeline in process (offline, as `bench.answers --offline`; turns the rules route to "
+        "a template or a form count as not answered). The learned gate is a logistic regression over "
+        "`answers.GATE_FEATURES`; the row that leaves each set out is the estimate for unseen questions.",
+        "",
+        *table,
+        "",
+        f"Threshold {gate['threshold']}. Coefficients (standardised features): " + ", ".join(
+            f"`{f}` {c:+.2f}" for f, c in zip(gate["features"], gate["coef"])) + ".",
+        "",
+    ]))
+
+
+if __name__ == "__main__":
+    main()
