@@ -15,7 +15,8 @@ rule (BANK_CUSTOMER_ID_CHANNELS) or an unsigned JWT method (docs/security.md).
 
 REST (`rest`, same URL /webhooks/rest/webhook): stock RestInput answers 500 to a JSON
 body that is not an object and takes messages of any size; this one answers bad
-requests with a 4xx and a JSON error, a turn that could not be stored with a 503, and requires `Authorization: Bearer
+requests with a 4xx and a JSON error, a turn that could not be stored, or whose
+conversation could not be locked (Redis down), with a 503, and requires `Authorization: Bearer
 $REST_CHANNEL_TOKEN` when that variable is set (server-to-server use).
 
 socket.io (`socketio`, for the chat widget): Rasa's channel plus
@@ -52,6 +53,7 @@ from sanic import Blueprint, Sanic, response
 from sanic.request import Request
 
 from addons import prepare_rasa
+from addons.lock_store import LockStoreUnavailable
 from addons.rate_limit import RateLimiter, retry_after
 from addons.tracker_store import TrackerStoreError
 from addons.socketio_output import SocketIOOutput, history, use_redis_manager
@@ -63,6 +65,10 @@ logger = logging.getLogger(__name__)
 
 # Set when the turn of the current request could not be stored (see RestInput).
 _turn_not_stored: ContextVar[bool] = ContextVar("turn_not_stored", default=False)
+# Seconds to wait before sending again, when the conversation could not be locked (the
+# lock store, Redis, is down or has just restarted: addons/lock_store.py); 0: it was.
+_lock_unavailable: ContextVar[int] = ContextVar("lock_unavailable", default=0)
+LOCK_UNAVAILABLE_TEXT = "I can't take your message right now. Please send it again in {seconds} s."
 
 # Longest user message accepted, in characters; longer ones get HTTP 413.
 MAX_MESSAGE_CHARS = config.channels().max_message_chars
@@ -220,6 +226,10 @@ class RestInput(rest.RestInput):
             except TrackerStoreError:
                 _turn_not_stored.set(True)
                 raise
+            except LockStoreUnavailable as error:  # nothing of the turn was processed: 503
+                logger.warning("turn of %s refused: %s", message.sender_id, error)
+                _lock_unavailable.set(error.retry_after)
+                return None
 
         blueprint = super().blueprint(guarded)
 
@@ -227,6 +237,7 @@ class RestInput(rest.RestInput):
         async def validate(request: Request) -> Optional[response.HTTPResponse]:
             # Sanic serves a keep-alive connection's requests in one task: reset per request.
             _turn_not_stored.set(False)
+            _lock_unavailable.set(0)
             if request.method == "POST" and request.path.endswith("/webhook"):
                 limiter = rate_limiter()
                 client = limiter.client_address(request.ip, request.headers.get("X-Forwarded-For"))
@@ -252,6 +263,12 @@ class RestInput(rest.RestInput):
         async def turn_not_stored(request: Request, resp: Any) -> Optional[response.HTTPResponse]:
             # Rasa answers 200 with no (or unsaved) replies when the turn could not be
             # stored; the client must know to send the message again.
+            if _lock_unavailable.get():
+                seconds = _lock_unavailable.get()
+                return response.json(
+                    {"error": LOCK_UNAVAILABLE_TEXT.format(seconds=seconds), "retry_after": seconds},
+                    status=503, headers={"Retry-After": str(seconds)},
+                )
             if _turn_not_stored.get():
                 return response.json(
                     {"error": "The conversation could not be saved; please send the message again."},

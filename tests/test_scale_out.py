@@ -9,7 +9,10 @@ tracker store (the `events` table) and the RabbitMQ queue hold.
 
 Skips, saying why, when nginx, PostgreSQL, Redis or RabbitMQ is missing. One replica
 reaches PostgreSQL through a relay the tests can cut (a network partition that leaves
-the shared PostgreSQL server running); the restart test restarts the real server.
+the shared PostgreSQL server running); the restart test restarts the real server. The
+lock store is a Redis of this module's own (`redis-server` on a free port, without
+persistence), which the Redis test kills and starts again; without `redis-server` the
+module uses the machine's Redis (TEST_REDIS_URL) and that test skips.
 """
 from __future__ import annotations
 
@@ -121,6 +124,56 @@ class DatabaseLink:
         self.transports -= ends
 
 
+class RedisServer:
+    """A Redis of this module's own for the lock store: the tests kill it and start it
+    again (on the same port, empty: no persistence) without touching the machine's
+    shared Redis, which other tests use."""
+
+    def __init__(self, work: Path) -> None:
+        self.port = stack.free_port()
+        self.work = work
+        self.process: Optional[subprocess.Popen] = None
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/1"
+
+    def start(self, timeout: float = 10) -> None:
+        with (self.work / "redis.log").open("ab") as log:
+            self.process = subprocess.Popen(
+                ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
+                 "--appendonly", "no", "--dir", str(self.work)],
+                stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                self.client().ping()
+                return
+            except Exception:  # noqa: BLE001 - not listening yet
+                assert self.process.poll() is None, f"redis-server exited: {(self.work / 'redis.log').read_text()}"
+                assert time.monotonic() < deadline, "redis-server did not answer"
+                time.sleep(0.1)
+
+    def kill(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            os.kill(self.process.pid, signal.SIGKILL)
+            self.process.wait(10)
+
+    def running(self) -> bool:
+        return self.process is not None and self.process.poll() is None
+
+    def client(self):
+        import redis
+
+        return redis.Redis(host="127.0.0.1", port=self.port, db=1, socket_timeout=2)
+
+    def wait_settled(self, lock_lifetime: float) -> None:
+        """Until Redis has been up for longer than a lock's lifetime: before that the
+        lock store makes turns wait (addons/lock_store.py)."""
+        while self.client().info("server")["uptime_in_seconds"] < lock_lifetime + 2:
+            time.sleep(0.5)
+
+
 @dataclass
 class Ctx:
     so: scale_out.ScaleOut
@@ -129,6 +182,7 @@ class Ctx:
     exchange: str
     tag: str
     link: DatabaseLink  # between rasa-2 and PostgreSQL
+    redis: Optional[RedisServer]  # the lock store, when it is this module's own
 
     @property
     def webhook(self) -> str:
@@ -155,8 +209,22 @@ class Ctx:
 
 @pytest.fixture(scope="module")
 def ctx(tmp_path_factory, trained_model):
+    work = tmp_path_factory.mktemp("scale-out")
+    private_redis = None
+    if shutil.which("redis-server") and "TEST_REDIS_URL" not in os.environ:
+        private_redis = RedisServer(work)
+        private_redis.start()
+    try:
+        yield from _ctx(work, trained_model, private_redis)
+    finally:
+        if private_redis is not None:
+            private_redis.kill()
+
+
+def _ctx(work: Path, trained_model: Path, private_redis: Optional[RedisServer]):
     stores = scale_out.scale_out_env({
-        "TRACKER_STORE_URL": POSTGRES_URL, "LOCK_STORE_URL": REDIS_URL, "EVENT_BROKER_URL": RABBITMQ_URL,
+        "TRACKER_STORE_URL": POSTGRES_URL, "EVENT_BROKER_URL": RABBITMQ_URL,
+        "LOCK_STORE_URL": private_redis.url if private_redis else REDIS_URL,
     })
     missing = scale_out.scale_out_missing(stores)
     if missing:
@@ -169,7 +237,6 @@ def ctx(tmp_path_factory, trained_model):
     link = DatabaseLink(database.host or "127.0.0.1", database.port or 5432)
     link.start()
     via_link = database.set(host="127.0.0.1", port=link.port).render_as_string(hide_password=False)
-    work = tmp_path_factory.mktemp("scale-out")
     so = scale_out.scale_out_services(
         work, trained_model,
         replicas=2, stores=stores, api_token=API_TOKEN, expose_upstream=True,
@@ -188,7 +255,9 @@ def ctx(tmp_path_factory, trained_model):
     )
     try:
         with stack.running(*so.stages):
-            yield Ctx(so, stores["TRACKER_STORE_URL"], queue, exchange, tag, link)
+            if private_redis is not None:  # a new Redis: the lock store waits out a lock's lifetime
+                private_redis.wait_settled(LOCK_LIFETIME_S)
+            yield Ctx(so, stores["TRACKER_STORE_URL"], queue, exchange, tag, link, private_redis)
     finally:
         link.close()
         asyncio.run(_delete_queue(queue, exchange))
@@ -662,7 +731,227 @@ def test_an_overloaded_generator_sheds_into_polite_fallbacks(ctx, responses):
         ctx.so.restart(generator)
 
 
-# --- 6. security ------------------------------------------------------------------------------
+# --- 6. the lock store (Redis) goes away and comes back empty ---------------------------------
+
+def _check_lanes(lanes: Dict[str, List[List[client.Turn]]], stored) -> None:
+    """Conversations whose customer sends two messages at once (two "lanes" of turns,
+    each closed loop): the replicas took them one at a time (each message followed by
+    its bot reply and action_listen before the next message, nothing from a turn after
+    it listened), each stored once, every acknowledged one stored, each lane's messages
+    in the order that lane sent them."""
+    for sender, sender_lanes in lanes.items():
+        turns = [t for lane in sender_lanes for t in lane]
+        kept = client.stored_turns(stored[sender])
+        for turn in kept:
+            assert turn.complete and turn.bot, f"{sender}: a turn without its reply: {turn}"
+            assert not any(a.startswith("after listen") for a in turn.actions), f"{sender}: turns interleaved: {turn}"
+        counts = collections.Counter(t.message_id for t in kept)
+        sent = {t.message_id: t for t in turns}
+        assert set(counts) <= set(sent), f"{sender}: stored messages nobody sent"
+        assert all(n == 1 for n in counts.values()), f"{sender}: a message stored twice: {counts}"
+        assert all(counts[t.message_id] == 1 for t in turns if t.ok), f"{sender}: acknowledged but not stored"
+        position = {t.message_id: i for i, t in enumerate(kept)}
+        for lane in sender_lanes:
+            seen = [position[t.message_id] for t in sorted(lane, key=lambda t: t.index) if t.message_id in position]
+            assert seen == sorted(seen), f"{sender}: a lane's messages out of order"
+
+
+def _probe(url: str, sender: str) -> tuple:
+    """One REST turn: (status, Retry-After header, body)."""
+    request = urllib.request.Request(url, data=json.dumps({"sender": sender, "message": "hello"}).encode(),
+                                     headers={"Content-Type": "application/json"}, method="POST")
+    try:
+        with urllib.request.urlopen(request, timeout=30) as response:
+            return response.status, response.headers.get("Retry-After"), json.loads(response.read())
+    except urllib.error.HTTPError as error:
+        return error.code, error.headers.get("Retry-After"), json.loads(error.read() or b"null")
+
+
+def test_redis_restart_under_load_never_runs_a_conversation_twice_at_once(ctx, responses):
+    """The lock store's Redis is killed under load and started again a few seconds later,
+    empty (no persistence). Turns wait for it (up to the lock store's retry time), or get
+    503 with Retry-After and send again, as the clients here do; a Redis that came back
+    empty has forgotten the locks of the turns still in flight (held here in the action
+    server across the restart), so no turn starts until those locks would have expired.
+    Nothing is lost or stored twice, no conversation is processed by two turns at once,
+    and Rasa goes on without a restart."""
+    if ctx.redis is None:
+        pytest.skip("the lock store is the machine's shared Redis (TEST_REDIS_URL, or no redis-server): "
+                    "not ours to kill")
+    from addons import lock_store
+
+    pids = [r.process.pid for r in ctx.so.rasa]
+    logs_before = [len(_log(r)) for r in ctx.so.rasa]
+    banking = iter(client.message_pools(seed=24)[0])
+
+    def script() -> client.Script:  # questions (action_llm_reply) between small talk (templates)
+        return [("intent", next(banking)), ("intent", "hello"), ("intent", "thank you")] * 2
+
+    scripts = {f"{ctx.tag}-redis-{i}": script() for i in range(10)}
+    # Conversations whose customer sends two messages at once, over and over (two lanes).
+    pair_senders = [f"{ctx.tag}-redis-pair-{i}" for i in range(4)]
+    lanes = [{sender: script() for sender in pair_senders} for _ in range(2)]
+    happened: Dict[str, Any] = {}
+
+    async def scenario():
+        def start(some):  # the client sends a refused message again, once a second
+            return asyncio.ensure_future(client.run_load(ctx.webhook, some, retries=60, retry_delay_s=1.0,
+                                                         timeout_s=60))
+
+        loads = [start(scripts), *[start(lane) for lane in lanes]]
+        await asyncio.sleep(2)
+        # Hold the action servers until Redis is back, so that turns are in flight across
+        # the restart (their locks forgotten), then kill Redis.
+        for actions in ctx.so.actions:
+            os.kill(actions.process.pid, signal.SIGSTOP)
+        try:
+            deadline = time.monotonic() + 20
+            while not any(_calls_waiting(r, ctx.so.actions_url) for r in ctx.so.rasa):
+                assert time.monotonic() < deadline, "no turn ever waited on the action servers"
+                await asyncio.sleep(0.2)
+            happened["held"] = sum(_calls_waiting(r, ctx.so.actions_url) for r in ctx.so.rasa)
+            ctx.redis.kill()
+            happened["killed"] = time.monotonic()
+            await asyncio.sleep(4)
+            ctx.redis.start()
+            happened["back"] = time.monotonic()
+            await asyncio.sleep(1)
+            # a message now: Redis is back but does not know which conversations are busy
+            happened["probe"] = await asyncio.get_running_loop().run_in_executor(
+                None, _probe, ctx.webhook, f"{ctx.tag}-redis-probe")
+        finally:
+            for actions in ctx.so.actions:
+                os.kill(actions.process.pid, signal.SIGCONT)
+        return [turns for turns, _ in await asyncio.gather(*loads)]
+
+    try:
+        turns, *lane_turns = asyncio.run(scenario())
+    finally:
+        if not ctx.redis.running():
+            ctx.redis.start()
+        ctx.redis.wait_settled(LOCK_LIFETIME_S)  # the next tests' turns need not wait
+    everything = turns + [t for lane in lane_turns for t in lane]
+
+    # Every customer got every answer; what a client saw on the way is a 503 and nothing else.
+    assert [t for t in everything if not t.ok] == []
+    failures = collections.Counter(f for t in everything for f in t.failures)
+    assert set(failures) <= {"http 503"}, failures
+    status, retry_after, body = happened["probe"]
+    assert status == 503 and retry_after and int(retry_after) >= 1, happened["probe"]
+    assert body["retry_after"] == int(retry_after) and "send it again" in body["error"], body
+    spanning = [t for t in everything if t.started < happened["killed"] < t.finished]
+    assert spanning, "the restart met no turn in flight"
+
+    stored = client.stored_events(ctx.db_url, [*scripts, *pair_senders])
+    _check_conversations(scripts, turns, stored)  # a 503 was never processed: stored once
+    _check_lanes({s: [[t for t in lane if t.sender == s] for lane in lane_turns] for s in pair_senders}, stored)
+
+    new_logs = "".join(_log(r)[n:] for r, n in zip(ctx.so.rasa, logs_before))
+    assert re.search(r"lock store \w+ failed \(attempt 1", new_logs), "no Redis call failed: was Redis down?"
+    assert "may have forgotten the locks" in new_logs
+    print(f"Redis restart: {happened['held']} turns held in the action server across it, {len(everything)} turns, "
+          f"{sum(t.attempts > 1 for t in everything)} sent again after {dict(failures)}; slowest "
+          f"{max(t.latency_ms for t in everything) / 1000:.1f} s; probe {status}, Retry-After {retry_after} s")
+    # Rasa was not restarted, and serves new conversations
+    assert [r.process.pid for r in ctx.so.rasa] == pids and all(r.running() for r in ctx.so.rasa)
+    for base in ctx.so.rasa_urls:
+        status, reply = stack.post(f"{base}/webhooks/rest/webhook", json.dumps(
+            {"sender": f"{ctx.tag}-redis-after-{base[-5:]}", "message": "hello"}).encode(), 30)
+        assert status == 200 and _texts(reply)[0] in responses["utter_greet"], (status, reply)
+    assert lock_store.RETRY_S < LOCK_LIFETIME_S  # so that the probe above was refused, not kept waiting
+
+
+# --- 7. the generator is killed in the middle of replies ----------------------------------------
+
+def test_a_generator_killed_mid_reply_gives_fallbacks_and_answers_again_once_restarted(ctx, responses):
+    generator = ctx.so.generator
+    if generator is None:
+        pytest.skip("GENERATOR_URL names an external server: not ours to kill")
+    actions = ctx.so.actions
+    pids = [s.process.pid for s in [*ctx.so.rasa, *actions]]
+    metrics_url = generator.health_url.replace("/health", "/metrics")
+    actions_metrics = [a.health_url.replace("/health", "/metrics") for a in actions]
+
+    def connection_errors() -> float:
+        total = 0.0
+        for url in actions_metrics:
+            with urllib.request.urlopen(url, timeout=5) as response:
+                total += _metric(response.read().decode(), "action_server_llm_calls_total",
+                                 r'outcome="connection[^"]*"')
+        return total
+
+    errors_before = connection_errors()
+    # Every other turn asks an open question (action_llm_reply: embeddings, then a candidate).
+    scripts = client.mixed_scripts(f"{ctx.tag}-genkill", 12, 6, llm_every=2)
+    happened: Dict[str, float] = {}
+
+    async def scenario():
+        load = asyncio.ensure_future(client.run_load(ctx.webhook, scripts, timeout_s=60))
+        loop = asyncio.get_running_loop()
+        await asyncio.sleep(2)  # replies under way
+        deadline = time.monotonic() + 30
+        while True:  # kill it while it works on requests
+            with urllib.request.urlopen(metrics_url, timeout=2) as response:
+                depth = _metric(response.read().decode(), "generator_queue_depth")
+            if depth >= 1:
+                break
+            assert time.monotonic() < deadline and not load.done(), "the generator never had a request"
+            await asyncio.sleep(0.05)
+        os.killpg(generator.process.pid, signal.SIGKILL)
+        happened["killed"], happened["depth"] = time.monotonic(), depth
+        await loop.run_in_executor(None, generator.process.wait, 10)
+        await asyncio.sleep(3)  # turns go on without it
+        await loop.run_in_executor(None, ctx.so.restart, generator)
+        happened["back"] = time.monotonic()
+        return await load
+
+    try:
+        turns, _ = asyncio.run(scenario())
+    finally:
+        if not generator.running():
+            ctx.so.restart(generator)
+    assert [t for t in turns if not t.ok] == []  # every customer got every answer, first time
+    stored = client.stored_events(ctx.db_url, scripts)
+    _check_conversations(scripts, turns, stored)
+    by_id = {t.message_id: t for events in stored.values() for t in client.stored_turns(events)}
+    sources = collections.Counter()
+    for turn in turns:
+        kept = by_id[turn.message_id]
+        if "action_llm_reply" not in kept.actions:
+            continue
+        for name, bot in kept.said_by:
+            metadata = bot.get("metadata") or {}
+            if name != "action_llm_reply":
+                continue
+            sources[metadata.get("source")] += 1
+            assert metadata.get("source") in LLM_SOURCES, metadata
+            if metadata.get("source") == "fallback":  # the polite template, saying why
+                assert bot["text"] in responses["utter_llm_fallback"]
+                assert str(metadata.get("llm_error")).startswith(("connection", "timeout")), metadata
+    spanning = [t for t in turns if t.started < happened["killed"] < t.finished]
+    errors = connection_errors() - errors_before
+    print(f"generator killed with {happened['depth']:.0f} requests on it, back after "
+          f"{happened['back'] - happened['killed']:.1f} s: {len(turns)} turns ({len(spanning)} in flight at the kill), "
+          f"LLM replies {dict(sources)}, {errors:.0f} generator calls failed to connect or were cut")
+    assert spanning and errors >= 1 and sources["fallback"] >= 1, (len(spanning), errors, sources)
+
+    # Back: knowledge answers again, under load, with no restart of Rasa or the action server.
+    again = client.mixed_scripts(f"{ctx.tag}-genkill-again", 8, 3, llm_every=2)
+    turns, _ = asyncio.run(client.run_load(ctx.webhook, again, timeout_s=60))
+    assert [t for t in turns if not t.ok] == []
+    stored = client.stored_events(ctx.db_url, again)
+    _check_conversations(again, turns, stored)
+    answered = collections.Counter(client.answered_by(turns, stored).values())
+    print(f"after the restart: {dict(answered)}")
+    assert answered["knowledge"] + answered["llm"] + answered["no_knowledge"] > answered["fallback"], answered
+    assert [s.process.pid for s in [*ctx.so.rasa, *actions]] == pids
+    sender = f"{ctx.tag}-genkill-after"
+    status, reply = ctx.say(sender, "my card still hasn't arrived")
+    assert status == 200 and "Source: Card delivery and tracking" in _texts(reply)[0], reply
+    assert ctx.last_bot(sender)["metadata"]["source"] in {"knowledge", "llm"}
+
+
+# --- 8. security ------------------------------------------------------------------------------
 
 def _status(url: str, method: str = "GET", body: Optional[bytes] = None) -> int:
     request = urllib.request.Request(url, data=body, method=method,
