@@ -242,6 +242,10 @@ GATED_KINDS = frozenset({"money", "time", "count", "rate"})
 
 # Words on nearly every page: a figure next to them says little about what was asked.
 GENERIC_WORDS = frozenset(stem(w) for w in "card cards account app lakeside money pay payment payments".split())
+# Words of the period a limit is counted over: "£5,000 per day" says nothing about what the
+# customer asked to do daily.
+PERIOD_WORDS = frozenset(stem(w) for w in "day days daily week weeks weekly month months monthly year years yearly "
+                         "annual annually per each every".split())
 
 
 def missing_kind(question: str, reply: str, wanted: Optional[Set[str]] = None, anchors: Optional[str] = None
@@ -251,10 +255,11 @@ def missing_kind(question: str, reply: str, wanted: Optional[Set[str]] = None, a
     ("monthly") and the reply speaks of another one ("per day")."""
     wanted = {k for k in (asks(question) if wanted is None else wanted) if k in GATED_KINDS or ":" in k
               or k in ("clock", "age", "amount")}
-    periods = {k for k in wanted if k.startswith("period:")}
-    if any(not satisfies(k, reply) for k in periods):
+    # a period ("monthly") must be stated as asked
+    required = {k for k in wanted if k.startswith("period:")}
+    if any(not satisfies(k, reply) for k in required):
         return True
-    wanted -= periods
+    wanted -= required
     if not wanted:
         return False
     if any(satisfies(k, reply) for k in wanted if k not in GATED_KINDS):
@@ -265,7 +270,7 @@ def missing_kind(question: str, reply: str, wanted: Optional[Set[str]] = None, a
     if settings.ANSWER_KIND_WINDOW <= 0:
         return not wanted & states(reply)
     # anchored: the figure must stand near one of the question's own words
-    words = set(content_words(anchors or question)) - GENERIC_WORDS
+    words = set(content_words(anchors or question)) - GENERIC_WORDS - PERIOD_WORDS
     tokens = re.findall(r"\S+", reply)
     stems = [set(content_words(t)) for t in tokens]
     for kind in wanted:

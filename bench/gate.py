@@ -10,7 +10,9 @@ of answerable-correct, unanswerable-honest and follow-up-correct rates.
 
 Before fitting on all sets, each set is left out in turn and scored with a gate fitted
 on the others: that figure, printed and written to bench/results/answer-gate.md, is the
-estimate for questions the gate never saw. The held-out set is never used.
+estimate for questions the gate never saw. The held-out set is never used. It runs twice:
+the first time the earlier turn of each follow-up is answered with the `rules` gate, the
+second time with the first fit, as the bot would answer it.
 
     .venvs/rasa/bin/python -m bench.gate [--set development development-2 ...] [--no-write]
 
@@ -36,10 +38,11 @@ THRESHOLDS = [round(t, 2) for t in np.arange(0.3, 0.76, 0.05)]
 C = 0.3  # inverse regularisation strength
 
 
-async def readings(names: Sequence[str]) -> List[Dict[str, Any]]:
+async def readings(names: Sequence[str], earlier_gate: Optional[Dict[str, Any]] = None) -> List[Dict[str, Any]]:
     """One record per scored turn: its set and kind, whether the rules route it away from
     the answer action, and its readings (alone; and in context when it may lean on the
-    conversation), each with the gate's features and whether the answer is right."""
+    conversation), each with the gate's features and whether the answer is right. The
+    earlier turn of a follow-up is answered with `earlier_gate` (the `rules` without)."""
     from assistant import answers, reply, settings
     from assistant.answers import asks_something
     from bench.answers import offline_embeddings
@@ -47,8 +50,9 @@ async def readings(names: Sequence[str]) -> List[Dict[str, Any]]:
     from ops.train import latest_model
 
     offline_embeddings()
-    # earlier turns of a follow-up are answered as the bot answers them today
-    answering = settings.ANSWER_GATE if settings.ANSWER_GATE_FILE.exists() else "rules"
+    if earlier_gate is not None:
+        answers._gate = answers.Gate(**earlier_gate)
+    answering = "rules" if earlier_gate is None else "learned"
     settings.ANSWER_GATE = "off"
     forms = form_intents()
     model = latest_model()
@@ -183,7 +187,9 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
         parser.error("the held-out set is never used for fitting")
     from assistant import settings
 
-    records = asyncio.run(readings(args.set))
+    # twice: the second time the earlier turns of follow-ups are answered with the first fit
+    gate = fit(asyncio.run(readings(args.set)))
+    records = asyncio.run(readings(args.set, gate))
     gate = fit(records)
     from assistant.answers import Gate
     fitted = Gate(**gate)

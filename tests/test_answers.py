@@ -113,6 +113,9 @@ def test_a_reply_misses_the_kind_of_fact_asked_for():
     ("What's the monthly limit on transfers out?", "The limit for transfers out is £25,000 per day.", True),
     ("What's the daily limit on transfers out?", "The limit for transfers out is £25,000 per day.", False),
     ("What's the limit on transfers out?", "The limit for transfers out is £25,000 per day.", False),
+    # the period is not what the figure is about: spending daily is not topping up daily
+    ("What's the daily limit on what I can spend in shops?", "You can top up by card up to £5,000 per day.", True),
+    ("What's the daily limit on card top-ups?", "You can top up by card up to £5,000 per day.", False),
 ])
 def test_finer_kinds_of_fact(question, reply, missing):
     assert answers.missing_kind(question, reply) is missing
