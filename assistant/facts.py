@@ -23,7 +23,9 @@ FILLER = frozenset(
     "hows whos wondering question ask asking quick quickly guys mate pls plz thx u ur r some something "
     "anything thing things way should might must may shall there here then now one ones much many more "
     "got get getting go going make does did done said say says see able ever other another".split()
-) | frozenset(  # who the customer is talking about: part of the story, never what the pages must cover
+)
+# Who the customer is talking about: part of the story, never what the pages must cover.
+PEOPLE = frozenset(
     "mum mom mam dad mother father sister brother son daughter wife husband partner fiance fiancee friend friends "
     "boss landlord landlady uncle aunt auntie nephew niece grandson granddaughter nan nana gran grandma grandad "
     "grandpa grandfather grandmother kid kids girlfriend boyfriend flatmate housemate roommate colleague cousin "
@@ -56,6 +58,8 @@ def stem(word: str) -> str:
     return word[:7]
 
 
+_PEOPLE = frozenset(stem(w) for w in PEOPLE)  # "my sister's account", "my sisters account"
+
 # Customers' words for what the pages say another way, each group read as its first word
 # (on both sides, so ranking and coverage meet): British banking slang and short forms.
 SYNONYMS = [
@@ -77,7 +81,7 @@ def content_words(text: str) -> List[str]:
     words = re.findall(r"[a-z0-9]+", text.lower().replace("'", "").replace("’", "").replace("%", " percent "))
     stems = (stem(w) for w in words if w not in STOP_WORDS and w not in FILLER and w not in FUNCTION_WORDS
              and len(w) > 1)
-    return [_CANONICAL.get(w, w) for w in stems]
+    return [_CANONICAL.get(w, w) for w in stems if w not in _PEOPLE]
 
 
 # -- what kind of fact a question asks for, and what a sentence states ---------------
