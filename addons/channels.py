@@ -31,6 +31,9 @@ socket.io (`socketio`, for the chat widget): Rasa's channel plus
   as `{"handoff": true}`; Rasa's output would pass its keys to `emit` instead),
 - messages over MAX_MESSAGE_CHARS refused as on REST: not passed to Rasa, answered
   with a `bot_uttered` the widget shows, carrying `error: {status: 413}`.
+- a message whose conversation could not be locked (Redis down or just restarted:
+  addons/lock_store.py) answered as REST's 503: a `bot_uttered` with
+  `error: {status: 503, retry_after}`; nothing of it was processed.
 What it sends (history view, output channel, Redis across replicas): addons/socketio_output.py.
 
 Both channels: rate limits per conversation and per client address (addons/rate_limit.py,
@@ -392,7 +395,13 @@ class SocketIOInput(socketio.SocketIOInput):
                 text if isinstance(text, str) else "", SocketIOOutput(sio, self.bot_message_evt), sender_id,
                 input_channel=self.name(), metadata=metadata,
             )
-            await with_our_output(message)
+            try:
+                await with_our_output(message)
+            except LockStoreUnavailable as error:  # as REST's 503: nothing of the message was processed
+                logger.warning("turn of %s refused: %s", sender_id, error)
+                await sio.emit(self.bot_message_evt, socket_error(
+                    503, LOCK_UNAVAILABLE_TEXT.format(seconds=error.retry_after), retry_after=error.retry_after),
+                    room=sid, namespace=self.namespace)
 
         sio.on(self.user_message_evt, handle_message, namespace=self.namespace)
 

@@ -767,6 +767,27 @@ def _probe(url: str, sender: str) -> tuple:
         return error.code, error.headers.get("Retry-After"), json.loads(error.read() or b"null")
 
 
+def _socketio_probe(url: str, sender: str) -> Dict[str, Any]:
+    """One socket.io message; the first bot_uttered it gets."""
+    import queue
+
+    import socketio
+
+    sio = socketio.Client(reconnection=False, websocket_extra_options={"origin": "http://localhost:8080"})
+    got: "queue.Queue[Any]" = queue.Queue()
+    confirmed: "queue.Queue[Any]" = queue.Queue()
+    sio.on("bot_uttered", got.put)
+    sio.on("session_confirm", confirmed.put)
+    sio.connect(url, transports=["websocket"], wait_timeout=10)
+    try:
+        sio.emit("session_request", {"session_id": sender})
+        assert confirmed.get(timeout=10) == sender
+        sio.emit("user_uttered", {"message": "hello", "session_id": sender})
+        return got.get(timeout=20)
+    finally:
+        sio.disconnect()
+
+
 def test_redis_restart_under_load_never_runs_a_conversation_twice_at_once(ctx, responses):
     """The lock store's Redis is killed under load and started again a few seconds later,
     empty (no persistence). Turns wait for it (up to the lock store's retry time), or get
@@ -817,8 +838,10 @@ def test_redis_restart_under_load_never_runs_a_conversation_twice_at_once(ctx, r
             happened["back"] = time.monotonic()
             await asyncio.sleep(1)
             # a message now: Redis is back but does not know which conversations are busy
-            happened["probe"] = await asyncio.get_running_loop().run_in_executor(
-                None, _probe, ctx.webhook, f"{ctx.tag}-redis-probe")
+            loop = asyncio.get_running_loop()
+            happened["probe"] = await loop.run_in_executor(None, _probe, ctx.webhook, f"{ctx.tag}-redis-probe")
+            happened["socketio"] = await loop.run_in_executor(
+                None, _socketio_probe, ctx.so.rasa_urls[0], f"{ctx.tag}-redis-socket")
         finally:
             for actions in ctx.so.actions:
                 os.kill(actions.process.pid, signal.SIGCONT)
@@ -839,6 +862,9 @@ def test_redis_restart_under_load_never_runs_a_conversation_twice_at_once(ctx, r
     status, retry_after, body = happened["probe"]
     assert status == 503 and retry_after and int(retry_after) >= 1, happened["probe"]
     assert body["retry_after"] == int(retry_after) and "send it again" in body["error"], body
+    socket_reply = happened["socketio"]  # the widget is told the same
+    assert socket_reply["error"]["status"] == 503 and socket_reply["error"]["retry_after"] >= 1, socket_reply
+    assert "send it again" in socket_reply["text"]
     spanning = [t for t in everything if t.started < happened["killed"] < t.finished]
     assert spanning, "the restart met no turn in flight"
 
