@@ -36,9 +36,10 @@ CONVERSATIONS: List[Tuple[str, str, List[str]]] = [
     ("A form with a correction mid-way", "A transfer the recipient has not received: the bot asks for "
      "the amount and date, the customer corrects the amount, the bot looks it up in the bank database.",
      ["my friend hasn't received the money I sent", "£150", "sorry, it was 250 not 150", "yesterday"]),
-    ("An open question answered from the knowledge base", "Out of scope for the NLU: retrieval, then the "
-     "page's own sentences with their source; a follow-up about weekends, answered from the same page.",
-     ["explain how Lakeside handles weekend exchange markups and why", "do Saturdays count?"]),
+    ("An open question answered from the knowledge base", "A question in the customer's own words, which "
+     "the NLU is unsure of: retrieval, then the page's own sentences with their source; the fragment after "
+     "it is read in the context of the first question and answered from the same page.",
+     ["is the exchange rate worse if I swap currencies on a Sunday?", "and on a Monday?"]),
     ("A question the pages don't answer", "The answerability gate: no page covers it, so the bot says so "
      "instead of guessing, and offers a person.",
      ["can I open a joint account with my wife?"]),

@@ -17,7 +17,7 @@ from tests.browser.conftest import SCREENSHOTS
 BOT = ".lsc-msg.lsc-bot"
 USER = ".lsc-msg.lsc-user"
 # Out of scope for the NLU, answered from the knowledge base: candidates are generated.
-KNOWLEDGE_QUESTION = "explain how Lakeside handles weekend exchange markups and why"
+KNOWLEDGE_QUESTION = "is the exchange rate worse if I swap currencies on a Sunday?"
 
 
 def bot_texts(page):
