@@ -132,6 +132,8 @@ class ActionLLMReply(Action):
         extract = result.extract
         gate = {"coverage": round(extract.coverage, 3), "retrieval": round(extract.retrieval, 3),
                 "followup": result.followup} if extract else {}
+        if extract and extract.probability is not None:
+            gate["probability"] = round(extract.probability, 3)  # the learned gate's estimate
         if extract and extract.why:
             gate["refused"] = extract.why
         logger.info(
