@@ -1,14 +1,15 @@
 """Rasa's event broker, chosen by one environment variable.
 
 With `EVENT_BROKER_URL` unset (the default) Rasa publishes no events. With
-`EVENT_BROKER_URL=amqp://user:password@rabbitmq:5672/%2F` this returns Rasa's own
-PikaEventBroker: every event the tracker store saves is also published, as Rasa's JSON
-(`{"sender_id": ..., "event": ..., ...}`), to RabbitMQ, for analytics or other
-consumers. The URL gives host, port (default 5672, amqps 5671), user, password
-(default guest/guest) and virtual host (the path; `%2F` is the default vhost `/`);
-`EVENT_BROKER_QUEUE` names the queue (default `rasa_events`). Other PikaEventBroker
-options (`exchange_name`, `connection_attempts`, `retry_delay_in_seconds`,
-`raise_on_failure`, ...) may be written under `event_broker:` in endpoints.yml.
+`EVENT_BROKER_URL=amqp://user:password@rabbitmq:5672/%2F` this returns an
+OutboxEventBroker (addons/outbox.py): every event the tracker store saves is written to
+its outbox in the same transaction and then published, as Rasa's JSON
+(`{"sender_id": ..., "event": ..., ...}`, what Rasa's PikaEventBroker sends), to
+RabbitMQ, for analytics or other consumers, with publisher confirms and the outbox
+row's id as `message_id`. The URL gives host, port (default 5672, amqps 5671), user,
+password (default guest/guest) and virtual host (the path; `%2F` is the default vhost
+`/`); `EVENT_BROKER_QUEUE` names the queue (default `rasa_events`), bound to the fanout
+exchange `exchange_name` (endpoints.yml `event_broker:`, default Rasa's `rasa-exchange`).
 
 Rasa loads a custom broker by awaiting `from_endpoint_config` on the class named by
 `type:` and uses what it returns, so returning None means "no broker", exactly as an
@@ -21,11 +22,12 @@ from typing import Any, Dict, Optional
 from urllib.parse import urlparse
 
 from rasa.core.brokers.broker import EventBroker
-from rasa.core.brokers.pika import PikaEventBroker
+from rasa.core.brokers.pika import RABBITMQ_EXCHANGE
 from rasa.shared.exceptions import RasaException
 from rasa.utils.endpoints import EndpointConfig
 
 from addons import prepare_rasa
+from addons.outbox import OutboxEventBroker
 from assistant import config
 
 prepare_rasa()  # Rasa loads this module by its path: patches and logs on purpose (addons/__init__.py)
@@ -85,9 +87,19 @@ class EnvEventBroker(EventBroker):
         if not url:
             return None
         settings = pika_settings(url)
-        # Further options from endpoints.yml go to PikaEventBroker as they are; the URL
-        # and EVENT_BROKER_QUEUE win over the same keys there.
         extra = dict(broker_config.kwargs) if broker_config else {}
-        pika_config = EndpointConfig(url=settings.pop("host"), **{**extra, **settings})
-        # Rasa's own construction and connection (retries, then ConnectionException).
-        return await PikaEventBroker.from_endpoint_config(pika_config, event_loop)
+        # Events go through the tracker store's outbox (addons/outbox.py) to the same
+        # fanout exchange and queues as Rasa's PikaEventBroker; the publisher connects
+        # in the background, so Rasa starts (and queues events) while RabbitMQ is away.
+        return OutboxEventBroker(
+            amqp_url(url), queues=settings["queues"],
+            exchange_name=extra.get("exchange_name", RABBITMQ_EXCHANGE),
+        )
+
+
+def amqp_url(url: str) -> str:
+    """The URL with RabbitMQ's defaults filled in (guest/guest, the port), for aio-pika."""
+    settings = pika_settings(url)
+    parsed = urlparse(settings["host"])
+    netloc = f"{settings['username']}:{settings['password']}@{parsed.netloc}"
+    return parsed._replace(netloc=netloc).geturl()

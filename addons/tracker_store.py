@@ -24,8 +24,12 @@ AsyncSQLTrackerStore and a database that goes away (a restart, a failover):
   from a forgotten conversation. (Rasa's REST channel answers a failed turn with the
   replies it collected so far: none when the read failed; those of the turn when the
   final save failed, although the turn was not stored.)
-- events are published to the event broker after they are committed, so consumers
-  never see an event the database does not have (Rasa publishes before saving).
+- with the project's event broker (EVENT_BROKER_URL) each new event's message is written
+  to the `event_outbox` table in the same transaction as the event, and published
+  from there (addons/outbox.py): consumers never see an event the database does not
+  have, and a committed event reaches RabbitMQ even if RabbitMQ is down or this
+  process dies before publishing it. Any other broker is given the events after they
+  are committed (Rasa publishes before saving).
 """
 from __future__ import annotations
 
@@ -51,7 +55,7 @@ from rasa.shared.core.trackers import DialogueStateTracker
 from rasa.shared.exceptions import RasaException
 from rasa.shared.nlu.constants import INTENT_NAME_KEY
 
-from addons import prepare_rasa
+from addons import outbox, prepare_rasa
 from assistant import config
 from assistant.conversations import DEFAULT_TRACKER_STORE_URL, tracker_store_url
 
@@ -220,6 +224,12 @@ class AsyncSQLTrackerStore(TrackerStore, SerializedTrackerAsText):
             self._write_lock = asyncio.Lock()
         # Core connections (no ORM session: the store only runs these statements).
         self.connect = self.engine.connect
+        # RabbitMQ through the outbox (addons/outbox.py): the events' messages are
+        # written with the events, and the broker publishes them from this database.
+        self.outbox: Optional[outbox.OutboxEventBroker] = (
+            event_broker if isinstance(event_broker, outbox.OutboxEventBroker) else None)
+        if self.outbox is not None:
+            self.outbox.attach(self.engine, self._writing)
 
     @staticmethod
     def _create_tables(url: sa.engine.URL) -> None:
@@ -228,6 +238,7 @@ class AsyncSQLTrackerStore(TrackerStore, SerializedTrackerAsText):
         engine = sa.create_engine(url.set(drivername=backend if backend == "sqlite" else "postgresql"))
         try:
             SQLTrackerStore.Base.metadata.create_all(engine)
+            outbox.create_table(engine)
         finally:
             engine.dispose()
 
@@ -301,10 +312,15 @@ class AsyncSQLTrackerStore(TrackerStore, SerializedTrackerAsText):
                 if rows:
                     async with self._writing():
                         await connection.execute(INSERT_EVENTS, rows)
+                        if self.outbox is not None:  # their messages, in the same transaction
+                            new = list(itertools.islice(tracker.events, stored, None))
+                            await connection.execute(outbox.INSERT, outbox.rows(tracker.sender_id, new))
                         await connection.commit()
 
         await self._retrying("save", append)
-        if self.event_broker is not None and stored_before is not None:
+        if self.outbox is not None:
+            self.outbox.saved()
+        elif self.event_broker is not None and stored_before is not None:
             new_events = list(itertools.islice(tracker.events, stored_before, None))
             await self._stream_new_events(self.event_broker, new_events, tracker.sender_id)
 

@@ -94,9 +94,24 @@ def check_tracker_store(url: str) -> Row:
             if not conversations.has_events(connection):
                 return "tracker store", True, f"{_masked(url)}: no conversations yet"
             senders = conversations.conversation_count(connection)
-        return "tracker store", True, f"{_masked(url)}: {senders} conversations"
+            waiting = _outbox_backlog(connection)
+        return "tracker store", True, f"{_masked(url)}: {senders} conversations{waiting}"
     except sa.exc.SQLAlchemyError as error:
         return "tracker store", False, f"{_masked(url)}: {type(error).__name__}"
+
+
+def _outbox_backlog(connection) -> str:
+    """Events stored but not yet confirmed by RabbitMQ (addons/outbox.py), if any."""
+    import time
+
+    import sqlalchemy as sa
+
+    if not sa.inspect(connection).has_table("event_outbox"):
+        return ""
+    count, oldest = connection.execute(sa.text("SELECT COUNT(*), MIN(created_at) FROM event_outbox")).one()
+    if not count:
+        return "; event outbox empty (all events published)"
+    return f"; event outbox: {count} events waiting for RabbitMQ, oldest {time.time() - oldest:.0f} s"
 
 
 def check_lock_store(url: str) -> Row:

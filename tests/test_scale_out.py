@@ -9,7 +9,8 @@ tracker store (the `events` table) and the RabbitMQ queue hold.
 
 Skips, saying why, when nginx, PostgreSQL, Redis or RabbitMQ is missing. One replica
 reaches PostgreSQL through a relay the tests can cut (a network partition that leaves
-the shared PostgreSQL server running); the restart test restarts the real server. The
+the shared PostgreSQL server running); the restart test restarts the real server. Both
+replicas reach RabbitMQ through another relay, which the RabbitMQ test cuts. The
 lock store is a Redis of this module's own (`redis-server` on a free port, without
 persistence), which the Redis test kills and starts again; without `redis-server` the
 module uses the machine's Redis (TEST_REDIS_URL) and that test skips.
@@ -183,6 +184,7 @@ class Ctx:
     tag: str
     link: DatabaseLink  # between rasa-2 and PostgreSQL
     redis: Optional[RedisServer]  # the lock store, when it is this module's own
+    broker: DatabaseLink  # between both replicas and RabbitMQ
 
     @property
     def webhook(self) -> str:
@@ -237,13 +239,21 @@ def _ctx(work: Path, trained_model: Path, private_redis: Optional[RedisServer]):
     link = DatabaseLink(database.host or "127.0.0.1", database.port or 5432)
     link.start()
     via_link = database.set(host="127.0.0.1", port=link.port).render_as_string(hide_password=False)
+    # The replicas reach RabbitMQ through a relay too: cutting it is "RabbitMQ down" for
+    # them, without stopping the machine's RabbitMQ.
+    rabbitmq = urllib.parse.urlsplit(RABBITMQ_URL)
+    broker_link = DatabaseLink(rabbitmq.hostname or "127.0.0.1", rabbitmq.port or 5672)
+    broker_link.start()
+    broker_via_link = rabbitmq._replace(
+        netloc=f"{rabbitmq.netloc.rsplit('@', 1)[0]}@127.0.0.1:{broker_link.port}"
+        if "@" in rabbitmq.netloc else f"127.0.0.1:{broker_link.port}").geturl()
     so = scale_out.scale_out_services(
         work, trained_model,
         replicas=2, stores=stores, api_token=API_TOKEN, expose_upstream=True,
         # The broker's queue and exchange of this module only (deleted at the end).
         event_broker={"exchange_name": exchange},
         rasa_env={
-            "EVENT_BROKER_QUEUE": queue, "LOCK_STORE_KEY_PREFIX": tag,
+            "EVENT_BROKER_QUEUE": queue, "EVENT_BROKER_URL": broker_via_link, "LOCK_STORE_KEY_PREFIX": tag,
             "TICKET_LOCK_LIFETIME": str(LOCK_LIFETIME_S), "TRACKER_STORE_RETRY_S": str(TRACKER_STORE_RETRY_S),
         },
         # Short LLM replies: these tests are about delivery, not about the answers.
@@ -257,9 +267,10 @@ def _ctx(work: Path, trained_model: Path, private_redis: Optional[RedisServer]):
         with stack.running(*so.stages):
             if private_redis is not None:  # a new Redis: the lock store waits out a lock's lifetime
                 private_redis.wait_settled(LOCK_LIFETIME_S)
-            yield Ctx(so, stores["TRACKER_STORE_URL"], queue, exchange, tag, link, private_redis)
+            yield Ctx(so, stores["TRACKER_STORE_URL"], queue, exchange, tag, link, private_redis, broker_link)
     finally:
         link.close()
+        broker_link.close()
         asyncio.run(_delete_queue(queue, exchange))
 
 
@@ -978,6 +989,145 @@ def test_a_generator_killed_mid_reply_gives_fallbacks_and_answers_again_once_res
 
 
 # --- 8. security ------------------------------------------------------------------------------
+
+# --- 8. RabbitMQ goes away under load ----------------------------------------------------------
+
+def _outbox_waiting(db_url: str, prefix: str) -> int:
+    """Rows of these conversations still in the event outbox (addons/outbox.py)."""
+    import sqlalchemy as sa
+
+    engine = sa.create_engine(db_url)
+    try:
+        with engine.connect() as connection:
+            return connection.execute(sa.text("SELECT COUNT(*) FROM event_outbox WHERE sender_id LIKE :p"),
+                                      {"p": f"{prefix}%"}).scalar()
+    finally:
+        engine.dispose()
+
+
+def _as_published(event: Dict[str, Any]) -> str:
+    """A stored event as the broker's message carries it (without sender_id)."""
+    return json.dumps({k: v for k, v in event.items() if k != "_id"} | {"event": event["event"]}, sort_keys=True)
+
+
+def test_rabbitmq_down_under_load_with_a_replica_killed_loses_no_event(ctx):
+    """RabbitMQ becomes unreachable for both replicas under load (their relay to it is
+    cut); one replica is killed while it is away, after it stored turns of its own that
+    it could not publish. Every customer is answered (turns cut by the kill are sent
+    again); once RabbitMQ is back, every event the tracker store holds reaches the
+    queue, in each conversation's order, each message id once (a message whose confirm
+    the cut lost may come twice, with the same id and body: at most one)."""
+    victim, survivor = ctx.so.rasa
+    victim_port = ctx.replica_port(victim)
+    prefix = f"{ctx.tag}-broker"
+    scripts = client.mixed_scripts(prefix, 10, 6)
+    logs_before = len(_log(survivor))
+    happened: Dict[str, Any] = {}
+    probe_sender = f"{prefix}-probe"
+
+    def restart() -> None:
+        victim.process.wait(10)
+        ctx.so.restart(victim)
+
+    restarter = threading.Thread(target=restart, daemon=True)
+
+    async def scenario():
+        load = asyncio.ensure_future(client.run_load(
+            ctx.webhook, scripts, retries=8, retry_delay_s=1.0, timeout_s=LOCK_LIFETIME_S + 60))
+        await asyncio.sleep(3)  # conversations under way, their events published
+        ctx.broker.cut()
+        happened["cut"] = time.monotonic()
+        # a turn the victim stores (and cannot publish) for sure, besides the load's
+        happened["probe"] = await asyncio.get_running_loop().run_in_executor(None, lambda: stack.post(
+            f"{ctx.so.rasa_urls[0]}/webhooks/rest/webhook",
+            json.dumps({"sender": probe_sender, "message": "hello"}).encode(), 30))
+        await asyncio.sleep(1)
+        os.killpg(victim.process.pid, signal.SIGKILL)
+        happened["killed"] = time.monotonic()
+        # started again at once (it needs no RabbitMQ to start), while the load goes on
+        restarter.start()
+        turns, _ = await load
+        happened["waiting"] = _outbox_waiting(ctx.db_url, prefix)
+        ctx.broker.restore()
+        happened["back"] = time.monotonic()
+        return turns
+
+    try:
+        turns = asyncio.run(scenario())
+        assert [t for t in turns if not t.ok] == []  # every customer got every answer
+        assert happened["probe"][0] == 200, happened["probe"]
+        unpublished = [t for t in turns if _served_by(t) == victim_port
+                       and happened["cut"] < t.finished < happened["killed"]]
+        assert happened["waiting"] > 0, "nothing waited in the outbox while RabbitMQ was away"
+        deadline = time.monotonic() + 30
+        while _outbox_waiting(ctx.db_url, prefix):
+            assert time.monotonic() < deadline, "the outbox was not emptied after RabbitMQ came back"
+            time.sleep(0.2)
+        drained_after = time.monotonic() - happened["back"]
+
+        stored = client.stored_events(ctx.db_url, [*scripts, probe_sender])
+        _check_conversations(scripts, turns, stored, retried_ok=True)
+        assert [e.get("text") for e in stored[probe_sender] if e["event"] == "user"] == ["hello"]
+        published: Dict[str, List[Dict[str, Any]]] = collections.defaultdict(list)
+        ids: Dict[str, Dict[str, str]] = collections.defaultdict(dict)
+        repeated = 0
+        for message in asyncio.run(_drain_messages(ctx.queue)):
+            body = json.loads(message["body"])
+            sender = body.pop("sender_id")
+            if sender not in stored:
+                continue
+            canonical = json.dumps(body, sort_keys=True)
+            assert message["message_id"], "a message without an id: consumers could not drop repeats"
+            if message["message_id"] in ids[sender]:  # a repeat: the same id, the same event
+                assert ids[sender][message["message_id"]] == canonical
+                repeated += 1
+                continue
+            ids[sender][message["message_id"]] = canonical
+            published[sender].append(canonical)
+        differ = {}
+        for sender in stored:
+            expected = [_as_published(e) for e in stored[sender]]
+            if published[sender] != expected:
+                differ[sender] = (f"{len(expected)} stored, {len(published[sender])} published, "
+                                  f"{len(collections.Counter(expected) - collections.Counter(published[sender]))} lost")
+        assert not differ, f"broker and tracker store differ (lost, extra or out of order): {differ}"
+        for sender in stored:
+            order = [int(i) for i in ids[sender]]
+            assert order == sorted(order), f"{sender}: message ids out of order"
+        assert repeated <= 1, f"{repeated} messages published twice"
+        assert "event outbox: publishing failed" in _log(survivor)[logs_before:], "was RabbitMQ really away?"
+        print(f"RabbitMQ down {happened['back'] - happened['cut']:.1f} s: {happened['waiting']} events waited "
+              f"in the outbox, {len(unpublished) + 1} turns stored by the killed replica meanwhile; outbox empty "
+              f"{drained_after:.1f} s after RabbitMQ came back; "
+              f"{sum(len(v) for v in published.values())} events published, {repeated} repeated")
+    finally:
+        if "cut" in happened and "back" not in happened:
+            ctx.broker.restore()
+        if restarter.is_alive():
+            restarter.join(120)
+        if not victim.running():
+            ctx.so.restart(victim)
+
+
+async def _drain_messages(queue: str, settle_s: float = 2.0) -> List[Dict[str, Any]]:
+    """Every message in the queue (body and message_id), until none arrives for settle_s seconds."""
+    import aio_pika
+
+    messages: List[Dict[str, Any]] = []
+    async with await aio_pika.connect(RABBITMQ_URL) as connection:
+        channel = await connection.channel()
+        source = await channel.get_queue(queue, ensure=True)
+        quiet_since = time.monotonic()
+        while time.monotonic() - quiet_since < settle_s:
+            message = await source.get(no_ack=True, fail=False)
+            if message is None:
+                await asyncio.sleep(0.1)
+                continue
+            messages.append({"body": message.body, "message_id": message.message_id})
+            quiet_since = time.monotonic()
+    return messages
+
+
 
 def _status(url: str, method: str = "GET", body: Optional[bytes] = None) -> int:
     request = urllib.request.Request(url, data=body, method=method,
