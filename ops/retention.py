@@ -33,7 +33,7 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable, Optional, Tuple
+from typing import Iterable, List, Optional, Tuple
 
 import sqlalchemy as sa
 
@@ -72,13 +72,26 @@ def delete_older_than(days: float, dry_run: bool, url: str = "") -> Report:
         count = conversations.event_count(connection, senders)
         if not dry_run and senders:
             conversations.delete_conversations(connection, stale)
+            _delete_outbox(connection, senders)
     return Report(len(senders), count)
+
+
+# Events waiting to be published (addons/outbox.py) carry the sender id too.
+_OUTBOX = sa.table("event_outbox", sa.column("sender_id"))
+
+
+def _delete_outbox(connection: sa.engine.Connection, senders: List[str]) -> None:
+    """Delete the senders' events still waiting in the broker's outbox (if there is one)."""
+    if _OUTBOX.name in sa.inspect(connection).get_table_names():
+        for start in range(0, len(senders), 500):
+            connection.execute(_OUTBOX.delete().where(_OUTBOX.c.sender_id.in_(senders[start:start + 500])))
 
 
 def erase_sender(sender_id: str, dry_run: bool, url: str = "", log_dir: Path = settings.LOG_DIR,
                  bank_url: str = "") -> Report:
     """Erase everything the project stores about one sender (a data-subject request):
-    tracker events, handoff rows, the sender id on dispute rows, log lines."""
+    tracker events (and those still waiting in the event broker's outbox), handoff rows,
+    the sender id on dispute rows, log lines."""
     engine = sa.create_engine(url or tracker_store_url())
     _secure_delete(engine)
     try:
@@ -87,6 +100,8 @@ def erase_sender(sender_id: str, dry_run: bool, url: str = "", log_dir: Path = s
             count = conversations.event_count(connection, [sender_id]) if stored else 0
             if stored and not dry_run:
                 conversations.delete_conversations(connection, [sender_id])
+            if not dry_run:
+                _delete_outbox(connection, [sender_id])
         if not dry_run:
             _checkpoint(engine)
     finally:

@@ -10,6 +10,7 @@ from rasa.shared.core.domain import Domain
 from rasa.shared.core.events import ActionExecuted, BotUttered, UserUttered
 from rasa.shared.core.trackers import DialogueStateTracker
 
+from addons import outbox
 from addons.tracker_store import AsyncSQLTrackerStore
 from ops import retention
 
@@ -61,9 +62,20 @@ def test_erase_removes_one_sender_everywhere(store_url, tmp_path, monkeypatch):
     dry = retention.erase_sender(target, dry_run=True, url=store_url, log_dir=tmp_path, bank_url=no_bank)
     assert (dry.conversations, dry.events, dry.log_lines, dry.handoffs, dry.disputes) == (1, 3, 1, 0, 0)
     assert _count(store_url, target) == 3 and target in log.read_text()
+    # events still waiting for the broker (addons/outbox.py) are erased too
+    engine = sa.create_engine(store_url)
+    outbox.create_table(engine)
+    with engine.begin() as connection:
+        connection.execute(outbox.INSERT, [{"sender_id": s, "body": "{}", "created_at": time.time()}
+                                           for s in (target, target, other)])
     retention.erase_sender(target, dry_run=False, url=store_url, log_dir=tmp_path, bank_url=no_bank)
     assert not (tmp_path / "no-bank.db").exists()
     assert _count(store_url, target) == 0 and _count(store_url, other) == 3
+    with engine.begin() as connection:
+        waiting = [row[0] for row in connection.execute(sa.select(outbox.OUTBOX.c.sender_id))]
+        connection.execute(outbox.OUTBOX.delete().where(outbox.OUTBOX.c.sender_id == other))  # shared database
+    engine.dispose()
+    assert target not in waiting and other in waiting
     assert target not in log.read_text() and other in log.read_text()
 
 

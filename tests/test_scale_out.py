@@ -301,21 +301,7 @@ async def _delete_queue(queue: str, exchange: str) -> None:
 
 async def _drain(queue: str, settle_s: float = 2.0) -> List[Dict[str, Any]]:
     """Every message in the queue, until none arrives for settle_s seconds."""
-    import aio_pika
-
-    messages: List[Dict[str, Any]] = []
-    async with await aio_pika.connect(RABBITMQ_URL) as connection:
-        channel = await connection.channel()
-        source = await channel.get_queue(queue, ensure=True)
-        quiet_since = time.monotonic()
-        while time.monotonic() - quiet_since < settle_s:
-            message = await source.get(no_ack=True, fail=False)
-            if message is None:
-                await asyncio.sleep(0.1)
-                continue
-            messages.append(json.loads(message.body))
-            quiet_since = time.monotonic()
-    return messages
+    return [json.loads(message["body"]) for message in await _drain_messages(queue, settle_s)]
 
 
 def _texts(reply) -> List[str]:
