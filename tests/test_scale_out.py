@@ -574,7 +574,10 @@ def test_postgresql_restart_under_load_loses_nothing_and_needs_no_rasa_restart(c
     # restart (after 1 s) lands while turns are in flight (96 turns once finished before it).
     # 48 customers at once: banking questions now spend part of each turn in the action
     # server, and with 16 a restart once fell between database calls.
-    scripts = client.mixed_scripts(f"{ctx.tag}-pg", 48, 10, llm_every=0)
+    # Each turn also waits on the generator's embeddings, so a restart can fall between the
+    # database calls of all turns in flight: 14 turns each keep the load going for several
+    # restarts.
+    scripts = client.mixed_scripts(f"{ctx.tag}-pg", 48, 14, llm_every=0)
     restarted: Dict[str, float] = {}
 
     def hit() -> bool:  # a restart so far met a database call in flight
@@ -585,7 +588,7 @@ def test_postgresql_restart_under_load_loses_nothing_and_needs_no_rasa_restart(c
         load = asyncio.ensure_future(client.run_load(ctx.webhook, scripts, timeout_s=60))
         # A restart can fall between two database calls (the turns' time is mostly in the
         # action server): restart again, while the load lasts, until one meets a call.
-        for _ in range(3):
+        for _ in range(6):
             await asyncio.sleep(1.0)
             started = time.monotonic()
             await asyncio.get_running_loop().run_in_executor(None, _pg_ctl, "restart")
