@@ -14,7 +14,7 @@ export PIP_DISABLE_PIP_VERSION_CHECK := 1
 # (ops/step.sh); `make V=1 ...` shows the full output instead.
 STEP = $(if $(V),STEP_VERBOSE=1 )ops/step.sh
 
-.PHONY: setup run shell train data validate generator-model embeddings-model widget browser nginx bank-db knowledge evaluate evaluate-quick test test-conversations test-generator test-bot test-browser clean
+.PHONY: setup run shell train data validate generator-model embeddings-model widget browser nginx bank-db knowledge evaluate evaluate-quick test test-conversations test-generator test-bot test-browser audit clean
 
 ## set up everything the assistant needs (idempotent: quick when done)
 setup: $(RASA_VENV)/.installed $(GEN_VENV)/.installed generator-model embeddings-model data knowledge widget bank-db
@@ -98,8 +98,9 @@ NLU_ACCURACY_FLOOR ?= 0.89
 evaluate-quick: train
 	$(RASA_PY) -m ops evaluate --quick --min-accuracy $(NLU_ACCURACY_FLOOR)
 
-## run every test: data validation, NLU accuracy floor, bot and stack tests, generator tests
-test: train validate evaluate-quick test-conversations test-generator test-bot test-browser
+## run every test: data validation, NLU accuracy floor, bot and stack tests, generator tests;
+## then the dependency audit's report
+test: train validate evaluate-quick test-conversations test-generator test-bot test-browser audit
 
 ## conversation tests: forms and handoff (tests/test_stories.yml), and the promotion gate's stories
 test-conversations: train
@@ -115,6 +116,14 @@ test-browser: train browser
 
 test-generator: setup
 	$(GEN_PY) -m pytest generator/tests -ra
+
+## dependency audit (pip-audit for both environments, npm audit for the widget, what the pins
+## hold back) into build/audit/report.md; a report: AUDIT_FLAGS=--strict makes it fail on a finding
+AUDIT_VENV := .venvs/audit
+audit: setup
+	@test -x $(AUDIT_VENV)/bin/pip-audit || $(STEP) audit-env "Audit tools (.venvs/audit)" bash -c \
+	  '$(PYTHON311) -m venv $(AUDIT_VENV) && $(AUDIT_VENV)/bin/pip install pip-audit==2.10.1'
+	$(RASA_PY) -m ops.audit $(AUDIT_FLAGS)
 
 clean:
 	rm -rf build models rasa.db .rasa

@@ -194,8 +194,11 @@ class RateLimits:
 
     sender_per_min: float = 60  # messages a minute one conversation may send (0: no limit)
     sender_burst: int = 20  # how many of them may come at once
-    client_per_min: float = 600  # requests a minute from one client address (0: no limit)
-    client_burst: int = 120
+    # requests a minute from one client address (0: no limit): 2 a second, room for an
+    # office of people behind one address; a flood of more costly turns slows everyone
+    # (bench/results/flood.md: 600/min let one client push customers' p95 up 4-6x)
+    client_per_min: float = 120
+    client_burst: int = 20
     exempt: Tuple[Network, ...] = networks(LOOPBACK)  # not limited
     trusted_proxies: Tuple[Network, ...] = networks(LOOPBACK)  # whose X-Forwarded-For names the client
 

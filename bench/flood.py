@@ -3,12 +3,12 @@ other customers talk to the bot; their latency unloaded against flooded, and wha
 flooder gets.
 
     .venvs/rasa/bin/python -m bench.flood [--customers 20] [--turns 10] [--seconds 30] [--rounds 2]
-        [--front rasa nginx] [--client-limits 600/120 120/20]
+        [--front rasa nginx] [--client-limits 120/20 600/120]
 
 One embedded stack of its own (as bench/load.py's: the generator, the action server,
 one `rasa run` with SQLite and in-memory locks) with the product's default rate limits
-(assistant/config.py RateLimits: 60 messages a minute per conversation, burst 20; 600
-requests a minute per client address, burst 120; loopback exempt and the trusted proxy).
+(assistant/config.py RateLimits: 60 messages a minute per conversation, burst 20; 120
+requests a minute per client address, burst 20; loopback exempt and the trusted proxy).
 Every client talks to Rasa from loopback with its own X-Forwarded-For address, as
 through a local nginx, so each is limited as a separate client (tests/test_rate_limits.py
 does the same).

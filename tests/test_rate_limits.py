@@ -69,7 +69,7 @@ def test_zero_turns_a_limit_off():
 def test_settings_come_from_the_environment_and_bad_ones_are_named():
     default = Settings.from_env({})
     assert (default.sender_per_min, default.sender_burst, default.client_per_min, default.client_burst) == (
-        60, 20, 600, 120)
+        60, 20, 120, 20)
     assert default.exempt == tuple(networks("127.0.0.0/8 ::1")) == default.trusted_proxies
     mine = Settings.from_env({**LIMITS, "RATE_LIMIT_TRUSTED_PROXIES": "10.0.0.0/8, 192.168.1.1"})
     assert (mine.sender_per_min, mine.sender_burst, mine.client_per_min, mine.client_burst) == (30, 5, 12, 15)
