@@ -57,7 +57,7 @@ from sanic.request import Request
 
 from addons import prepare_rasa
 from addons.lock_store import LockStoreUnavailable
-from addons.rate_limit import RateLimiter, retry_after
+from addons.rate_limit import RateLimiter, hold_refusal, retry_after
 from addons.tracker_store import TrackerStoreError
 from addons.socketio_output import SocketIOOutput, history, use_redis_manager
 from assistant import config
@@ -251,6 +251,7 @@ class RestInput(rest.RestInput):
                 # refused ones too.
                 wait = 0.0 if back_end else limiter.check_client(client)
                 if wait:
+                    await hold_refusal(wait, limiter.settings)
                     return too_many_requests(wait)
                 if token and not back_end:
                     return _error(401, "A valid 'Authorization: Bearer <token>' header is required.")
@@ -259,6 +260,7 @@ class RestInput(rest.RestInput):
                     return error
                 wait = limiter.check_sender(str((request.json or {}).get("sender") or "default"), client)
                 if wait:
+                    await hold_refusal(wait, limiter.settings)
                     return too_many_requests(wait)
             return None
 
@@ -375,6 +377,7 @@ class SocketIOInput(socketio.SocketIOInput):
             text = data.get("message", "")
             wait = await limited(sid, sender_id)
             if wait:
+                await hold_refusal(wait, rate_limiter().settings)
                 seconds = retry_after(wait)
                 await sio.emit(self.bot_message_evt, socket_error(
                     429, RATE_LIMITED_TEXT.format(seconds=seconds), retry_after=seconds),

@@ -10,7 +10,8 @@ Settings (assistant/config.py `rate_limits()`, the README's configuration table;
 ops/nginx puts the same per-client limit in nginx): RATE_LIMIT_SENDER_PER_MIN and
 _BURST (per conversation), RATE_LIMIT_CLIENT_PER_MIN and _BURST (per client address),
 RATE_LIMIT_EXEMPT (not limited; default loopback: this machine's own tools, the
-benchmarks, `make shell`), RATE_LIMIT_TRUSTED_PROXIES (load balancers whose
+benchmarks, `make shell`), RATE_LIMIT_REFUSAL_DELAY_S (a refusal is held that long, at
+most until the client may send again), RATE_LIMIT_TRUSTED_PROXIES (load balancers whose
 X-Forwarded-For names the client; default loopback).
 
 The buckets live in the Rasa process: with several replicas a conversation whose
@@ -19,6 +20,7 @@ nginx (one per deployment) holds the per-client limit for all of them.
 """
 from __future__ import annotations
 
+import asyncio
 import ipaddress
 import math
 import threading
@@ -29,7 +31,8 @@ from typing import Callable, Dict, Optional, Sequence
 from assistant.config import Network, networks
 from assistant.config import RateLimits as Settings  # built by config.rate_limits()
 
-__all__ = ["MAX_BUCKETS", "Bucket", "RateLimiter", "Settings", "TokenBuckets", "networks", "retry_after"]
+__all__ = ["MAX_BUCKETS", "Bucket", "RateLimiter", "Settings", "TokenBuckets", "hold_refusal", "networks",
+           "retry_after"]
 
 # The most buckets kept per limit; beyond it, full (idle) buckets are dropped first.
 MAX_BUCKETS = 100_000
@@ -119,6 +122,16 @@ class RateLimiter:
                 if not _in(hop, self.settings.trusted_proxies):
                     break
         return address
+
+
+async def hold_refusal(wait: float, settings: Settings) -> None:
+    """Hold a refused request for min(wait, RATE_LIMIT_REFUSAL_DELAY_S) seconds before the
+    refusal goes out: a client that ignores Retry-After then sends at most one request a
+    second per connection, and costs the server a sleeping task instead of the work of
+    answering thousands of refusals (bench/results/flood.md)."""
+    delay = min(wait, settings.refusal_delay_s)
+    if delay > 0:
+        await asyncio.sleep(delay)
 
 
 def retry_after(seconds: float) -> int:

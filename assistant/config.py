@@ -200,6 +200,10 @@ class RateLimits:
     client_per_min: float = 120
     client_burst: int = 20
     exempt: Tuple[Network, ...] = networks(LOOPBACK)  # not limited
+    # a refusal is sent after min(this, the wait) seconds: a client that ignores
+    # Retry-After then sends at most one request per connection a second, instead of
+    # making the server answer thousands of refusals (0: at once)
+    refusal_delay_s: float = 1.0
     trusted_proxies: Tuple[Network, ...] = networks(LOOPBACK)  # whose X-Forwarded-For names the client
 
     @classmethod
@@ -219,6 +223,7 @@ def rate_limits(environ: Environ = None) -> RateLimits:
         client_per_min=_number(env, "RATE_LIMIT_CLIENT_PER_MIN", RateLimits.client_per_min),
         client_burst=burst("RATE_LIMIT_CLIENT_BURST", RateLimits.client_burst),
         exempt=_networks(env, "RATE_LIMIT_EXEMPT", LOOPBACK),
+        refusal_delay_s=_number(env, "RATE_LIMIT_REFUSAL_DELAY_S", RateLimits.refusal_delay_s),
         trusted_proxies=_networks(env, "RATE_LIMIT_TRUSTED_PROXIES", LOOPBACK),
     )
 

@@ -3,7 +3,7 @@ other customers talk to the bot; their latency unloaded against flooded, and wha
 flooder gets.
 
     .venvs/rasa/bin/python -m bench.flood [--customers 20] [--turns 10] [--seconds 30] [--rounds 2]
-        [--front rasa nginx] [--client-limits 120/20 600/120]
+        [--front rasa nginx] [--client-limits 120/20 120/20/0 600/120/0]
 
 One embedded stack of its own (as bench/load.py's: the generator, the action server,
 one `rasa run` with SQLite and in-memory locks) with the product's default rate limits
@@ -39,8 +39,9 @@ which nginx limits it by; RATE_LIMIT_EXEMPT empty for nginx) and still sends its
 X-Forwarded-For address, which nginx appends to and Rasa limits by as well, so both
 layers count as in a deployment.
 
-`--client-limits PER_MIN/BURST ...`: the per-client limit (RATE_LIMIT_CLIENT_PER_MIN /
-_BURST, Rasa's and nginx's), one stack each; default the product's.
+`--client-limits PER_MIN/BURST[/DELAY_S] ...`: the per-client limit (RATE_LIMIT_CLIENT_PER_MIN /
+_BURST, Rasa's and nginx's) and how long Rasa holds a refusal (RATE_LIMIT_REFUSAL_DELAY_S),
+one stack each; default the product's.
 
 Writes bench/results/flood.md. Outcome asked for: flooded customers' p95 at most 2x
 their unloaded p95, the flooder gets 429s (with Retry-After), no customer gets a 429 or
@@ -289,6 +290,7 @@ def run(args, limits: RateLimits) -> Dict[str, Any]:
         "RATE_LIMIT_SENDER_PER_MIN": f"{limits.sender_per_min:g}", "RATE_LIMIT_SENDER_BURST": str(limits.sender_burst),
         "RATE_LIMIT_CLIENT_PER_MIN": f"{limits.client_per_min:g}", "RATE_LIMIT_CLIENT_BURST": str(limits.client_burst),
         "RATE_LIMIT_EXEMPT": "127.0.0.0/8 ::1", "RATE_LIMIT_TRUSTED_PROXIES": "127.0.0.0/8 ::1",
+        "RATE_LIMIT_REFUSAL_DELAY_S": f"{limits.refusal_delay_s:g}",
     }
     questions = knowledge_questions()
     stamp = f"{int(time.time())}"
@@ -349,17 +351,21 @@ def run(args, limits: RateLimits) -> Dict[str, Any]:
 
 
 def client_limits(text: str) -> RateLimits:
-    """"PER_MIN/BURST": the product's defaults with this per-client limit."""
+    """"PER_MIN/BURST[/DELAY]": the product's defaults with this per-client limit (and
+    refusal delay, RATE_LIMIT_REFUSAL_DELAY_S)."""
     try:
-        per_min, burst = text.split("/")
-        return RateLimits(client_per_min=float(per_min), client_burst=int(burst))
+        per_min, burst, *delay = text.split("/")
+        if len(delay) > 1:
+            raise ValueError(text)
+        return RateLimits(client_per_min=float(per_min), client_burst=int(burst),
+                          refusal_delay_s=float(delay[0]) if delay else RateLimits.refusal_delay_s)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r}: PER_MIN/BURST, e.g. 600/120") from None
+        raise argparse.ArgumentTypeError(f"{text!r}: PER_MIN/BURST[/DELAY_S], e.g. 600/120 or 120/20/0") from None
 
 
 def limits_name(limits: RateLimits) -> str:
-    return (f"per client {limits.client_per_min:g}/min, burst {limits.client_burst}"
-            + (" (the product's default)" if limits == RateLimits() else ""))
+    return (f"per client {limits.client_per_min:g}/min, burst {limits.client_burst}, refusals held "
+            f"{limits.refusal_delay_s:g} s" + (" (the product's default)" if limits == RateLimits() else ""))
 
 
 def failures(turns: Sequence[CustomerTurn], phase: str) -> List[str]:

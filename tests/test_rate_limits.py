@@ -8,6 +8,7 @@ nginx), so one machine can play several clients.
 """
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import queue
@@ -21,7 +22,7 @@ import pytest
 import socketio
 
 from addons import channels
-from addons.rate_limit import RateLimiter, Settings, TokenBuckets, networks, retry_after
+from addons.rate_limit import RateLimiter, Settings, TokenBuckets, hold_refusal, networks, retry_after
 from ops import nginx, settings, stack
 
 JWT_KEY = "rate-limit-test-jwt-key-0123456789abcdef"
@@ -32,6 +33,9 @@ LIMITS = {
     "RATE_LIMIT_SENDER_BURST": "5",
     "RATE_LIMIT_CLIENT_PER_MIN": "12",
     "RATE_LIMIT_CLIENT_BURST": "15",
+    # refusals at once: these tests count what a burst of requests gets, back to back
+    # (the delay is tested on its own: test_a_refusal_is_held_until_the_client_may_send)
+    "RATE_LIMIT_REFUSAL_DELAY_S": "0",
 }
 
 
@@ -59,6 +63,20 @@ def test_a_bucket_allows_a_burst_then_the_rate():
     clock.now += 3600
     assert [buckets.take("a") for _ in range(4)][-1] > 0  # refilled to the burst, not beyond
     assert retry_after(0.2) == 1 and retry_after(2.01) == 3
+
+
+def test_a_refusal_is_held_until_the_client_may_send():
+    """A refused request waits min(the wait, RATE_LIMIT_REFUSAL_DELAY_S) before its 429."""
+    async def held(wait: float, delay: float) -> float:
+        started = time.monotonic()
+        await hold_refusal(wait, Settings(refusal_delay_s=delay))
+        return time.monotonic() - started
+
+    assert 0.25 <= asyncio.run(held(0.3, 1.0)) < 0.9  # the wait, when shorter
+    assert 0.45 <= asyncio.run(held(5.0, 0.5)) < 1.4  # the delay, when shorter
+    assert asyncio.run(held(5.0, 0.0)) < 0.1  # 0: at once
+    assert Settings.from_env({}).refusal_delay_s == 1.0
+    assert Settings.from_env({"RATE_LIMIT_REFUSAL_DELAY_S": "0.2"}).refusal_delay_s == 0.2
 
 
 def test_zero_turns_a_limit_off():
