@@ -13,7 +13,10 @@ follow-ups. One turn:
   3. Extract: the sentences of the best page that state what was asked, verbatim, or
      nothing when the answerability gate says the pages do not cover the question
      (assistant/answers.py). Then the honest reply with a person offered (source
-     "no_knowledge"): nothing is made up.
+     "no_knowledge"): nothing is made up. When the two best pages are about as likely
+     (ANSWER_CLARIFY_MARGIN), the customer is asked which one they mean instead (source
+     "clarify"): a button per page, whose payload (/choose_topic{"topic_page": ...})
+     brings the question back here to be answered from that page.
   4. Optionally generate (LLM_CANDIDATES > 0; 0 by default): N candidates from one
      batched request, phrased from the answer's page; each is tidied, repaired and
      checked by the guardrails, and one replaces the extractive answer only when it is
@@ -41,8 +44,8 @@ from assistant import answers, knowledge
 from assistant import generator_client as generator
 from assistant.prompt import last_user_text
 from assistant.reply import (  # noqa: F401 (the answer pipeline, also used through this module)
-    FALLBACK_RESPONSE, HUMAN_BUTTON, NO_KNOWLEDGE_TEXT, Answer, Candidate, answer, cite, faithful, last_intent_ranking,
-    load_index, load_sentences,
+    CHOOSE_ENTITY, CHOOSE_INTENT, FALLBACK_RESPONSE, HUMAN_BUTTON, NO_KNOWLEDGE_TEXT, Answer, Candidate, answer,
+    choose_button, cite, faithful, last_intent_ranking, load_index, load_sentences,
 )
 from actions.forms import FORM_INTENTS
 
@@ -93,11 +96,16 @@ class ActionLLMReply(Action):
         if leads_to_form and not answers.asks_something(text):
             dispatcher.utter_message(response=f"utter_{intent}", source="intent")
             return []
-        if last_user_text(tracker.events) is None:  # no user text to answer (e.g. an empty message)
+        chosen = None  # the page a clarifying question's button chose
+        if intent == CHOOSE_INTENT:
+            chosen = next((e.get("value") for e in (tracker.latest_message or {}).get("entities") or []
+                           if e.get("entity") == CHOOSE_ENTITY), None)
+            chosen = chosen if isinstance(chosen, str) else ""
+        if chosen is None and last_user_text(tracker.events) is None:  # no text to answer (an empty message)
             error_reason = "no user text"
         else:
             try:
-                result = await answer(tracker.events, tracker.slots)
+                result = await answer(tracker.events, tracker.slots, page=chosen)
             except generator.GeneratorError as error:
                 logger.warning("answer failed for %s: %s", tracker.sender_id, error.reason)
                 metrics.LLM_CALLS.labels(error.reason.split(":")[0]).inc()
@@ -141,12 +149,18 @@ class ActionLLMReply(Action):
             tracker.sender_id, result.source, result.sources, intent, gate, result.rejected,
             time.monotonic() - started,
         )
-        if result.source == "no_knowledge" and leads_to_form:
+        if result.source in ("no_knowledge", "clarify") and leads_to_form:
             dispatcher.utter_message(response=f"utter_{intent}", source="intent")
             return []
         if result.source == "no_knowledge":
             dispatcher.utter_message(
                 text=result.text, buttons=[HUMAN_BUTTON], source="no_knowledge", retrieval=retrieval, gate=gate
+            )
+            return []
+        if result.source == "clarify":
+            dispatcher.utter_message(
+                text=result.text, buttons=[choose_button(page, title) for page, title in result.choices] + [HUMAN_BUTTON],
+                source="clarify", choices=[page for page, _ in result.choices], retrieval=retrieval, gate=gate,
             )
             return []
         extra: Dict[str, Any] = {}

@@ -87,7 +87,7 @@ class FollowUp:
     said: List[str]  # the bot's texts after it
 
 
-def _ranking(event: Mapping[str, Any]) -> List[Dict[str, Any]]:
+def event_ranking(event: Mapping[str, Any]) -> List[Dict[str, Any]]:
     ranking = (event.get("parse_data") or {}).get("intent_ranking")
     return [r for r in ranking if isinstance(r, dict)] if isinstance(ranking, list) else []
 
@@ -196,7 +196,7 @@ def followup_context(events: Sequence[Mapping[str, Any]],
         if event.get("event") == "bot":
             said.append(event.get("text") or "")
             pages += [p for p in ((event.get("metadata") or {}).get("sources") or []) if isinstance(p, str)]
-    return FollowUp(question, _ranking(events[start]), list(dict.fromkeys(pages)), said)
+    return FollowUp(question, event_ranking(events[start]), list(dict.fromkeys(pages)), said)
 
 
 def covered_words(text: str) -> List[str]:

@@ -46,6 +46,7 @@ class ReplySource(str, enum.Enum):
     NO_KNOWLEDGE = "no_knowledge"  # action_llm_reply: the honest "I don't know"
     FALLBACK = "fallback"  # action_llm_reply: the polite template, the generator failed
     INTENT = "intent"  # action_llm_reply: the intent's own response
+    CLARIFY = "clarify"  # action_llm_reply: "which of these do you mean?" with two pages as buttons
     AGENT = "agent"  # a person in the agent console (console/)
 
     def __str__(self) -> str:  # the value, also where Python 3.10 would print the name
@@ -54,7 +55,7 @@ class ReplySource(str, enum.Enum):
 
 # The sources of action_llm_reply's messages (the exporter counts them by source).
 LLM_REPLY_SOURCES = (ReplySource.KNOWLEDGE, ReplySource.LLM, ReplySource.NO_KNOWLEDGE, ReplySource.FALLBACK,
-                     ReplySource.INTENT)
+                     ReplySource.INTENT, ReplySource.CLARIFY)
 
 
 def reply_source(event: Dict[str, Any]) -> Optional[ReplySource]:

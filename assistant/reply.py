@@ -10,7 +10,7 @@ import re
 import time
 import zlib
 from dataclasses import dataclass, field
-from typing import Any, Dict, List, Mapping, Optional, Sequence
+from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
 
 from assistant import answers, generator_client as generator, guardrails, knowledge, settings
 from assistant.prompt import build_prompt, last_user_text, system_prompt
@@ -23,6 +23,17 @@ NO_KNOWLEDGE_TEXT = (
     "I'm sorry, I don't have information about that, and I'd rather not guess. "
     "Would you like me to connect you with a person from our support team?"
 )
+CLARIFY_TEXT = (
+    "I'm not sure which of these you mean, and I'd rather not guess. "
+    "Is your question about one of them, or shall I connect you with a person?"
+)
+CHOOSE_INTENT = "choose_topic"  # the clarifying buttons' payload: /choose_topic{"topic_page": "<page id>"}
+CHOOSE_ENTITY = "topic_page"
+
+
+def choose_button(page_id: str, title: str) -> Dict[str, str]:
+    """A clarifying question's button: the page's title; its payload asks again, on that page."""
+    return {"title": title, "payload": f'/{CHOOSE_INTENT}{{"{CHOOSE_ENTITY}": "{page_id}"}}'}
 
 _index: Optional[knowledge.KnowledgeIndex] = None
 
@@ -74,6 +85,7 @@ class Answer:
     extract: Optional[answers.Extract] = None  # the extractive answer and the gate's figures
     followup: bool = False  # the message continued an earlier question
     errors: List[str] = field(default_factory=list)  # generator errors the extractive answer survived
+    choices: List[Tuple[str, str]] = field(default_factory=list)  # clarify: (page id, title) to choose from
 
     @property
     def rejected(self) -> List[str]:
@@ -129,13 +141,17 @@ async def answer(
     candidates: Optional[int] = None,
     timeout_s: Optional[float] = None,
     base_url: Optional[str] = None,
+    page: Optional[str] = None,
 ) -> Answer:
     """The answer to the conversation's last user message; GeneratorError on failure.
     `candidates` (generated ones; 0: extractive only) and `timeout_s` default to
-    LLM_CANDIDATES and GENERATOR_TIMEOUT_S."""
+    LLM_CANDIDATES and GENERATOR_TIMEOUT_S. `page`: the page the customer chose after a
+    clarifying question; the earlier question is answered from that page only."""
     sentences = load_sentences()
     deadline = _Deadline(settings.GENERATOR_TIMEOUT_S if timeout_s is None else timeout_s)
     candidates = settings.LLM_CANDIDATES if candidates is None else candidates
+    if page is not None:
+        return await _answer_on_page(events, page, deadline, base_url)
     question = last_user_text(events)
     if not question:
         raise generator.GeneratorError("no user text")
@@ -151,6 +167,11 @@ async def answer(
             if extract2.answerable:
                 followup, hits, extract = context, hits2, extract2
     if not extract.answerable:
+        # a fragment with nothing before it ("does it cost anything?") names no topic to choose between
+        fragment = answers.is_elliptical(question, lambda word: sentences.is_topic(word, ()))
+        choices = clarify_choices(hits, extract) if followup is None and not fragment else []
+        if choices:
+            return Answer("clarify", CLARIFY_TEXT, hits=hits, latency_ms=waited, extract=extract, choices=choices)
         return Answer("no_knowledge", NO_KNOWLEDGE_TEXT, hits=hits, latency_ms=waited, extract=extract,
                       followup=followup is not None)
     result = Answer("knowledge", cite(extract.text, extract.title), sources=[extract.page_id or ""],
@@ -162,6 +183,58 @@ async def answer(
             logger.warning("generated candidates failed (%s): the extractive answer is sent", error.reason)
             result.errors.append(error.reason.split(":")[0])
     return result
+
+
+def clarify_choices(hits: Sequence[knowledge.Hit], extract: answers.Extract) -> List[Tuple[str, str]]:
+    """The two pages to ask about when the gate refused a question that two pages answer
+    about equally well (ANSWER_CLARIFY_MARGIN), else []."""
+    if settings.ANSWER_CLARIFY_MARGIN <= 0 or extract.probability is None \
+            or extract.probability < settings.ANSWER_CLARIFY_MIN_PROBABILITY:
+        return []
+    best: Dict[str, float] = {}
+    for hit in hits:
+        best.setdefault(hit.passage.page_id, hit.score)
+    pages = list(best.items())[:2]
+    if len(pages) < 2 or pages[0][1] - pages[1][1] > settings.ANSWER_CLARIFY_MARGIN:
+        return []
+    titles = load_index().titles
+    return [(page, titles[page]) for page, _ in pages]
+
+
+def earlier_question(events: Sequence[Dict[str, Any]]) -> Optional[Dict[str, Any]]:
+    """The customer's last typed message (not a button's /payload): the question a
+    clarifying question asked about."""
+    for event in reversed(events):
+        if event.get("event") == "user" and (event.get("text") or "").strip() \
+                and not (event.get("text") or "").lstrip().startswith("/"):
+            return dict(event)
+    return None
+
+
+async def _answer_on_page(events: Sequence[Dict[str, Any]], page: str, deadline: "_Deadline",
+                          base_url: Optional[str]) -> Answer:
+    """The earlier question answered from the page the customer chose (the gate still
+    decides whether that page states the answer)."""
+    index, sentences = load_index(), load_sentences()
+    if page not in index.titles:
+        raise generator.GeneratorError(f"no such page: {page[:40]}")
+    asked = earlier_question(events)
+    if asked is None:
+        raise generator.GeneratorError("no user text")
+    question = guardrails.cap(guardrails.redact(asked["text"]), settings.LLM_MAX_MESSAGE_CHARS)
+    search_text = f"{question} {answers.place_words(question)}".strip()
+    query = await generator.embed([search_text], base_url=base_url, timeout_s=deadline.left())
+    ranking = answers.event_ranking(asked)
+    hits = [hit for hit in index.search(query.vectors[0], len(index.passages), text=search_text,
+                                        intent_ranking=ranking) if hit.passage.page_id == page]
+    hits = hits[:max(settings.KNOWLEDGE_TOP_K, settings.ANSWER_TOP_K)]
+    confidence = (ranking[:1] or [{}])[0].get("confidence")
+    extract = answers.extract(sentences, query.vectors[0], question, hits,
+                              nlu_confidence=float(confidence) if isinstance(confidence, (int, float)) else 0.0)
+    if not extract.answerable:
+        return Answer("no_knowledge", NO_KNOWLEDGE_TEXT, hits=hits, latency_ms=query.latency_ms, extract=extract)
+    return Answer("knowledge", cite(extract.text, extract.title), sources=[extract.page_id or ""], hits=hits,
+                  latency_ms=query.latency_ms, extract=extract)
 
 
 async def _extract(events: Sequence[Dict[str, Any]], question: str, followup: Optional[answers.FollowUp],

@@ -47,9 +47,9 @@ RESULTS_DIR = settings.ROOT / "bench" / "results"
 DETAILS_DIR = settings.ROOT / "build" / "answers"
 KNOWLEDGE_DIR = settings.ROOT / "knowledge"
 
-# Replies that decline to answer (the answer action's honest replies, the polite
-# fallback, a handoff) rather than state a fact.
-REFUSAL_SOURCES = {ReplySource.NO_KNOWLEDGE.value, ReplySource.FALLBACK.value}
+# Replies that decline to answer (the answer action's honest replies, its clarifying
+# question, the polite fallback, a handoff) rather than state a fact.
+REFUSAL_SOURCES = {ReplySource.NO_KNOWLEDGE.value, ReplySource.FALLBACK.value, ReplySource.CLARIFY.value}
 REFUSAL_TEXT = re.compile(
     r"don't have information|couldn't find an answer|can't answer that|rather not guess|"
     r"connecting you to one of our support team|I'm not sure", re.I)
@@ -307,6 +307,7 @@ def offline(name: str, limit: Optional[int], details: bool) -> Dict[str, Any]:
     model = latest_model()
     parsed = dict(zip(texts, asyncio.run(parse_all(model, texts))))
     outcomes: Dict[str, Counter] = defaultdict(Counter)
+    clarified: Dict[str, Counter] = defaultdict(Counter)  # clarifying questions, and the answer after one
 
     async def run() -> None:
         for kind, item, turns in items:
@@ -327,6 +328,16 @@ def offline(name: str, limit: Optional[int], details: bool) -> Dict[str, Any]:
                     continue
                 turn = {"text": result.text, "path": result.source, "extract": result.extract}
                 events.append({"event": "bot", "text": result.text, "metadata": {"sources": result.sources}})
+                if result.source == "clarify":
+                    # the customer picks the page the set names, when it is offered
+                    chosen = item.get("page") if item.get("page") in [p for p, _ in result.choices] else None
+                    clarified[kind]["asked"] += 1
+                    if chosen:
+                        clarified[kind]["right page offered"] += 1
+                        events.append({"event": "user", "text": f'/choose_topic{{"topic_page": "{chosen}"}}'})
+                        after = await reply.answer(events, candidates=0, page=chosen)
+                        events.append({"event": "bot", "text": after.text, "metadata": {"sources": after.sources}})
+                        clarified[kind]["then " + score(kind, item, {"text": after.text, "path": after.source})] += 1
             outcome = "routed" if turn["path"].startswith("routed") else score(kind, item, turn)
             outcomes[kind][outcome] += 1
             if details and name != "heldout" and outcome not in ("correct", "honest"):
@@ -342,6 +353,8 @@ def offline(name: str, limit: Optional[int], details: bool) -> Dict[str, Any]:
     for kind, counts in outcomes.items():
         n = sum(counts.values())
         print(f"{name} {kind:12s} n={n:3d} " + "  ".join(f"{k} {v} ({v / n:.0%})" for k, v in sorted(counts.items())))
+    for kind, counts in clarified.items():
+        print(f"{name} {kind:12s} clarifying questions: " + ", ".join(f"{k} {v}" for k, v in counts.items()))
     return outcomes
 
 

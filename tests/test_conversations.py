@@ -92,7 +92,7 @@ def test_an_empty_store_has_no_events_table(tmp_path):
 
 def test_reply_sources_are_the_strings_rasa_stores():
     assert [s.value for s in conversations.LLM_REPLY_SOURCES] == ["knowledge", "llm", "no_knowledge", "fallback",
-                                                                  "intent"]
+                                                                  "intent", "clarify"]
     assert ReplySource.LLM == "llm" and str(ReplySource.NO_KNOWLEDGE) == "no_knowledge"
     assert json.dumps({"source": ReplySource.AGENT}) == '{"source": "agent"}'
     assert conversations.reply_source({"metadata": {"source": "something else"}}) is None

@@ -14,6 +14,7 @@ import time
 import pytest
 
 from actions.llm_reply import HUMAN_BUTTON, NO_KNOWLEDGE_TEXT
+from assistant.reply import CLARIFY_TEXT
 from assistant.settings import KNOWLEDGE_TOP_K
 from ops.stack import post
 from tests.conftest import API_TOKEN, GENERATOR_TIMEOUT_S, bank_rows, get_json, metadata
@@ -62,6 +63,37 @@ def test_out_of_scope_question_gets_the_honest_no_knowledge_reply(running_stack)
     assert len(metadata(bot)["retrieval"]) == KNOWLEDGE_TOP_K
     assert _texts(reply)[0] == bot["text"] == NO_KNOWLEDGE_TEXT
     assert reply[0]["buttons"] == [HUMAN_BUTTON]
+
+
+# A development-2 question the gate refuses while its two best pages score alike.
+CLOSE_CALL = ("I'm moving the rest of my savings from my old Nationwide account over to Lakeside with a normal "
+              "bank transfer. I need it for rent on Friday, so how long will it take to land?")
+
+
+def test_a_question_two_pages_answer_alike_gets_a_choice_and_the_chosen_page_answers(running_stack):
+    """Instead of "I don't know", a question that two pages fit about equally well gets
+    a clarifying question: a button per page (and a person). The chosen page's button
+    answers the earlier question from that page."""
+    sender = "e2e-clarify"
+    status, reply = running_stack.say(sender, CLOSE_CALL)
+    assert status == 200
+    bot = metadata(running_stack.last_bot_event(sender))
+    assert bot["source"] == "clarify" and "sources" not in bot, bot
+    assert reply[0]["text"] == CLARIFY_TEXT
+    assert "receiving-money" in bot["choices"] and len(bot["choices"]) == 2
+    buttons = reply[0]["buttons"]
+    assert buttons[-1] == HUMAN_BUTTON and len(buttons) == 3
+    chosen = [b for b in buttons if '"receiving-money"' in b["payload"]]
+    assert [b["title"] for b in chosen] == ["Receiving money and transfers into your account"], buttons
+    status, reply = running_stack.say(sender, chosen[0]["payload"])
+    assert status == 200
+    bot = metadata(running_stack.last_bot_event(sender))
+    assert bot["source"] == "knowledge" and bot["sources"] == ["receiving-money"], bot
+    assert re.search(r"1 working day|within minutes", reply[0]["text"]), reply[0]["text"]
+    assert reply[0]["text"].endswith("Source: Receiving money and transfers into your account")
+    # a payload naming no page gets the polite fallback, not an error
+    status, reply = running_stack.say("e2e-clarify-bad", '/choose_topic{"topic_page": "no-such-page"}')
+    assert status == 200 and metadata(running_stack.last_bot_event("e2e-clarify-bad"))["source"] == "fallback"
 
 
 def test_conversation_is_stored_and_survives_a_rasa_restart(running_stack):
