@@ -370,10 +370,26 @@ _NEEDS_PREVIOUS = re.compile(r"(It|Its|This|That|They|These|Those|There|He|She|T
                              r"(?:'ve)? do)|Otherwise|However|But|Also|So|If (?:so|not|it doesn't))\b")
 
 
+_FIGURES = re.compile(r"\d+(?:[.,]\d+)*")
+
+
+def repeats(text: str, chosen: Sequence[str]) -> bool:
+    """The sentence says again what the chosen ones say: every figure of it is stated
+    there, and at most a fifth of its (at least six) content words are new: pages state a
+    key fact in their summary and again in their section. Short sentences are never
+    repeats ("Lakeside doesn't offer credit cards" says what its words alone don't)."""
+    said = " ".join(chosen)
+    if set(_FIGURES.findall(text)) - set(_FIGURES.findall(said)):
+        return False
+    words = set(content_words(text))
+    return len(words) >= 6 and len(words - set(content_words(said))) <= len(words) / 5
+
+
 def compose(sentences: SentenceIndex, ranked: Sequence[Scored]) -> List[int]:
     """The rows to send: the best sentence, the one before it when it opens with a pronoun,
     and up to ANSWER_MAX_SENTENCES in all of the same page that score within
-    ANSWER_SECOND_MARGIN of the best; in the page's order."""
+    ANSWER_SECOND_MARGIN of the best and do not repeat one already chosen; in the page's
+    order."""
     index = sentences.index
     best = ranked[0]
 
@@ -386,6 +402,9 @@ def compose(sentences: SentenceIndex, ranked: Sequence[Scored]) -> List[int]:
             break
         if page(other.row) == page(best.row):
             rows.append(other.row)
+    # a repeat takes its place without being sent: the same sentences as without the check, fewer
+    rows = [row for i, row in enumerate(rows)
+            if not repeats(sentences.texts[row], [sentences.texts[r] for r in rows[:i]])]
     for row in list(rows):
         if _NEEDS_PREVIOUS.match(sentences.texts[row]) and row > 0 \
                 and int(index.sentence_rows[row - 1]) == int(index.sentence_rows[row]) and row - 1 not in rows:

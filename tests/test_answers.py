@@ -477,3 +477,24 @@ def test_an_unknown_gate_setting_is_refused():
     run = subprocess.run([sys.executable, "-c", "import assistant.settings"], capture_output=True, text=True,
                          env={**os.environ, "ANSWER_GATE": "maybe"}, cwd=settings.ROOT)
     assert run.returncode != 0 and "ANSWER_GATE must be one of learned, rules, off" in run.stderr
+
+
+def test_a_sentence_that_says_again_what_the_answer_says_is_not_sent_twice(ask):
+    """Pages state a key fact in their summary and again in their section: the answer
+    sends it once. A sentence with a figure of its own, or a short one whose words alone
+    don't say it ("doesn't offer"), is no repeat."""
+    chosen = ["From a UK account the money arrives within 1 working day, usually within minutes; "
+              "from abroad it takes 1–3 working days."]
+    assert answers.repeats("Transfers from UK accounts arrive within 1 working day, usually within minutes, "
+                           "and transfers from abroad take 1–3 working days.", chosen)
+    assert not answers.repeats("Transfers from UK accounts arrive within 2 working days, usually within minutes, "
+                               "and transfers from abroad take 1–3 working days.", chosen)
+    assert not answers.repeats("Lakeside doesn't offer credit cards.", ["Some hotels ask for a credit card."])
+    # the whole pipeline: receiving-money states the times in its summary and again in a
+    # section; both sentences scored high for this question (docs/transcripts.md §5 sent both)
+    events = [{"event": "user", "text": "I'm moving my savings from my old bank to Lakeside with a normal bank "
+                                        "transfer. How long will it take to land?"},
+              {"event": "user", "text": '/choose_topic{"topic_page": "receiving-money"}'}]
+    reply = asyncio.run(llm_reply.answer(events, candidates=0, page="receiving-money"))
+    assert reply.source == "knowledge" and reply.sources == ["receiving-money"], reply.text
+    assert reply.text.count("within 1 working day") == 1, reply.text
