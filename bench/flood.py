@@ -363,6 +363,11 @@ def client_limits(text: str) -> RateLimits:
         raise argparse.ArgumentTypeError(f"{text!r}: PER_MIN/BURST[/DELAY_S], e.g. 600/120 or 120/20/0") from None
 
 
+def limits_key(limits: RateLimits) -> str:
+    """PER_MIN/BURST/DELAY_S, as --client-limits takes it."""
+    return f"{limits.client_per_min:g}/{limits.client_burst}/{limits.refusal_delay_s:g}"
+
+
 def limits_name(limits: RateLimits) -> str:
     return (f"per client {limits.client_per_min:g}/min, burst {limits.client_burst}, refusals held "
             f"{limits.refusal_delay_s:g} s" + (" (the product's default)" if limits == RateLimits() else ""))
@@ -420,7 +425,7 @@ def report(outs: List[Tuple[RateLimits, Dict[str, Any]]], args, started: str, wa
                f"--seconds {args.seconds:g} --rounds {args.rounds} --think {args.think[0]:g} {args.think[1]:g} "
                f"--connections {args.connections} --flood-senders {args.flood_senders} "
                f"--flooder-nice {args.flooder_nice} --front {' '.join(args.front)} --client-limits "
-               + " ".join(f"{limits.client_per_min:g}/{limits.client_burst}" for limits, _ in outs)
+               + " ".join(limits_key(limits) for limits, _ in outs)
                + (f" --model {args.model}" if args.model else "") + "`")
     lines = [
         "# Flood test (latest run)",
@@ -464,7 +469,7 @@ def report(outs: List[Tuple[RateLimits, Dict[str, Any]]], args, started: str, wa
     for limits, out in outs:
         name = limits_name(limits)
         for front in args.front:
-            s = summary[f"{limits.client_per_min:g}/{limits.client_burst} {front}"] = front_figures(
+            s = summary[f"{limits_key(limits)} {front}"] = front_figures(
                 out["fronts"][front], args.customers)
             lines += [
                 row(f"{name} | {front}, unloaded", s["u"], len([x for x in s["failed"] if x.startswith("unloaded")])),
@@ -478,7 +483,7 @@ def report(outs: List[Tuple[RateLimits, Dict[str, Any]]], args, started: str, wa
         lines += ["", f"### {name}", "", "Load average 1 / 5 / 15 min before each round's unloaded phase → after its "
                   "flooded one: " + "; ".join(f"{n}: {a} → {b}" for n, a, b in out["load"]) + "."]
         for front in args.front:
-            s = summary[f"{limits.client_per_min:g}/{limits.client_burst} {front}"]
+            s = summary[f"{limits_key(limits)} {front}"]
             failed += [f"{name}, {front}, {x}" for x in s["failed"]]
             lines += [
                 "",
