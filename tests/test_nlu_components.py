@@ -101,6 +101,56 @@ def test_the_per_message_path_gives_the_matrix_path_probabilities(tmp_path):
     assert component._message_logits(short) is None
 
 
+def test_the_nearest_training_examples_vote_with_the_regression(tmp_path):
+    """knn_weight mixes the regression's probabilities with the votes of the k nearest
+    training examples by their dense features; the votes survive persist and load."""
+    from rasa.engine.graph import ExecutionContext, GraphSchema
+    from rasa.engine.storage.local_model_storage import LocalModelStorage
+    from rasa.engine.storage.resource import Resource
+    from rasa.shared.nlu.constants import FEATURE_TYPE_SENTENCE, INTENT, TEXT
+    from rasa.shared.nlu.training_data.features import Features
+    from rasa.shared.nlu.training_data.message import Message
+    from rasa.shared.nlu.training_data.training_data import TrainingData
+    from scipy.sparse import coo_matrix
+
+    from addons.nlu.intent_classifier import LinearIntentClassifier
+
+    rng = np.random.default_rng(5)
+    centres = rng.normal(size=(3, 8))
+
+    def message(label: int, vector: np.ndarray, intent: bool = True) -> Message:
+        m = Message(data={TEXT: "x", **({INTENT: f"intent_{label}"} if intent else {})})
+        m.add_features(Features(coo_matrix(np.ones((1, 5))), FEATURE_TYPE_SENTENCE, TEXT, "words"))
+        m.add_features(Features(vector.reshape(1, -1), FEATURE_TYPE_SENTENCE, TEXT, "embeddings"))
+        return m
+
+    vectors = [centres[i % 3] + 0.3 * rng.normal(size=8) for i in range(60)]
+    train = [message(i % 3, vector) for i, vector in enumerate(vectors)]
+    storage = LocalModelStorage(tmp_path)
+    config = {**LinearIntentClassifier.get_default_config(), "knn_weight": 0.5, "knn_k": 3}
+    plain = LinearIntentClassifier(LinearIntentClassifier.get_default_config(), "plain", storage, Resource("plain"))
+    plain.train(TrainingData(train))
+    mixed = LinearIntentClassifier(config, "mixed", storage, Resource("mixed"))
+    mixed.train(TrainingData(train))
+    # a message lying exactly on one training example: its 3 neighbours vote for that class
+    probe = [message(0, vectors[3], intent=False)]
+    regression = plain._probabilities(probe)
+    np.testing.assert_allclose(mixed._probabilities(probe), regression)  # the same regression
+    votes = (mixed._with_neighbours(probe, regression) - 0.5 * regression) / 0.5
+    assert votes.shape == (1, 3) and abs(votes.sum() - 1) < 1e-6
+    # the 3 nearest are all of intent_0 (the centres are far apart): the votes are all its
+    assert int(np.argmax(votes)) == list(mixed.clf.classes_).index("intent_0")
+    np.testing.assert_allclose(np.sort(votes.ravel()), [0, 0, 1], atol=1e-9)
+    assert np.sort(regression.ravel())[1] > 1e-6  # which the regression alone is not
+    # off by default; and persisted with the model
+    np.testing.assert_allclose(plain._with_neighbours(probe, regression), regression)
+    context = ExecutionContext(GraphSchema({}), "test")
+    loaded = LinearIntentClassifier.load(config, storage, Resource("mixed"), context)
+    np.testing.assert_allclose(loaded._with_neighbours(probe, regression), mixed._with_neighbours(probe, regression))
+    [out] = loaded.process([message(0, vectors[3], intent=False)])
+    assert out.get("intent")["name"] == "intent_0"
+
+
 @pytest.mark.parametrize("options", [{"max_ngram": 2}, {"analyzer": "char_wb", "min_ngram": 2, "max_ngram": 4}])
 def test_sentence_count_vectors_are_rasas_sentence_features(tmp_path, options):
     """The sentence-only featurizer gives Rasa's sentence features, and no token rows."""

@@ -50,6 +50,12 @@ class LinearIntentClassifier(LogisticRegressionClassifier):
             "class_weight": None,
             # sublinear tf-idf on the sparse (n-gram count) features
             "tfidf": True,
+            # mix in the votes of the k nearest training examples by their dense (sentence
+            # embedding) features: (1 - knn_weight) * regression + knn_weight * votes, each
+            # neighbour weighted exp((similarity - the best's) / knn_temperature); 0: off
+            "knn_weight": 0.0,
+            "knn_k": 5,
+            "knn_temperature": 0.05,
         }
 
     def __init__(
@@ -70,6 +76,9 @@ class LinearIntentClassifier(LogisticRegressionClassifier):
         )
         self._weights: Optional[np.ndarray] = None
         self._idf: Optional[np.ndarray] = None
+        # the training examples' unit dense features and class indices, for the kNN votes
+        self._memory: Optional[np.ndarray] = None
+        self._memory_labels: Optional[np.ndarray] = None
         self.tfidf: Optional[TfidfTransformer] = (
             TfidfTransformer(sublinear_tf=True) if self.config["tfidf"] else None
         )
@@ -160,10 +169,40 @@ class LinearIntentClassifier(LogisticRegressionClassifier):
                 return softmax(np.vstack(logits), axis=1)
         return self.predict_proba(self._create_X(messages))
 
+    @staticmethod
+    def _unit_dense(messages: List[Message]) -> Optional[np.ndarray]:
+        rows = []
+        for message in messages:
+            dense = [np.asarray(f.features, dtype=np.float32).ravel() for f in message.features
+                     if f.attribute == TEXT and f.type == FEATURE_TYPE_SENTENCE and not f.is_sparse()]
+            if not dense:
+                return None
+            rows.append(np.concatenate(dense))
+        matrix = np.vstack(rows)
+        return matrix / np.maximum(np.linalg.norm(matrix, axis=1, keepdims=True), 1e-12)
+
+    def _with_neighbours(self, messages: List[Message], probabilities: np.ndarray) -> np.ndarray:
+        """The regression's probabilities mixed with the k nearest training examples' votes."""
+        weight = float(self.config["knn_weight"])
+        if weight <= 0 or self._memory is None:
+            return probabilities
+        queries = self._unit_dense(messages)
+        if queries is None or queries.shape[1] != self._memory.shape[1]:
+            raise RasaException("the kNN votes need the dense features the classifier was trained with")
+        k = min(int(self.config["knn_k"]), len(self._memory))
+        similarity = queries @ self._memory.T
+        nearest = np.argpartition(-similarity, k - 1, axis=1)[:, :k]
+        votes = np.zeros_like(probabilities)
+        for row, columns in enumerate(nearest):
+            sims = similarity[row, columns]
+            weights = np.exp((sims - sims.max()) / float(self.config["knn_temperature"]))
+            np.add.at(votes[row], self._memory_labels[columns], weights / weights.sum())
+        return (1 - weight) * probabilities + weight * votes
+
     def process(self, messages: List[Message]) -> List[Message]:
         if not hasattr(self.clf, "coef_"):  # never trained (no intent examples)
             return messages
-        probabilities = self._probabilities(messages)
+        probabilities = self._with_neighbours(messages, self._probabilities(messages))
         for message, row in zip(messages, probabilities):
             ranking = sorted(
                 ({"name": name, "confidence": float(p)} for name, p in zip(self.clf.classes_, row)),
@@ -185,6 +224,13 @@ class LinearIntentClassifier(LogisticRegressionClassifier):
             if sparse is not None:
                 self.tfidf.fit(sparse)
         self.clf.fit(self._create_X(examples), [e.get(INTENT) for e in examples])
+        if float(self.config["knn_weight"]) > 0:
+            memory = self._unit_dense(examples)
+            if memory is None:
+                raise RasaException("knn_weight needs a dense featurizer (sentence embeddings) before the classifier")
+            index = {name: i for i, name in enumerate(self.clf.classes_)}
+            self._memory = memory.astype(np.float32)
+            self._memory_labels = np.array([index[e.get(INTENT)] for e in examples], dtype=np.int64)
         self._prepare()
         self.persist()
         return self._resource
@@ -193,7 +239,8 @@ class LinearIntentClassifier(LogisticRegressionClassifier):
         import skops.io as sio
 
         with self._model_storage.write_to(self._resource) as model_dir:
-            sio.dump({"clf": self.clf, "tfidf": self.tfidf}, model_dir / "classifier.skops")
+            sio.dump({"clf": self.clf, "tfidf": self.tfidf, "memory": self._memory,
+                      "memory_labels": self._memory_labels}, model_dir / "classifier.skops")
 
     @classmethod
     def load(
@@ -221,5 +268,6 @@ class LinearIntentClassifier(LogisticRegressionClassifier):
             logger.debug("No trained %s in the model.", cls.__name__)
             return component
         component.clf, component.tfidf = stored["clf"], stored["tfidf"]
+        component._memory, component._memory_labels = stored.get("memory"), stored.get("memory_labels")
         component._prepare()
         return component
