@@ -54,7 +54,7 @@ LOCK_LIFETIME_S = 25
 # (more than a PostgreSQL restart takes here under load: up to about 6 s).
 TRACKER_STORE_RETRY_S = 12
 OPEN_QUESTION = "what is the tallest building in the world"  # always action_llm_reply
-LLM_SOURCES = {"knowledge", "llm", "no_knowledge", "fallback", "intent"}
+LLM_SOURCES = {"knowledge", "llm", "no_knowledge", "fallback", "intent", "clarify"}
 
 
 class DatabaseLink:
@@ -969,7 +969,8 @@ def test_a_generator_killed_mid_reply_gives_fallbacks_and_answers_again_once_res
     _check_conversations(again, turns, stored)
     answered = collections.Counter(client.answered_by(turns, stored).values())
     print(f"after the restart: {dict(answered)}")
-    assert answered["knowledge"] + answered["llm"] + answered["no_knowledge"] > answered["fallback"], answered
+    assert answered["knowledge"] + answered["llm"] + answered["no_knowledge"] + answered["clarify"] \
+        > answered["fallback"], answered
     assert [s.process.pid for s in [*ctx.so.rasa, *actions]] == pids
     sender = f"{ctx.tag}-genkill-after"
     status, reply = ctx.say(sender, "my card still hasn't arrived")
