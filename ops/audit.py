@@ -28,7 +28,7 @@ import subprocess
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Dict, List, Optional
+from typing import Dict, List, Optional, Tuple
 
 ROOT = Path(__file__).resolve().parents[1]
 ENVIRONMENTS = {"rasa": ROOT / ".venvs" / "rasa", "generator": ROOT / ".venvs" / "generator"}
@@ -87,6 +87,21 @@ def _no_address(text: str) -> str:
     return re.sub(r"\b\w+://\S+", "(the service)", text)
 
 
+def _json_report(part: Part, tool: str, cmd: List[str], cwd: Path = ROOT) -> Tuple[Optional[Dict], str]:
+    """The tool's JSON report and its stderr; (None, stderr) with `part.error` set when it
+    did not run or printed no JSON."""
+    try:
+        result = _run(cmd, cwd=cwd)
+    except (subprocess.TimeoutExpired, FileNotFoundError) as error:
+        part.error = f"{tool} did not run: {error}"
+        return None, ""
+    try:
+        return json.loads(result.stdout), result.stderr
+    except ValueError:
+        part.error = f"{tool} failed: {_last_line(result.stderr)}"
+        return None, result.stderr
+
+
 def python_part(env: str, venv: Path, out: Path) -> Part:
     part = Part(f"python: {env}")
     python = venv / "bin" / "python"
@@ -101,16 +116,9 @@ def python_part(env: str, venv: Path, out: Path) -> Part:
     if not PIP_AUDIT.exists():
         part.error = f"{PIP_AUDIT} is missing (run `make audit`)"
         return part
-    try:
-        result = _run([str(PIP_AUDIT), "-r", str(frozen), "--no-deps", "--disable-pip", "--format", "json",
-                       "--progress-spinner", "off"])
-    except subprocess.TimeoutExpired:
-        part.error = f"pip-audit took longer than {TIMEOUT_S} s"
-        return part
-    try:
-        report = json.loads(result.stdout)
-    except ValueError:
-        part.error = f"pip-audit failed: {_last_line(result.stderr)}"
+    report, _ = _json_report(part, "pip-audit", [str(PIP_AUDIT), "-r", str(frozen), "--no-deps", "--disable-pip",
+                                                  "--format", "json", "--progress-spinner", "off"])
+    if report is None:
         return part
     for dep in report.get("dependencies", []):
         if dep.get("skip_reason"):
@@ -156,20 +164,13 @@ def npm_part() -> Part:
     if not (WIDGET / "package-lock.json").exists():
         part.error = "widget/package-lock.json is missing"
         return part
-    try:
-        result = _run(["npm", "audit", "--json", "--package-lock-only"], cwd=WIDGET)
-    except (subprocess.TimeoutExpired, FileNotFoundError) as error:
-        part.error = f"npm audit did not run: {error}"
-        return part
-    try:
-        report = json.loads(result.stdout)
-    except ValueError:
-        part.error = f"npm audit failed: {_last_line(result.stderr)}"
+    report, stderr = _json_report(part, "npm audit", ["npm", "audit", "--json", "--package-lock-only"], cwd=WIDGET)
+    if report is None:
         return part
     if "error" in report or "message" in report:
         error = report.get("error")
         summary = error.get("summary") if isinstance(error, dict) else error
-        part.error = f"npm audit failed: {_no_address(str(report.get('message') or summary)) or _last_line(result.stderr)}"
+        part.error = f"npm audit failed: {_no_address(str(report.get('message') or summary)) or _last_line(stderr)}"
         return part
     meta = report.get("metadata", {})
     part.audited = int((meta.get("dependencies") or {}).get("total", 0))
