@@ -19,6 +19,12 @@ requests with a 4xx and a JSON error, a turn that could not be stored, or whose
 conversation could not be locked (Redis down), with a 503, and requires `Authorization: Bearer
 $REST_CHANNEL_TOKEN` when that variable is set (server-to-server use).
 
+Rasa's HTTP API (`--enable-api`): its routes that lock a conversation (POST
+/conversations/<id>/messages, /trigger_intent, /execute, /tracker/events, PUT
+/tracker/events, ...) turn any error into a 500; one whose conversation could not be
+locked gets the REST channel's 503 instead (`lock_unavailable`, the same Retry-After and
+JSON body), from an exception handler this module adds to the Rasa app (`_api_errors`).
+
 socket.io (`socketio`, for the chat widget): Rasa's channel plus
 - an optional JWT (`SOCKETIO_JWT_KEY`; Rasa's own `jwt_key` check on connect), whose
   `customer_id` claim identifies the customer for the connection's messages,
@@ -72,6 +78,35 @@ _turn_not_stored: ContextVar[bool] = ContextVar("turn_not_stored", default=False
 # lock store, Redis, is down or has just restarted: addons/lock_store.py); 0: it was.
 _lock_unavailable: ContextVar[int] = ContextVar("lock_unavailable", default=0)
 LOCK_UNAVAILABLE_TEXT = "I can't take your message right now. Please send it again in {seconds} s."
+
+
+def lock_unavailable(seconds: int) -> response.HTTPResponse:
+    """The 503 of a request whose conversation could not be locked (nothing of it was
+    processed): REST's and the HTTP API's."""
+    return response.json({"error": LOCK_UNAVAILABLE_TEXT.format(seconds=seconds), "retry_after": seconds},
+                         status=503, headers={"Retry-After": str(seconds)})
+
+
+def _lock_failure(error: Optional[BaseException]) -> Optional[LockStoreUnavailable]:
+    """The LockStoreUnavailable this error is, or was raised while handling (Rasa's API
+    routes catch every error and raise an ErrorResponse 500 in its place)."""
+    for _ in range(5):
+        if error is None or isinstance(error, LockStoreUnavailable):
+            return error
+        error = error.__cause__ or error.__context__
+    return None
+
+
+async def _api_errors(request: Request, error: Any) -> response.HTTPResponse:
+    """The Rasa app's handler of its ErrorResponse (in place of Rasa's, which answers
+    `error_info` with its status) and of LockStoreUnavailable: 503 for a conversation
+    that could not be locked."""
+    failure = _lock_failure(error)
+    if failure is not None:
+        logger.warning("%s %s refused: %s", request.method, request.path, failure)
+        return lock_unavailable(failure.retry_after)
+    return response.json(error.error_info, status=error.status)
+
 
 # Longest user message accepted, in characters; longer ones get HTTP 413.
 MAX_MESSAGE_CHARS = config.channels().max_message_chars
@@ -236,6 +271,14 @@ class RestInput(rest.RestInput):
 
         blueprint = super().blueprint(guarded)
 
+        @blueprint.listener("before_server_start")
+        async def api_errors(app: Sanic, _loop: Any) -> None:
+            from rasa.server import ErrorResponse
+
+            # Rasa registered its ErrorResponse handler when it made the app: this one
+            # replaces it, for the app's every route (a blueprint's handlers are its own).
+            app.exception(ErrorResponse, LockStoreUnavailable)(_api_errors)
+
         @blueprint.middleware("request")
         async def validate(request: Request) -> Optional[response.HTTPResponse]:
             # Sanic serves a keep-alive connection's requests in one task: reset per request.
@@ -269,11 +312,7 @@ class RestInput(rest.RestInput):
             # Rasa answers 200 with no (or unsaved) replies when the turn could not be
             # stored; the client must know to send the message again.
             if _lock_unavailable.get():
-                seconds = _lock_unavailable.get()
-                return response.json(
-                    {"error": LOCK_UNAVAILABLE_TEXT.format(seconds=seconds), "retry_after": seconds},
-                    status=503, headers={"Retry-After": str(seconds)},
-                )
+                return lock_unavailable(_lock_unavailable.get())
             if _turn_not_stored.get():
                 return response.json(
                     {"error": "The conversation could not be saved; please send the message again."},

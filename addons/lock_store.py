@@ -26,8 +26,9 @@ Rasa's REST channel then answers 200 with no reply):
 - Getting a ticket, and reading the lock while waiting for it, are retried with backoff
   (0.1 s doubling to 1 s) for up to RETRY_S seconds (10), without blocking the other
   conversations; a turn that still cannot lock its conversation fails with
-  LockStoreUnavailable, which the REST channel answers with 503 and Retry-After
-  (addons/channels.py). Nothing of that turn was processed, so sending it again is safe.
+  LockStoreUnavailable, which the REST channel and Rasa's HTTP API answer with 503 and
+  Retry-After, socket.io with an error message (addons/channels.py). Nothing of that
+  turn was processed, so sending it again is safe.
 - Releasing the lock after the turn never fails the turn (it was processed and stored):
   the key expires by itself with its tickets.
 - A Redis that restarted has forgotten the locks of the turns in flight (without

@@ -13,6 +13,7 @@ now = bank.now
 sync_engine = bank.sync_engine
 bank_db_url = bank.bank_db_url
 release_handoff = bank.release_handoff
+ensure_schema = bank.ensure_schema  # the tables, by the migrations (assistant/bank/migrate.py)
 
 
 def release_to_bot(sender_id: str, rasa_url: str, token: str, released_by: str, timeout: float,

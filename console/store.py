@@ -1,4 +1,5 @@
-"""The console's tables, in the bank database next to the handoff queue (BANK_DB_URL).
+"""The console's tables, in the bank database next to the handoff queue (BANK_DB_URL), made
+and changed only by the bank's migrations (assistant/bank/migrations/).
 
 - console_agents: staff accounts (argon2 hashes, never passwords);
 - console_sessions: signed-in browsers (the SHA-256 of the cookie's token, its CSRF token);
@@ -90,9 +91,8 @@ class Session:
 class Store:
     def __init__(self, url: Optional[str] = None) -> None:
         self.url = hq.bank_db_url(url)
+        hq.ensure_schema(self.url)  # the console's tables are in the bank's migrations
         self.engine = hq.sync_engine(self.url)
-        hq.handoffs.create(self.engine, checkfirst=True)
-        metadata.create_all(self.engine)
 
     def close(self) -> None:
         self.engine.dispose()

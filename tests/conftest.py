@@ -3,7 +3,10 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import sqlite3
+import subprocess
+import time
 import urllib.error
 import urllib.request
 from dataclasses import dataclass
@@ -73,6 +76,56 @@ def bank_url(request, tmp_path):
     drop()
     engine.dispose()
 
+
+
+class RedisServer:
+    """A Redis of a test's own for the lock store (`redis-server` on a free port): the
+    tests kill it and start it again (on the same port, empty: no persistence) without
+    touching the machine's shared Redis, which other tests use."""
+
+    def __init__(self, work: Path) -> None:
+        self.port = stack.free_port()
+        self.work = work
+        self.process: Optional[subprocess.Popen] = None
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/1"
+
+    def start(self, timeout: float = 10) -> None:
+        with (self.work / "redis.log").open("ab") as log:
+            self.process = subprocess.Popen(
+                ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
+                 "--appendonly", "no", "--dir", str(self.work)],
+                stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                self.client().ping()
+                return
+            except Exception:  # noqa: BLE001 - not listening yet
+                assert self.process.poll() is None, f"redis-server exited: {(self.work / 'redis.log').read_text()}"
+                assert time.monotonic() < deadline, "redis-server did not answer"
+                time.sleep(0.1)
+
+    def kill(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            os.kill(self.process.pid, signal.SIGKILL)
+            self.process.wait(10)
+
+    def running(self) -> bool:
+        return self.process is not None and self.process.poll() is None
+
+    def client(self):
+        import redis
+
+        return redis.Redis(host="127.0.0.1", port=self.port, db=1, socket_timeout=2)
+
+    def wait_settled(self, lock_lifetime: float) -> None:
+        """Until Redis has been up for longer than a lock's lifetime: before that the
+        lock store makes turns wait (addons/lock_store.py)."""
+        while self.client().info("server")["uptime_in_seconds"] < lock_lifetime + 2:
+            time.sleep(0.5)
 
 
 @dataclass

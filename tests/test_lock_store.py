@@ -1,7 +1,13 @@
-"""The lock store follows LOCK_STORE_URL; several workers refuse an in-memory lock."""
+"""The lock store follows LOCK_STORE_URL; several workers refuse an in-memory lock; with
+Redis down, Rasa's HTTP API answers 503 with Retry-After, as the channels do."""
 from __future__ import annotations
 
 import asyncio
+import json
+import shutil
+import sqlite3
+import urllib.error
+import urllib.request
 import uuid
 
 import pytest
@@ -9,6 +15,8 @@ from rasa.core.lock_store import InMemoryLockStore, RedisLockStore
 from rasa.shared.exceptions import RasaException
 
 from addons.lock_store import EnvLockStore
+from ops import stack
+from tests.conftest import API_TOKEN, RedisServer
 
 REDIS_URL = "redis://127.0.0.1:6379/3"
 
@@ -153,3 +161,66 @@ def test_a_lock_left_by_a_dead_process_expires_with_its_ticket(monkeypatch):
     EnvLockStore().issue_ticket(conversation, 5)  # and never cleaned up: the process died
     ttl = redis.Redis.from_url(REDIS_URL).ttl(f"test:lock:{conversation}")
     assert 0 < ttl <= 6
+
+
+def _api(method: str, url: str, body=None) -> tuple:
+    """One Rasa HTTP API call: (status, headers, JSON body)."""
+    request = urllib.request.Request(f"{url}?token={API_TOKEN}", method=method,
+                                     data=None if body is None else json.dumps(body).encode(),
+                                     headers={"Content-Type": "application/json"})
+    try:
+        with urllib.request.urlopen(request, timeout=60) as response:
+            return response.status, response.headers, json.loads(response.read())
+    except urllib.error.HTTPError as error:
+        return error.code, error.headers, json.loads(error.read() or b"null")
+
+
+def test_the_http_api_answers_503_while_redis_is_down_and_changes_nothing(tmp_path, trained_model):
+    """Rasa's HTTP API routes that lock a conversation answer as the REST channel does
+    while the lock store's Redis is down (503, Retry-After, a JSON error; Rasa's own
+    answer is a 500), and the refused requests changed nothing once Redis is back."""
+    if not shutil.which("redis-server"):
+        pytest.skip("no redis-server to stop and start")
+    redis_server = RedisServer(tmp_path)
+    redis_server.start()
+    port, tracker_db = stack.free_port(), tmp_path / "tracker.db"
+    rasa = stack.rasa_service(
+        port, tmp_path, trained_model, stack.endpoints_for(stack.free_port(), tmp_path),
+        env={"TRACKER_STORE_URL": f"sqlite:///{tracker_db}", "LOCK_STORE_URL": redis_server.url,
+             "TICKET_LOCK_LIFETIME": "2"},  # a restarted Redis holds turns back this long (+1 s)
+        extra_args=["--enable-api", "--auth-token", API_TOKEN],
+    )
+    sender = f"api-{uuid.uuid4().hex[:8]}"
+    events_url = f"http://127.0.0.1:{port}/conversations/{sender}/tracker/events"
+    hello = {"event": "user", "text": "hello", "parse_data": {"intent": {"name": "greet", "confidence": 1.0}}}
+
+    def stored() -> list:
+        with sqlite3.connect(tracker_db) as db:
+            return db.execute("SELECT type_name, data FROM events WHERE sender_id = ? ORDER BY id", (sender,)).fetchall()
+
+    try:
+        with stack.running([rasa]):
+            redis_server.wait_settled(2)
+            status, _, _ = _api("POST", events_url, hello)
+            assert status == 200
+            before = stored()
+            assert before
+            redis_server.kill()
+            for url, request in ((events_url, {"event": "user", "text": "my card has not arrived"}),
+                                 (f"http://127.0.0.1:{port}/webhooks/rest/webhook",  # the REST channel: the same
+                                  {"sender": sender, "message": "my card has not arrived"})):
+                status, headers, body = _api("POST", url, request)
+                assert status == 503, body
+                seconds = int(headers["Retry-After"])
+                assert seconds >= 1 and body["retry_after"] == seconds and "send it again" in body["error"], body
+            redis_server.start()
+            assert stored() == before  # nothing of the refused requests was processed
+            redis_server.wait_settled(2)
+            status, _, body = _api("POST", events_url, hello)
+            assert status == 200, body  # served again, without a restart
+            assert len(stored()) > len(before)
+            # Rasa's other API errors are answered as before
+            status, _, body = _api("POST", events_url, {"event": "no-such-event"})
+            assert status == 400 and body["reason"] == "BadRequest", body
+    finally:
+        redis_server.kill()

@@ -10,7 +10,8 @@ TRACKER_STORE_URL: a SQLite file by default (build/bank.db), PostgreSQL at scale
 - repository.py: `Bank`, the async access the actions use (one per process: `get`);
 - handoffs.py: the operators' side of the handoff queue (list, release);
 - migrate.py, migrations/: the versioned schema (Alembic), the bank's tables and the agent
-  console's; `migrate` upgrades, and adopts a database the older create_all made;
+  console's, the only way they are made; `migrate` upgrades, and adopts a database the
+  older create_all made; `ensure_schema` (a process's first use) upgrades when behind;
 - seed.py: the demo customers and a plain-text view of one; __main__.py: the command line
 
     .venvs/rasa/bin/python -m assistant.bank migrate                    # tables to the newest revision
@@ -24,7 +25,7 @@ signs (ops/web.py).
 
 Everything is importable from the package: `from assistant import bank; bank.get()`.
 """
-from assistant.bank.engine import bank_db_url, create_schema, display_url, sync_engine
+from assistant.bank.engine import bank_db_url, display_url, sync_engine
 from assistant.bank.handoffs import list_handoffs, release_handoff
 from assistant.bank.repository import Bank, get, use
 from assistant.bank.schema import (
@@ -53,12 +54,13 @@ from assistant.bank.schema import (
     now,
     transactions,
 )
+from assistant.bank.migrate import ensure_schema
 from assistant.bank.seed import demo_rows, seed, show
 
 __all__ = [
     "ACTIVE", "CANCELLED", "CARD_PAYMENT", "COMPLETED", "FAILED", "FROZEN", "OPEN", "PENDING", "RELEASED",
     "RETURNED", "TRANSFER_IN", "TRANSFER_OUT", "Bank", "Card", "Customer", "Dispute", "Handoff", "Transaction",
-    "bank_db_url", "cards", "create_schema", "customers", "demo_rows", "display_url", "disputes", "get",
+    "bank_db_url", "cards", "customers", "demo_rows", "display_url", "disputes", "ensure_schema", "get",
     "handoffs", "list_handoffs", "metadata", "now", "release_handoff", "seed", "show", "sync_engine",
     "transactions", "use",
 ]

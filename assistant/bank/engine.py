@@ -12,7 +12,6 @@ from typing import Any, Dict, Optional
 import sqlalchemy as sa
 
 from assistant import config
-from assistant.bank.schema import metadata
 
 ASYNC_DRIVERS = {"sqlite": "sqlite+aiosqlite", "postgresql": "postgresql+asyncpg"}
 SYNC_DRIVERS = {"sqlite": "sqlite", "postgresql": "postgresql+psycopg2"}
@@ -53,12 +52,3 @@ def sync_engine(url: Optional[str] = None) -> sa.engine.Engine:
         sa.event.listen(engine, "connect", _sqlite_pragmas)
         return engine
     return sa.create_engine(parsed, future=True, pool_pre_ping=True)
-
-
-def create_schema(url: Optional[str] = None) -> None:
-    engine = sync_engine(url)
-    try:
-        metadata.create_all(engine)
-    finally:
-        engine.dispose()
-

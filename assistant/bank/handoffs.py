@@ -9,13 +9,14 @@ from typing import List, Optional
 import sqlalchemy as sa
 
 from assistant.bank.engine import sync_engine
-from assistant.bank.schema import OPEN, RELEASED, Handoff, _handoff, handoffs, metadata, now
+from assistant.bank.migrate import ensure_schema
+from assistant.bank.schema import OPEN, RELEASED, Handoff, _handoff, handoffs, now
 
 
 def list_handoffs(url: Optional[str] = None, include_released: bool = False) -> List[Handoff]:
+    ensure_schema(url)
     engine = sync_engine(url)
     try:
-        metadata.create_all(engine)
         query = sa.select(handoffs).order_by(handoffs.c.requested_at, handoffs.c.id)
         if not include_released:
             query = query.where(handoffs.c.status == OPEN)
@@ -27,9 +28,9 @@ def list_handoffs(url: Optional[str] = None, include_released: bool = False) -> 
 
 def release_handoff(sender_id: str, released_by: str, url: Optional[str] = None) -> Optional[Handoff]:
     """Mark the conversation's open handoff released; the handoff, or None if none was open."""
+    ensure_schema(url)
     engine = sync_engine(url)
     try:
-        metadata.create_all(engine)
         with engine.begin() as connection:
             row = connection.execute(sa.select(handoffs).where(
                 handoffs.c.sender_id == sender_id, handoffs.c.status == OPEN

@@ -4,8 +4,14 @@
 tables (schema.py) and the agent console's (console/store.py). It is idempotent, works on
 SQLite and PostgreSQL, and adopts a database that the older `create_all` made: the first
 revision creates only the tables that are missing and keeps the rows of those that exist.
-On PostgreSQL an advisory lock lets several replicas (or a job and a replica) run it at
-the same time: one migrates, the others wait and then find nothing to do.
+Several processes (replicas, a job and a replica) may run it at the same time: one
+migrates, the others wait and then find nothing to do (PostgreSQL: an advisory lock;
+SQLite: the database's write lock, taken with BEGIN IMMEDIATE).
+
+The migrations are the only way the tables are made: a process that finds the database
+missing or behind (the action server's first query, `ops handoffs`, the agent console)
+calls `ensure_schema`, which upgrades it in the same way, so a database made by first
+use is exactly the migrated one, with its alembic_version row.
 
 A new revision: change the tables, then (from the repository root)
     .venvs/rasa/bin/python -m assistant.bank revision -m "what changes"
@@ -14,6 +20,7 @@ before committing.
 """
 from __future__ import annotations
 
+import functools
 from pathlib import Path
 from typing import Optional, Tuple
 
@@ -40,6 +47,7 @@ def current_revision(connection: sa.engine.Connection) -> Optional[str]:
     return MigrationContext.configure(connection).get_current_revision()
 
 
+@functools.lru_cache(maxsize=None)
 def head_revision() -> str:
     from alembic.script import ScriptDirectory
 
@@ -51,13 +59,29 @@ def migrate(url: Optional[str] = None, revision: str = "head") -> Tuple[Optional
     engine = sync_engine(url)
     try:
         with engine.begin() as connection:
+            # One migrating process at a time, until this transaction ends.
             if connection.dialect.name == "postgresql":
                 connection.execute(sa.text("SELECT pg_advisory_xact_lock(:key)"), {"key": LOCK_KEY})
+            elif connection.dialect.name == "sqlite":  # the DDL too is in this transaction
+                connection.exec_driver_sql("BEGIN IMMEDIATE")
             before = current_revision(connection)
             command.upgrade(alembic_config(connection), revision)
             return before, current_revision(connection)
     finally:
         engine.dispose()
+
+
+def ensure_schema(url: Optional[str] = None) -> None:
+    """Upgrade the database to the newest revision unless it is there already (a cheap
+    read of alembic_version first): what a process does before it first uses the tables."""
+    engine = sync_engine(url)
+    try:
+        with engine.connect() as connection:
+            if current_revision(connection) == head_revision():
+                return
+    finally:
+        engine.dispose()
+    migrate(url)
 
 
 def revision(message: str, url: Optional[str] = None) -> None:

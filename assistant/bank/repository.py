@@ -1,6 +1,7 @@
 """Async access to the bank database, the one the actions use: one `Bank` per process (`get`)."""
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 from pathlib import Path
 from typing import Any, Dict, Iterable, List, Optional, Sequence, Tuple
@@ -8,6 +9,7 @@ from typing import Any, Dict, Iterable, List, Optional, Sequence, Tuple
 import sqlalchemy as sa
 
 from assistant.bank.engine import ASYNC_DRIVERS, _sqlite_pragmas, _url, bank_db_url
+from assistant.bank.migrate import ensure_schema
 from assistant.bank.schema import (
     ACTIVE,
     CANCELLED,
@@ -25,7 +27,6 @@ from assistant.bank.schema import (
     customers,
     disputes,
     handoffs,
-    metadata,
     now,
     transactions,
 )
@@ -52,10 +53,10 @@ class Bank:
         await self.engine.dispose()
 
     async def ensure_schema(self) -> None:
-        """Create the tables when they are missing (once per process)."""
+        """Upgrade the database to the newest revision when it is missing or behind (once
+        per process; migrate.py's ensure_schema, in a thread: the event loop never waits on it)."""
         if not self._schema_ready:
-            async with self.engine.begin() as connection:
-                await connection.run_sync(metadata.create_all)
+            await asyncio.get_running_loop().run_in_executor(None, ensure_schema, self.url)
             self._schema_ready = True
 
     async def _all(self, statement: Any) -> List[Any]:

@@ -12,6 +12,7 @@ from typing import Any, Dict, List, Optional
 import sqlalchemy as sa
 
 from assistant.bank.engine import sync_engine
+from assistant.bank.migrate import ensure_schema, migrate
 from assistant.bank.schema import (
     ACTIVE,
     CANCELLED,
@@ -105,8 +106,6 @@ def seed(url: Optional[str] = None, today: Optional[dt.date] = None) -> Dict[str
     """(Re)write the demo customers with their cards and transactions; clears their disputes."""
     rows = demo_rows(today or dt.date.today())
     ids = [row["customer_id"] for row in rows["customers"]]
-    from assistant.bank.migrate import migrate
-
     migrate(url)
     engine = sync_engine(url)
     try:
@@ -128,9 +127,9 @@ def _money(amount_minor: int, currency: str) -> str:
 
 def show(customer_id: str, url: Optional[str] = None) -> str:
     """A plain-text view of one customer's cards and transactions."""
+    ensure_schema(url)
     engine = sync_engine(url)
     try:
-        metadata.create_all(engine)
         with engine.connect() as connection:
             person = connection.execute(sa.select(customers).where(customers.c.customer_id == customer_id)).first()
             if person is None:
