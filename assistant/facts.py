@@ -117,6 +117,8 @@ _STATES = {
 #   unit:U    "how many years is it valid?"          a number of that unit (3 years)
 #   many:W    "how many spare cards can I have?"     a number just before the thing counted
 #   period:P  "what's the monthly limit?"            the same period, when the reply names one
+#   least     "what's the minimum top-up?"           a lower bound (a minimum, "at least", "no
+#                                                    minimum"): "up to £5,000" answers the most
 _CLOCK_ASKED = re.compile(r"\b(what time|cut-?off|by what time|opening hours|what hours|open until|close at)\b", re.I)
 _CLOCK_STATED = re.compile(r"\b\d{1,2}(?::\d{2})?\s?(?:am|pm)\b|\b\d{1,2}:\d{2}\b|\bnoon\b|\bmidday\b|\bmidnight\b|"
                            r"\b24/7\b|\bany ?time\b|\b24 hours a day\b", re.I)
@@ -126,11 +128,15 @@ _AGE_STATED = re.compile(r"\b\d{1,2}\s*(?:or over|or older|or above|and over|and
                          r"\baged? (?:\d|under|over)|\b(?:over|under) (?:the age of )?\d{2}\b", re.I)
 # "what's the smallest amount I can exchange?": an amount of money, not a rate
 _AMOUNT_ASKED = re.compile(r"\b(?:smallest|largest|biggest|minimum|maximum|min|max|lowest|highest|most|least)\s+"
-                           r"(?:amount|sum|payment|top-?up|transfer|withdrawal|deposit|balance)\b|\bhow much can\b|"
-                           r"\bwhat amount\b", re.I)
+                           r"(?:amount|sum|payment|top-?up|transfer|withdrawal|deposit|balance)\b|\bhow much (?:(?:i|you|we) )?can\b|"
+                           r"\bwhat amount\b|\bthe (?:most|least|max|min) (?:i|you|we) can\b", re.I)
 _AMOUNT_STATED = re.compile(r"[£€$]\s?\d|\b\d[\d,]*(?:\.\d+)?\s?(?:pounds|euros?|dollars|GBP|EUR|USD)\b|"
                             r"\bno (?:set )?(?:minimum|maximum|limit)\b|\bunlimited\b|\bnot limited\b|"
                             r"\baren't limited\b", re.I)
+# A lower bound asked for, and stated; "minimum age" is an age, not this.
+_LEAST_ASKED = re.compile(r"\b(minimum|min|smallest|lowest|least)\b(?! age)", re.I)
+_LEAST_STATED = re.compile(r"\b(minimum|at least|smallest|lowest|as little as|any amount|no lower limit|"
+                           r"starting (?:at|from)|from [£€$]\s?\d)", re.I)
 _UNITS = ("year", "month", "week", "day", "hour", "minute")
 _UNIT_ASKED = re.compile(r"\bhow many (years|months|weeks|days|hours|minutes)\b", re.I)
 _NUMBER = (r"(?:\d+(?:[.,]\d+)?|one|two|three|four|five|six|seven|eight|nine|ten|twelve|a|an|a single|"
@@ -138,6 +144,8 @@ _NUMBER = (r"(?:\d+(?:[.,]\d+)?|one|two|three|four|five|six|seven|eight|nine|ten
 _MANY_ASKED = re.compile(r"\bhow many ((?:[a-z']+ ){0,2}[a-z']+)", re.I)
 _MANY_STATED = re.compile(rf"\b{_NUMBER}\b|\bno (?:set )?limit\b|\bunlimited\b|\bnot limited\b|\bas many\b|"
                           r"\bany number\b", re.I)
+_VERB_AFTER_NUMBER = re.compile(r"(can|could|will|would|is|are|was|were|has|have|had|may|must|should|need|needs)\b",
+                                re.I)
 _PERIODS = {
     "day": re.compile(r"\b(daily|per day|a day|each day|every day|in a day|one day|24 hours|today)\b", re.I),
     "week": re.compile(r"\b(weekly|per week|a week|each week|every week)\b", re.I),
@@ -165,6 +173,8 @@ def asks(text: str) -> Set[str]:
         kinds = (kinds - {"money", "count"}) | {"amount"}
     if _AGE_ASKED.search(text):
         kinds = (kinds - {"count", "time"}) | {"age"}
+    elif _LEAST_ASKED.search(text):
+        kinds.add("least")
     unit_ = _UNIT_ASKED.search(text)
     if unit_:
         kinds = (kinds - {"count", "time"}) | {"unit:" + unit_.group(1).lower().rstrip("s")}
@@ -191,6 +201,8 @@ def satisfies(kind: str, reply: str) -> bool:
         return bool(_AGE_STATED.search(reply))
     if name == "amount":
         return bool(_AMOUNT_STATED.search(reply))
+    if name == "least":
+        return bool(_LEAST_STATED.search(reply))
     if name == "unit":
         return bool(re.search(rf"\b{_NUMBER}(?:[–-]\d+)?\s+(?:working |business |calendar |full )?{arg}s?\b", reply, re.I))
     if name == "many":
@@ -202,7 +214,14 @@ def satisfies(kind: str, reply: str) -> bool:
             at = len(re.findall(r"\S+", reply[: match.start()]))
             if match.group(0).lower() in ("a", "an") and not re.match(r"an? (single|maximum|limit)", reply[match.start():], re.I):
                 continue
-            after = {w for t in tokens[at: at + 5] for w in content_words(t)}
+            # the thing counted follows the number, before any verb: "up to 3 virtual cards", not
+            # "aged 13–17 can have a junior account"
+            window = []
+            for token in tokens[at + 1: at + 5]:
+                if _VERB_AFTER_NUMBER.match(token):
+                    break
+                window.append(token)
+            after = {w for t in tokens[at: at + 1] + window for w in content_words(t)}
             if after & stems or re.match(r"no |unlimited|not limited|as many|any number", match.group(0), re.I):
                 return True
         return False
@@ -248,6 +267,10 @@ GATED_KINDS = frozenset({"money", "time", "count", "rate"})
 GENERIC_WORDS = frozenset(stem(w) for w in "card cards account app lakeside money pay payment payments".split())
 # Words of the period a limit is counted over: "£5,000 per day" says nothing about what the
 # customer asked to do daily.
+# Words that name the kind of fact asked for, not what it is about: in "what's the daily
+# limit on spending in shops?", a figure next to "limited" may be any limit.
+KIND_WORDS = frozenset(stem(w) for w in "limit limits limited maximum max minimum min amount much cost costs fee fees "
+                       "charge charges price long time rate".split())
 PERIOD_WORDS = frozenset(stem(w) for w in "day days daily week weeks weekly month months monthly year years yearly "
                          "annual annually per each every".split())
 
@@ -258,9 +281,9 @@ def missing_kind(question: str, reply: str, wanted: Optional[Set[str]] = None, a
     replaces what it asks), and the reply states none of them; or it asks for a period
     ("monthly") and the reply speaks of another one ("per day")."""
     wanted = {k for k in (asks(question) if wanted is None else wanted) if k in GATED_KINDS or ":" in k
-              or k in ("clock", "age", "amount")}
-    # a period ("monthly") must be stated as asked
-    required = {k for k in wanted if k.startswith("period:")}
+              or k in ("clock", "age", "amount", "least")}
+    # a period ("monthly") must be stated as asked, and a minimum must be stated as a minimum
+    required = {k for k in wanted if k.startswith("period:") or k == "least"}
     if any(not satisfies(k, reply) for k in required):
         return True
     wanted -= required

@@ -116,6 +116,17 @@ def test_a_reply_misses_the_kind_of_fact_asked_for():
     # the period is not what the figure is about: spending daily is not topping up daily
     ("What's the daily limit on what I can spend in shops?", "You can top up by card up to £5,000 per day.", True),
     ("What's the daily limit on card top-ups?", "You can top up by card up to £5,000 per day.", False),
+    # a minimum is not answered by a maximum
+    ("What's the minimum amount I can top up by card?", "You can top up by card up to £5,000 per day.", True),
+    ("Is there a minimum balance?", "There's no minimum balance on a Lakeside account.", False),
+    ("Is there a minimum top-up?", "You can top up at least £10 at a time.", False),
+    ("what's the minimum age?", "You need to be 18 or over.", False),  # an age, not an amount
+    # "the most I can" asks for an amount: a list of currencies does not state one
+    ("What's the most I can exchange in one go?", "You can hold and exchange 30 currencies.", True),
+    ("how much I can send abroad in a day?", "You can send up to £25,000 per day.", False),
+    # the thing counted follows the number, before any verb
+    ("How many junior accounts can one parent set up?", "Children aged 13–17 can have a junior account.", True),
+    ("how many virtual cards can I have?", "You can have up to 3 standard virtual cards at a time.", False),
 ])
 def test_finer_kinds_of_fact(question, reply, missing):
     assert answers.missing_kind(question, reply) is missing
