@@ -54,6 +54,10 @@ def stem(word: str) -> str:
     for suffix in ("ing", "edly", "ed", "es", "s", "ly", "e"):
         if len(word) > len(suffix) + 3 and word.endswith(suffix):
             word = word[: -len(suffix)]
+            # topping, top; cancelled, cancel (but called, call; missed, miss)
+            if suffix in ("ing", "edly", "ed") and len(word) > 3 and word[-1] == word[-2] \
+                    and word[-1] not in "aeiousz" and (word[-1] != "l" or len(word) > 5):
+                word = word[:-1]
             break
     return word[:7]
 

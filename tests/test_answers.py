@@ -43,6 +43,9 @@ def test_content_words_drop_stop_words_filler_and_punctuation():
     # who the customer speaks of is their story, not what the pages must cover
     assert answers.content_words("and to my sister in Poland?") == ["poland"]
     assert answers.content_words("can my son get a junior account") == ["junior", "account"]
+    # a doubled consonant before -ing or -ed is one: "topping up" is "top up"
+    assert answers.content_words("topping up, cancelled, stopped") == answers.content_words("top up, cancel, stop")
+    assert answers.content_words("called, filled, missed") == answers.content_words("call, fill, miss")
 
 
 # -- kinds of fact -------------------------------------------------------------------
