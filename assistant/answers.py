@@ -42,7 +42,7 @@ import numpy as np
 
 from assistant import settings
 from assistant.facts import (  # noqa: F401 (also the vocabulary callers use through this module)
-    ABROAD, EEA, asks, content_words, missing_kind, place_words, satisfies, states, stem,
+    ABROAD, BOUND_WORDS, EEA, asks, content_words, missing_kind, place_words, satisfies, states, stem,
 )
 from assistant.knowledge import Hit, KnowledgeIndex, unit
 
@@ -203,7 +203,7 @@ def covered_words(text: str) -> List[str]:
     """The content words the pages must have for a question (country names are covered by
     the pages' "EEA" / "outside the UK and EEA": place_words)."""
     text = re.sub(r"\bunited (?:states|kingdom|arab emirates)\b", " ", text, flags=re.I)
-    return [w for w in content_words(text) if w not in EEA and w not in ABROAD]
+    return [w for w in content_words(text) if w not in EEA and w not in ABROAD and w not in BOUND_WORDS]
 
 
 def asked_parts(question: str) -> List[str]:

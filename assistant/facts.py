@@ -148,6 +148,11 @@ _NUMBER = (r"(?:\d+(?:[.,]\d+)?|one|two|three|four|five|six|seven|eight|nine|ten
 _MANY_ASKED = re.compile(r"\bhow many ((?:[a-z']+ ){0,2}[a-z']+)", re.I)
 _MANY_STATED = re.compile(rf"\b{_NUMBER}\b|\bno (?:set )?limit\b|\bunlimited\b|\bnot limited\b|\bas many\b|"
                           r"\bany number\b", re.I)
+_TRIES = frozenset({"time", "attempt", "tri", "trie", "try", "go", "goes", "guess", "chanc"})
+# Customers' words for an upper bound: the kind of fact asked for (`asks`), not a topic the
+# page must name ("the max I can top up", "the most cash I can take out"), since pages
+# state maxima as "up to" or "limit". A minimum stays a word the page must have.
+BOUND_WORDS = frozenset(stem(w) for w in "max maximum most biggest largest highest cap".split())
 _VERB_AFTER_NUMBER = re.compile(r"(can|could|will|would|is|are|was|were|has|have|had|may|must|should|need|needs)\b",
                                 re.I)
 _PERIODS = {
@@ -211,8 +216,8 @@ def satisfies(kind: str, reply: str) -> bool:
         return bool(re.search(rf"\b{_NUMBER}(?:[–-]\d+)?\s+(?:working |business |calendar |full )?{arg}s?\b", reply, re.I))
     if name == "many":
         stems = set(arg.split(","))
-        if "time" in stems:  # "how many times" is answered in attempts or tries
-            stems |= {"attempt", "tri", "try"}
+        if stems & _TRIES:  # "how many times / goes" is answered in attempts or tries
+            stems |= _TRIES
         tokens = re.findall(r"\S+", reply)
         for match in _MANY_STATED.finditer(reply):
             at = len(re.findall(r"\S+", reply[: match.start()]))

@@ -43,6 +43,9 @@ def test_content_words_drop_stop_words_filler_and_punctuation():
     # who the customer speaks of is their story, not what the pages must cover
     assert answers.content_words("and to my sister in Poland?") == ["poland"]
     assert answers.content_words("can my son get a junior account") == ["junior", "account"]
+    # an upper bound is the kind of fact asked for, not a word the page must have; a minimum is
+    assert answers.covered_words("whats the max I can top up by card") == ["top", "card"]
+    assert "minimum" in answers.covered_words("is there a minimum top up")
     # a doubled consonant before -ing or -ed is one: "topping up" is "top up"
     assert answers.content_words("topping up, cancelled, stopped") == answers.content_words("top up, cancel, stop")
     assert answers.content_words("called, spelled, missed") == answers.content_words("call, spell, miss")
@@ -119,6 +122,7 @@ def test_a_reply_misses_the_kind_of_fact_asked_for():
     # the period is not what the figure is about: spending daily is not topping up daily
     ("What's the daily limit on what I can spend in shops?", "You can top up by card up to £5,000 per day.", True),
     ("What's the daily limit on card top-ups?", "You can top up by card up to £5,000 per day.", False),
+    ("how many goes do I get at the passcode?", "The app locks after 5 wrong attempts.", False),
     # a minimum is not answered by a maximum
     ("What's the minimum amount I can top up by card?", "You can top up by card up to £5,000 per day.", True),
     ("Is there a minimum balance?", "There's no minimum balance on a Lakeside account.", False),
