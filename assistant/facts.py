@@ -90,10 +90,12 @@ def content_words(text: str) -> List[str]:
 
 # -- what kind of fact a question asks for, and what a sentence states ---------------
 
+_TIME_WORDS = (r"\b(how long|how soon|how quickly|how fast|how quick|what time|by when|until when|deadline|"
+               r"expire\w*|eta|estimated?|turnaround)\b")
 _ASKS = {
     "money": re.compile(r"\b(how much|cost|costs|costing|price|fee|fees|charg\w*|pay for|free|expensive|cheap\w*|"
                         r"commission|surcharge)\b", re.I),
-    "time": re.compile(r"\b(how long|how soon|how quickly|what time|by when|until when|deadline|expire\w*)\b|"
+    "time": re.compile(_TIME_WORDS + r"|"
                        r"^\s*when\b|\bwhen(?:'s| will| does| do| can| is| should| would| did| are)\b", re.I),
     "count": re.compile(r"\b(how many|limits?|limited|maximum|max|minimum|min|up to|allowance|how often|"
                         r"times|attempts|tries|biggest|largest|smallest|highest|lowest|what amount|"
@@ -174,7 +176,7 @@ def asks(text: str) -> Set[str]:
     finer clock, age, unit:U, many:W (stems) and period:P."""
     kinds = {kind for kind, pattern in _ASKS.items() if pattern.search(text)}
     if "time" in kinds and _WHEN_CLAUSE.search(text) and not re.search(
-            r"\b(how long|how soon|how quickly|what time|by when|until when|deadline|expire\w*)\b", text, re.I):
+            _TIME_WORDS, text, re.I):
         kinds.discard("time")
     if _CLOCK_ASKED.search(text):
         kinds = (kinds - {"time"}) | {"clock"}
