@@ -23,7 +23,10 @@ the right page carries its fact by construction. So a question is answered like 
      development question sets (`python -m bench.gate`), estimates whether the answer
      states the fact asked for; below its threshold, the honest reply with a person
      offered. ANSWER_GATE=rules uses fixed thresholds instead (KNOWLEDGE_MIN_SCORE,
-     ANSWER_MIN_SIMILARITY, ANSWER_MIN_COVERAGE, ANSWER_KIND_GATE).
+     ANSWER_MIN_SIMILARITY, ANSWER_MIN_COVERAGE, ANSWER_KIND_GATE). Either way, two
+     checks refuse what no estimate should pass: a best sentence that moves money the
+     other way ("take cash out at the Post Office" answered with paying cash in), and a
+     minimum asked for that no sentence states ("up to £5,000" is not a minimum).
   5. Reply: the best sentence, the sentence before it when it starts with a pronoun,
      and the next-best sentence of the same passage when it scores close to the best
      (ANSWER_SECOND_MARGIN); verbatim, in the page's order, with the page's title as
@@ -42,7 +45,7 @@ import numpy as np
 
 from assistant import settings
 from assistant.facts import (  # noqa: F401 (also the vocabulary callers use through this module)
-    ABROAD, BOUND_WORDS, EEA, asks, content_words, missing_kind, place_words, satisfies, states, stem,
+    ABROAD, BOUND_WORDS, EEA, asks, money_direction, opposite_direction, content_words, missing_kind, place_words, satisfies, states, stem,
 )
 from assistant.knowledge import Hit, KnowledgeIndex, unit
 
@@ -527,6 +530,11 @@ def extract(sentences: SentenceIndex, query: np.ndarray, question: str, hits: Se
             why = "coverage"
         elif settings.ANSWER_KIND_GATE and kind_missing:
             why = "kind"
+    if not why and settings.ANSWER_GATE != "off":
+        if opposite_direction(focus, sentences.texts[best.row]):
+            why = "direction"  # "take cash out at the Post Office" answered with paying cash in
+        elif "least" in wanted and not satisfies("least", " ".join(chosen)):
+            why = "minimum"  # "is there a minimum transfer?" answered with a maximum or a fee
     if why:
         result.answerable, result.sentences, result.why = False, [], why
     return result

@@ -140,7 +140,7 @@ _AMOUNT_STATED = re.compile(r"[£€$]\s?\d|\b\d[\d,]*(?:\.\d+)?\s?(?:pounds|eur
                             r"\bno (?:set )?(?:minimum|maximum|limit)\b|\bunlimited\b|\bnot limited\b|"
                             r"\baren't limited\b", re.I)
 # A lower bound asked for, and stated; "minimum age" is an age, not this.
-_LEAST_ASKED = re.compile(r"\b(minimum|min|smallest|lowest|least)\b(?! age)", re.I)
+_LEAST_ASKED = re.compile(r"\b(minimum|min|smallest|lowest|(?<!at )least)\b(?! age)", re.I)
 _LEAST_STATED = re.compile(r"\b(minimum|at least|smallest|lowest|as little as|any amount|no lower limit|"
                            r"starting (?:at|from)|from [£€$]\s?\d)", re.I)
 _UNITS = ("year", "month", "week", "day", "hour", "minute")
@@ -267,6 +267,32 @@ def place_words(text: str) -> str:
     if words & ABROAD or re.search(r"\bU\.?S\.?A?\b", text) or re.search(r"\bunited states\b", text, re.I):
         extra.append("outside the UK and EEA")
     return " ".join(extra)
+
+
+# Which way money moves: out of the account (withdraw, spend, send) or into it (pay in,
+# deposit, top up, receive). Sentence embeddings hardly tell "take cash out at the Post
+# Office" from "pay cash in at the Post Office"; a sentence about the other way does not
+# answer the question.
+_MONEY_IN = re.compile(r"\b(pay(?:ing)? (?:\w+ )?in|paid (?:\w+ )?in|deposit\w*|top(?:ping)?[- ]?ups?|topped up|"
+                       r"add(?:ing)? money|receiv\w*|send(?:s|ing)? me|sent me|pay(?:s|ing)? me|paid me)\b", re.I)
+_MONEY_OUT = re.compile(r"\b(withdraw\w*|take (?:\w+ )?out|took (?:\w+ )?out|pull (?:\w+ )?out|get (?:some )?cash|"
+                        r"cash out|spend\w*|spent|send(?!(?:s|ing)? me)\w*|sent(?! me))\b", re.I)
+
+
+def money_direction(text: str) -> Set[str]:
+    """{"in"}, {"out"}, both or neither: which way the text moves money."""
+    found = set()
+    if _MONEY_OUT.search(_MONEY_IN.sub(" ", text)):
+        found.add("out")
+    if _MONEY_IN.search(text):
+        found.add("in")
+    return found
+
+
+def opposite_direction(question: str, sentence: str) -> bool:
+    """The question moves money one way and the sentence only the other."""
+    asked, stated = money_direction(question), money_direction(sentence)
+    return len(asked) == 1 and len(stated) == 1 and asked != stated
 
 
 # Kinds a reply must state when the question asks for them: a question about an amount,

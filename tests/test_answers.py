@@ -8,6 +8,7 @@ The questions are written for these tests, not taken from bench/answers/.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import re
 from typing import Any, Dict, List
 
@@ -380,6 +381,33 @@ def test_a_question_no_page_answers_is_not_answered(ask, question):
     assert not reply.extract.answerable and reply.extract.sentences == []
     assert reply.extract.why == "gate" and reply.extract.probability < answers.load_gate().threshold
     assert reply.sources == []
+
+
+@pytest.mark.parametrize("question, why", [
+    # the Post Office page says how to pay cash in; nothing says you can take cash out there
+    ("Can I take cash out at a Post Office counter with my Lakeside card?", "direction"),
+    # the pages state a fee and a daily maximum for transfers, never a minimum
+    ("Is there a minimum amount for an international transfer?", "minimum"),
+])
+def test_a_sentence_on_the_topic_that_does_not_answer_is_refused(ask, monkeypatch, question, why):
+    # a gate that lets everything through: these checks refuse on their own
+    monkeypatch.setattr(answers, "_gate", dataclasses.replace(answers.load_gate(), threshold=0.0))
+    [reply], _ = ask(question)
+    assert reply.source in ("no_knowledge", "clarify") and not reply.extract.answerable
+    assert reply.extract.why == why
+
+
+def test_which_way_money_moves():
+    assert answers.money_direction("Can I take cash out at the Post Office?") == {"out"}
+    assert answers.money_direction("To pay in cash, show the barcode at the Post Office.") == {"in"}
+    assert answers.money_direction("what details do I give someone sending me money?") == {"in"}
+    assert answers.money_direction("how much can I spend per day?") == {"out"}
+    assert answers.money_direction("You can top up by card up to £5,000 per day.") == {"in"}
+    assert answers.money_direction("Can I freeze my card?") == set()
+    assert answers.opposite_direction("what's my daily limit for spending online?",
+                                      "You can top up by card up to £5,000 per day.")
+    assert not answers.opposite_direction("what's the daily top-up limit?", "You can top up by card up to £5,000 per day.")
+    assert not answers.opposite_direction("Can I freeze my card?", "You can top up by card.")
 
 
 @pytest.mark.parametrize("first, then, page, fact", [
