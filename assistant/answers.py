@@ -45,7 +45,8 @@ import numpy as np
 
 from assistant import settings
 from assistant.facts import (  # noqa: F401 (also the vocabulary callers use through this module)
-    ABROAD, BOUND_WORDS, EEA, asks, money_direction, opposite_direction, content_words, missing_kind, place_words, satisfies, states, stem,
+    ABROAD, BOUND_WORDS, EEA, asks, content_words, missing_kind, money_direction, opposite_direction, place_words,
+    satisfies, states, stem,
 )
 from assistant.knowledge import Hit, KnowledgeIndex, unit
 

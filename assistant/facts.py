@@ -150,7 +150,7 @@ _NUMBER = (r"(?:\d+(?:[.,]\d+)?|one|two|three|four|five|six|seven|eight|nine|ten
 _MANY_ASKED = re.compile(r"\bhow many ((?:[a-z']+ ){0,2}[a-z']+)", re.I)
 _MANY_STATED = re.compile(rf"\b{_NUMBER}\b|\bno (?:set )?limit\b|\bunlimited\b|\bnot limited\b|\bas many\b|"
                           r"\bany number\b", re.I)
-_TRIES = frozenset({"time", "attempt", "tri", "trie", "try", "go", "goes", "guess", "chanc"})
+_TRIES = frozenset({"time", "attempt", "tri", "trie", "try", "goes", "guess", "chanc"})
 # Customers' words for an upper bound: the kind of fact asked for (`asks`), not a topic the
 # page must name ("the max I can top up", "the most cash I can take out"), since pages
 # state maxima as "up to" or "limit". A minimum stays a word the page must have.
