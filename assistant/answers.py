@@ -138,6 +138,16 @@ def is_elliptical(text: str, is_topic: Optional[Callable[[str], bool]] = None) -
     return len(content) <= 2 and not (is_topic and any(is_topic(w) for w in content))
 
 
+_REFERENCE = re.compile(r"\b(it|that|this|those|these|they|them)\b", re.I)
+
+
+def is_bare_reference(text: str, is_topic: Callable[..., bool]) -> bool:
+    """A few words whose subject is a pronoun, with no topic named ("is it free?", "does
+    it cost anything?"): read alone, nothing says what "it" is."""
+    return len(re.findall(r"[\w']+", text)) <= 6 and bool(_REFERENCE.search(text)) and not any(
+        is_topic(word, ()) for word in content_words(text))
+
+
 # Intents of the conversation itself, not of a topic a follow-up could continue.
 NO_TOPIC_INTENTS = frozenset({"greet", "goodbye", "thank", "affirm", "deny", "bot_challenge", "request_human",
                               "handoff_released"})
@@ -249,6 +259,7 @@ class Extract:
     best: Optional[Scored] = None
     why: str = ""  # why not answerable
     features: Dict[str, float] = field(default_factory=dict)  # what the gate weighed (GATE_FEATURES)
+    pair: Optional[np.ndarray] = None  # pair_features of the question and the best sentence
     probability: Optional[float] = None  # the learned gate's estimate that the answer is right
 
     @property
@@ -422,9 +433,21 @@ def compose(sentences: SentenceIndex, ranked: Sequence[Scored]) -> List[int]:
 # next page's, the NLU's prior for it), the best sentence (similarity, word overlap, rank
 # score), the share of the question's words the page has, whether the kind of fact asked
 # for is stated, the NLU's confidence, whether the message was read as a follow-up, and
-# how much the question says.
+# how much the question says; and `match`, a learned reading of the question's and the best
+# sentence's embeddings together (`Gate.match`).
 GATE_FEATURES = ("retrieval", "similarity", "coverage", "overlap", "score", "kind_missing", "nlu", "followup",
-                 "intent_prior", "page_margin", "best_page_intent", "n_words", "asks")
+                 "intent_prior", "page_margin", "best_page_intent", "n_words", "asks", "match")
+
+
+def pair_features(question: np.ndarray, sentence: np.ndarray) -> np.ndarray:
+    """The question's and the best sentence's unit embeddings, their absolute difference
+    and their product (u, v, |u - v|, u * v, Sentence-BERT's classifier input): what the
+    gate's `match` model reads. Cosine similarity weighs every dimension alike; the model
+    learns which agreements mean "this sentence answers this question" and which questions
+    the pages never answer (a spending limit on a junior card, Samsung Pay)."""
+    question = np.asarray(question, dtype=np.float32).ravel()
+    sentence = np.asarray(sentence, dtype=np.float32).ravel()
+    return np.concatenate([question, sentence, np.abs(question - sentence), question * sentence])
 
 
 @dataclass
@@ -438,6 +461,12 @@ class Gate:
     coef: List[float]
     intercept: float
     threshold: float
+    # the `match` feature: a logistic model's log-odds over `pair_features` (fitted with the gate)
+    match_coef: Optional[List[float]] = None
+    match_intercept: float = 0.0
+
+    def __post_init__(self) -> None:
+        self._match = None if self.match_coef is None else np.asarray(self.match_coef, dtype=np.float32)
 
     @classmethod
     def load(cls, path: Any) -> "Gate":
@@ -445,11 +474,21 @@ class Gate:
         from pathlib import Path
 
         data = json.loads(Path(path).read_text())
-        gate = cls(**{k: data[k] for k in ("features", "mean", "scale", "coef", "intercept", "threshold")})
+        gate = cls(**{k: data[k] for k in ("features", "mean", "scale", "coef", "intercept", "threshold",
+                                           "match_coef", "match_intercept") if k in data})
         if list(gate.features) != list(GATE_FEATURES) or not (
-                len(gate.mean) == len(gate.scale) == len(gate.coef) == len(GATE_FEATURES)):
+                len(gate.mean) == len(gate.scale) == len(gate.coef) == len(GATE_FEATURES)) or gate._match is None:
             raise ValueError(f"{path}: fitted on other features than {GATE_FEATURES}; refit with `python -m bench.gate`")
         return gate
+
+    def match(self, pair: Optional[np.ndarray]) -> float:
+        """The `match` feature of a question and its best sentence (`pair_features`)."""
+        if self._match is None or pair is None:
+            return 0.0
+        if pair.size != self._match.size:
+            raise ValueError(f"the gate's match model was fitted on embeddings of {self._match.size // 4} dimensions, "
+                             f"these have {pair.size // 4}: refit it with `python -m bench.gate`")
+        return float(self._match @ pair + self.match_intercept)
 
     def probability(self, values: Mapping[str, float]) -> float:
         z = self.intercept + sum(c * (float(values[f]) - m) / (s or 1.0)
@@ -486,6 +525,7 @@ def gate_features(extract_: "Extract", hits: Sequence[Hit], question: str, wante
         "best_page_intent": max([float(h.intent) for h in hits if h.passage.page_id == extract_.page_id] or [0.0]),
         "n_words": float(len(covered_words(question))),
         "asks": float(len(wanted)),
+        "match": 0.0,  # set by the learned gate (Gate.match)
     }
 
 
@@ -517,9 +557,12 @@ def extract(sentences: SentenceIndex, query: np.ndarray, question: str, hits: Se
     kind_missing = missing_kind(focus, " ".join(stating), wanted, anchors=question)
     result = Extract(True, chosen, page, title, coverage, retrieval, best)
     result.features = gate_features(result, hits, question, wanted, followup, nlu_confidence, kind_missing)
+    asked = unit(query) if focus_query is None else unit(unit(query) + unit(focus_query))
+    result.pair = pair_features(asked, sentences.vectors[best.row])
     why = ""
     if settings.ANSWER_GATE == "learned":
         gate = load_gate()
+        result.features["match"] = gate.match(result.pair)
         result.probability = gate.probability(result.features)
         why = "gate" if result.probability < gate.threshold else ""
     elif settings.ANSWER_GATE == "rules":

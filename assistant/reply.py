@@ -157,6 +157,11 @@ async def answer(
         raise generator.GeneratorError("no user text")
     followup = answers.followup_context(events, sentences.is_topic)
     hits, extract, waited = await _extract(events, question, followup, deadline, base_url)
+    # "is it free?" with nothing before it that "it" could be: whatever sentence scores best
+    # answers a question the customer did not ask
+    if extract.answerable and followup is None and answers.is_bare_reference(question, sentences.is_topic):
+        extract.answerable, extract.sentences, extract.why = False, [], "no subject"
+    fragment = answers.is_elliptical(question, lambda word: sentences.is_topic(word, ()))
     if not extract.answerable and followup is None:
         # a message that leans on the conversation but could not be answered alone
         # ("my son is 15 though, is there anything for him?") is read again in context
@@ -168,7 +173,6 @@ async def answer(
                 followup, hits, extract = context, hits2, extract2
     if not extract.answerable:
         # a fragment with nothing before it ("does it cost anything?") names no topic to choose between
-        fragment = answers.is_elliptical(question, lambda word: sentences.is_topic(word, ()))
         choices = clarify_choices(hits, extract) if followup is None and not fragment else []
         if choices:
             return Answer("clarify", CLARIFY_TEXT, hits=hits, latency_ms=waited, extract=extract, choices=choices)

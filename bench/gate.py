@@ -37,6 +37,7 @@ SETS = ["development", "development-2", "development-3", "development-4", "devel
 KINDS = ("answerable", "unanswerable", "followups")
 THRESHOLDS = [round(t, 2) for t in np.arange(0.3, 0.76, 0.05)]
 C = 0.3  # inverse regularisation strength
+MATCH_C = 1.0  # the same for the `match` model (answers.pair_features: 1,536 inputs)
 
 
 async def readings(names: Sequence[str], earlier_gate: Optional[Dict[str, Any]] = None) -> List[Dict[str, Any]]:
@@ -91,7 +92,7 @@ async def readings(names: Sequence[str], earlier_gate: Optional[Dict[str, Any]] 
                 for context in contexts:
                     _, extract, _ = await reply._extract(events, text, context, reply._Deadline(60), None)
                     right = kind != "unanswerable" and bool(re.search(item["fact"], extract.text, re.I))
-                    record["readings"].append({"features": extract.features, "right": right})
+                    record["readings"].append({"features": extract.features, "right": right, "pair": extract.pair})
             records.append(record)
     return records
 
@@ -120,13 +121,63 @@ def rates(counts: Dict[str, Counter]) -> Dict[str, float]:
             for kind in KINDS}
 
 
+# fitted match models by the records they were fitted on (kept, so that no id is reused)
+_match_models: Dict[frozenset, Any] = {}
+
+
+def fit_match(records: Sequence[Dict[str, Any]]) -> Optional[Dict[str, Any]]:
+    """The gate's `match` model (`answers.Gate.match`): a logistic regression over the
+    readings' `answers.pair_features`, labelled right or wrong like the gate; None when
+    the readings carry no pairs. Remembered per set of records (the fits below reuse it)."""
+    from sklearn.linear_model import LogisticRegression
+
+    key = frozenset(id(record) for record in records)
+    if key not in _match_models:
+        rows = [(r.get("pair"), r["right"]) for record in records if not record["routed"] for r in record["readings"]]
+        match = None
+        if rows and all(pair is not None for pair, _ in rows) and len({right for _, right in rows}) == 2:
+            model = LogisticRegression(C=MATCH_C, max_iter=5000).fit(
+                np.array([pair for pair, _ in rows]), np.array([int(right) for _, right in rows]))
+            match = {"match_coef": [round(float(c), 6) for c in model.coef_[0]],
+                     "match_intercept": float(model.intercept_[0])}
+        _match_models[key] = (list(records), match)
+    return _match_models[key][1]
+
+
+def with_match(records: Sequence[Dict[str, Any]], match: Optional[Dict[str, Any]]) -> List[Dict[str, Any]]:
+    """The records with each reading's `match` feature computed by this match model."""
+    if match is None:
+        return list(records)
+    from assistant.answers import Gate
+
+    gate = Gate([], [], [], [], 0.0, 0.0, **match)
+    return [{**record, "readings": [{**r, "features": {**r["features"], "match": gate.match(r["pair"])}}
+                                    for r in record["readings"]]} for record in records]
+
+
+def out_of_set_match(records: Sequence[Dict[str, Any]]) -> List[Dict[str, Any]]:
+    """The records with `match` computed, for each set, by a match model fitted on the other
+    sets: the gate then learns how far to trust `match` on questions the match model never
+    saw, as in use (in-sample, it would trust it far too much)."""
+    names = sorted({record["set"] for record in records})
+    if len(names) < 2:
+        return with_match(records, fit_match(records))
+    scored: List[Dict[str, Any]] = []
+    for name in names:
+        scored += with_match([r for r in records if r["set"] == name],
+                             fit_match([r for r in records if r["set"] != name]))
+    return scored
+
+
 def fit(records: Sequence[Dict[str, Any]], threshold: Optional[float] = None) -> Dict[str, Any]:
-    """The gate fitted on these records; its threshold maximises the mean rate on them
-    unless given."""
+    """The gate fitted on these records (their `match` out of set, and the match model on
+    all of them); its threshold maximises the mean rate on them unless given."""
     from sklearn.linear_model import LogisticRegression
 
     from assistant.answers import GATE_FEATURES, Gate
 
+    match = fit_match(records)
+    records = out_of_set_match(records)
     rows = [([float(r["features"][f]) for f in GATE_FEATURES], r["right"])
             for record in records if not record["routed"] for r in record["readings"]]
     x = np.array([row for row, _ in rows])
@@ -136,12 +187,14 @@ def fit(records: Sequence[Dict[str, Any]], threshold: Optional[float] = None) ->
     model = LogisticRegression(C=C, max_iter=5000).fit((x - mean) / scale, y)
     gate = {"features": list(GATE_FEATURES), "mean": mean.tolist(), "scale": scale.tolist(),
             "coef": model.coef_[0].tolist(), "intercept": float(model.intercept_[0]), "threshold": 0.5}
-    if threshold is None:
+    if threshold is None:  # on the out-of-set `match` figures (the records here)
         def mean_rate(t: float) -> float:
             g = Gate(**{**gate, "threshold": t})
             return sum(rates(outcomes(records, lambda f: g.probability(f) >= t)).values())
         threshold = max(THRESHOLDS, key=mean_rate)
     gate["threshold"] = float(threshold)
+    if match is not None:
+        gate.update(match)
     return gate
 
 
@@ -153,8 +206,11 @@ def leave_one_set_out(records: Sequence[Dict[str, Any]], names: Sequence[str],
 
     total: Dict[str, Counter] = defaultdict(Counter)
     for name in names:
-        gate = Gate(**fit([r for r in records if r["set"] != name], threshold))
-        for kind, counts in outcomes([r for r in records if r["set"] == name],
+        fitted = fit([r for r in records if r["set"] != name], threshold)
+        gate = Gate(**fitted)
+        held = with_match([r for r in records if r["set"] == name], {k: v for k, v in fitted.items() if "match" in k}
+                          if "match_coef" in fitted else None)
+        for kind, counts in outcomes(held,
                                      lambda f: gate.probability(f) >= gate.threshold).items():
             total[kind].update(counts)
     return total
@@ -211,14 +267,19 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
         line(f"learned, each set left out in turn (threshold {threshold}, chosen on these rows)",
              leave_one_set_out(records, args.set, threshold)),
         line("learned, fitted on all (in-sample)",
-             outcomes(records, lambda f: fitted.probability(f) >= fitted.threshold)),
+             outcomes(with_match(records, {k: v for k, v in gate.items() if "match" in k} if "match_coef" in gate
+                                 else None), lambda f: fitted.probability(f) >= fitted.threshold)),
     ]
     print("\n".join(table))
     print(f"threshold {gate['threshold']}; " + ", ".join(
         f"{f} {c:+.2f}" for f, c in zip(gate["features"], gate["coef"])))
     if args.no_write:
         return
-    settings.ANSWER_GATE_FILE.write_text(json.dumps(gate, indent=1) + "\n")
+    # the match model's 1,536 coefficients on one line
+    text = json.dumps({k: v for k, v in gate.items() if k != "match_coef"}, indent=1)
+    if "match_coef" in gate:
+        text = text[:-2] + ',\n "match_coef": ' + json.dumps(gate["match_coef"]) + "\n}"
+    settings.ANSWER_GATE_FILE.write_text(text + "\n")
     n = Counter(r["kind"] for r in records)
     (RESULTS_DIR / "answer-gate.md").write_text("\n".join([
         "# Answerability gate",
