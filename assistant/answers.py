@@ -23,10 +23,10 @@ the right page carries its fact by construction. So a question is answered like 
      development question sets (`python -m bench.gate`), estimates whether the answer
      states the fact asked for; below its threshold, the honest reply with a person
      offered. ANSWER_GATE=rules uses fixed thresholds instead (KNOWLEDGE_MIN_SCORE,
-     ANSWER_MIN_SIMILARITY, ANSWER_MIN_COVERAGE, ANSWER_KIND_GATE). Either way, two
-     checks refuse what no estimate should pass: a best sentence that moves money the
-     other way ("take cash out at the Post Office" answered with paying cash in), and a
-     minimum asked for that no sentence states ("up to £5,000" is not a minimum).
+     ANSWER_MIN_SIMILARITY, ANSWER_MIN_COVERAGE, ANSWER_KIND_GATE). Either way, a
+     minimum asked for that no sentence states ("up to £5,000" is not a minimum) is
+     refused. (A sentence that moves money the other way, paying cash in for "how much
+     cash can I get out?", is never ranked at all.)
   5. Reply: the best sentence, the sentence before it when it starts with a pronoun,
      and the next-best sentence of the same passage when it scores close to the best
      (ANSWER_SECOND_MARGIN); verbatim, in the page's order, with the page's title as
@@ -364,6 +364,8 @@ def rank(sentences: SentenceIndex, query: np.ndarray, focus: str, hits: Sequence
     scored = []
     for row, sim in zip(rows, similarity):
         text = sentences.texts[row]
+        if opposite_direction(focus, text):
+            continue  # "how much cash can I get out?" is not answered by a limit on paying cash in
         kinds = states(text)
         overlap = sentences.overlap(words, row)
         score = (float(sim) + settings.ANSWER_OVERLAP_WEIGHT * overlap
@@ -575,9 +577,7 @@ def extract(sentences: SentenceIndex, query: np.ndarray, question: str, hits: Se
         elif settings.ANSWER_KIND_GATE and kind_missing:
             why = "kind"
     if not why and settings.ANSWER_GATE != "off":
-        if opposite_direction(focus, sentences.texts[best.row]):
-            why = "direction"  # "take cash out at the Post Office" answered with paying cash in
-        elif "least" in wanted and not satisfies("least", " ".join(chosen)):
+        if "least" in wanted and not satisfies("least", " ".join(chosen)):
             why = "minimum"  # "is there a minimum transfer?" answered with a maximum or a fee
     if why:
         result.answerable, result.sentences, result.why = False, [], why

@@ -276,6 +276,7 @@ def place_words(text: str) -> str:
 _MONEY_IN = re.compile(r"\b(pay(?:ing)? (?:\w+ )?in|paid (?:\w+ )?in|deposit\w*|top(?:ping)?[- ]?ups?|topped up|"
                        r"add(?:ing)? money|receiv\w*|send(?:s|ing)? me|sent me|pay(?:s|ing)? me|paid me)\b", re.I)
 _MONEY_OUT = re.compile(r"\b(withdraw\w*|take (?:\w+ )?out|took (?:\w+ )?out|pull (?:\w+ )?out|get (?:some )?cash|"
+                        r"get(?:ting)? (?:\w+ )?out|"
                         r"cash out|spend\w*|spent|send(?!(?:s|ing)? me)\w*|sent(?! me))\b", re.I)
 
 

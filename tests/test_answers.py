@@ -383,9 +383,21 @@ def test_a_question_no_page_answers_is_not_answered(ask, question):
     assert reply.sources == []
 
 
-@pytest.mark.parametrize("question, why", [
+def test_a_sentence_that_moves_money_the_other_way_is_never_chosen(ask):
+    # "get out" is taking money out: the £1,000 a day of cash paid in is not its answer
+    [reply], _ = ask("how much cash can i get out in one day")
+    assert reply.source == "knowledge" and re.search(r"£500\b", reply.text), reply.text
+    assert not any(answers.money_direction(s) == {"in"} for s in reply.extract.sentences)
     # the Post Office page says how to pay cash in; nothing says you can take cash out there
-    ("Can I take cash out at a Post Office counter with my Lakeside card?", "direction"),
+    question = "Can I take cash out at a Post Office counter with my Lakeside card?"
+    [reply], _ = ask(question)
+    assert reply.source in ("no_knowledge", "clarify") and not reply.extract.answerable
+    sentences = llm_reply.load_sentences()
+    best = sentences.texts[reply.extract.best.row]
+    assert not answers.opposite_direction(question, best) and "Post Office" not in best
+
+
+@pytest.mark.parametrize("question, why", [
     # the pages state a fee and a daily maximum for transfers, never a minimum
     ("Is there a minimum amount for an international transfer?", "minimum"),
 ])
@@ -402,6 +414,7 @@ def test_which_way_money_moves():
     assert answers.money_direction("To pay in cash, show the barcode at the Post Office.") == {"in"}
     assert answers.money_direction("what details do I give someone sending me money?") == {"in"}
     assert answers.money_direction("how much can I spend per day?") == {"out"}
+    assert answers.money_direction("how much cash can i get out in one day") == {"out"}
     assert answers.money_direction("You can top up by card up to £5,000 per day.") == {"in"}
     assert answers.money_direction("Can I freeze my card?") == set()
     assert answers.opposite_direction("what's my daily limit for spending online?",
