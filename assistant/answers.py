@@ -337,8 +337,11 @@ class SentenceIndex:
 
 def rank(sentences: SentenceIndex, query: np.ndarray, focus: str, hits: Sequence[Hit],
          avoid: Iterable[str] = (), prefer_pages: Sequence[str] = (),
-         focus_query: Optional[np.ndarray] = None, wanted: Optional[Set[str]] = None) -> List[Scored]:
-    """The sentences of the hits' pages, best first (see the module's docstring)."""
+         focus_query: Optional[np.ndarray] = None, wanted: Optional[Set[str]] = None,
+         question: str = "") -> List[Scored]:
+    """The sentences of the hits' pages, best first (see the module's docstring).
+    `question`: the whole question (with the earlier one for a follow-up), for the way
+    money moves when `focus` does not say ("how much cash can I take out?" "and is it free?")."""
     index = sentences.index
     page_score: Dict[str, float] = {}
     for hit in hits:
@@ -361,10 +364,11 @@ def rank(sentences: SentenceIndex, query: np.ndarray, focus: str, hits: Sequence
     wanted = asks(focus) if wanted is None else wanted
     words = set(content_words(focus))
     avoided = {" ".join(s.split()) for s in avoid}
+    way = focus if money_direction(focus) else question
     scored = []
     for row, sim in zip(rows, similarity):
         text = sentences.texts[row]
-        if opposite_direction(focus, text):
+        if opposite_direction(way, text):
             continue  # "how much cash can I get out?" is not answered by a limit on paying cash in
         kinds = states(text)
         overlap = sentences.overlap(words, row)
@@ -543,7 +547,7 @@ def extract(sentences: SentenceIndex, query: np.ndarray, question: str, hits: Se
     retrieval = hits[0].score if hits else 0.0
     if not hits:
         return Extract(False, [], None, None, 0.0, 0.0, why="no passages")
-    ranked = rank(sentences, query, focus, hits, avoid=followup.said if followup else (),
+    ranked = rank(sentences, query, focus, hits, question=question, avoid=followup.said if followup else (),
                   prefer_pages=followup.pages if followup else (), focus_query=focus_query, wanted=wanted)
     if not ranked:
         return Extract(False, [], None, None, 0.0, retrieval, why="no sentences")
