@@ -388,6 +388,10 @@ def test_a_sentence_that_moves_money_the_other_way_is_never_chosen(ask):
     [reply], _ = ask("how much cash can i get out in one day")
     assert reply.source == "knowledge" and re.search(r"£500\b", reply.text), reply.text
     assert not any(answers.money_direction(s) == {"in"} for s in reply.extract.sentences)
+    # a follow-up that names no way keeps the earlier question's
+    (_, reply), _ = ask("how much cash can i take out a day", "and is it free?")
+    assert reply.followup and re.search(r"free up to £200", reply.text), reply.text
+    assert not any(answers.money_direction(s) == {"in"} for s in reply.extract.sentences)
     # the Post Office page says how to pay cash in; nothing says you can take cash out there
     question = "Can I take cash out at a Post Office counter with my Lakeside card?"
     [reply], _ = ask(question)
