@@ -34,7 +34,7 @@ import numpy as np
 from bench.answers import ANSWERED_BY_ACTION_EXCEPT, RESULTS_DIR, form_intents, load_set
 
 SETS = ["development", "development-2", "development-3", "development-4", "development-5", "development-6",
-        "development-7"]
+        "development-7", "development-8"]
 KINDS = ("answerable", "unanswerable", "followups")
 THRESHOLDS = [round(t, 2) for t in np.arange(0.3, 0.76, 0.05)]
 C = 0.3  # inverse regularisation strength
@@ -289,7 +289,11 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
         f"{n['answerable']} answerable, {n['unanswerable']} unanswerable and {n['followups']} follow-up questions, "
         "through the answer pipeline in process (offline, as `bench.answers --offline`; turns the rules route to "
         "a template or a form count as not answered). The learned gate is a logistic regression over "
-        "`answers.GATE_FEATURES`; the row that leaves each set out is the estimate for unseen questions.",
+        "`answers.GATE_FEATURES`; the row that leaves each set out is the estimate for unseen questions. "
+        "Its `match` feature is the log-odds of a second logistic regression over the question's and the best "
+        f"sentence's embeddings (`answers.pair_features`: u, v, |u - v|, u * v; C = {MATCH_C}); the gate is fitted "
+        "on each set's `match` figures from a match model fitted on the other sets (in a left-out run, on the "
+        "other sets of its training part), and the match model it ships is fitted on all of them.",
         "",
         *table,
         "",
