@@ -74,6 +74,8 @@ SYNONYMS = [
     "phone mobile smartphone",
     "google gpay",
     "money funds",
+    "close shut",
+    "pound quid",
 ]
 _CANONICAL = {stem(w): stem(group.split()[0]) for group in SYNONYMS for w in group.split()}
 

@@ -38,6 +38,7 @@ def test_content_words_drop_stop_words_filler_and_punctuation():
     assert answers.content_words("") == []
     # customers' words meet the pages' ("nicked" is "stolen", "2%" has the word percent)
     assert answers.content_words("my card got nicked overseas") == ["card", "stolen", "abroad"]
+    assert answers.content_words("shut my account, 50 quid left") == answers.content_words("close my account, 50 pounds left")
     assert answers.content_words("what ID do you accept? I'd like to know") == ["id", "accept"]  # ID, not I'd
     assert answers.content_words("a 2% markup") == answers.content_words("what percentage markup") == [
         "percent", "markup"]
