@@ -227,6 +227,27 @@ def test_two_migrations_at_once_both_succeed(db_url):
     assert differences(db_url) == []
 
 
+def test_a_migration_waits_out_a_lock_held_longer_than_the_busy_timeout(tmp_path):
+    """SQLite: another process holds the write lock for 12 s, past the 10 s busy timeout (a
+    migration on a loaded machine); the migration still ends at head once it is released."""
+    import sqlite3
+    import time
+
+    path = tmp_path / "bank.db"
+    holder = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+    holder.execute("BEGIN IMMEDIATE")
+    released = threading.Timer(12.0, holder.rollback)
+    released.start()
+    started = time.monotonic()
+    try:
+        before, after = migrations.migrate(f"sqlite:///{path}")
+    finally:
+        released.join()
+        holder.close()
+    assert time.monotonic() - started >= 11.5
+    assert (before, after) == (None, migrations.head_revision())
+
+
 def test_a_bad_url_is_one_clear_line():
     result = subprocess.run([sys.executable, "-m", "assistant.bank", "migrate"], capture_output=True, text=True,
                             cwd=settings.ROOT, env={**os.environ, "BANK_DB_URL": "mysql://x/y"}, timeout=60)

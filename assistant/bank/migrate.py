@@ -21,6 +21,7 @@ before committing.
 from __future__ import annotations
 
 import functools
+import time
 from pathlib import Path
 from typing import Optional, Tuple
 
@@ -34,6 +35,7 @@ from assistant.bank.engine import sync_engine
 MIGRATIONS = Path(__file__).resolve().parent / "migrations"
 # pg_advisory_xact_lock's key: any fixed number no other part of the system uses.
 LOCK_KEY = 0x6C616B65  # "lake"
+SQLITE_LOCKED_RETRY_S = 60.0
 
 
 def alembic_config(connection: Optional[sa.engine.Connection] = None) -> Config:
@@ -55,7 +57,20 @@ def head_revision() -> str:
 
 
 def migrate(url: Optional[str] = None, revision: str = "head") -> Tuple[Optional[str], Optional[str]]:
-    """Upgrade the bank database to `revision`; (revision before, revision after)."""
+    """Upgrade the bank database to `revision`; (revision before, revision after). On
+    SQLite, a process that finds the database locked by another one's migration for longer
+    than the busy timeout (a loaded machine) tries again, for up to a minute."""
+    deadline = time.monotonic() + SQLITE_LOCKED_RETRY_S
+    while True:
+        try:
+            return _migrate(url, revision)
+        except sa.exc.OperationalError as error:
+            if "database is locked" not in str(error) or time.monotonic() > deadline:
+                raise
+            time.sleep(0.5)
+
+
+def _migrate(url: Optional[str], revision: str) -> Tuple[Optional[str], Optional[str]]:
     engine = sync_engine(url)
     try:
         with engine.begin() as connection:
