@@ -12,7 +12,11 @@ the right page carries its fact by construction. So a question is answered like 
   2. Retrieve: the passages of the best pages (assistant/knowledge.py, with the NLU's
      intent ranking as a prior).
   3. Rank sentences of those passages: cosine similarity of the sentence to the query,
-     plus the share of the question's content words it contains (IDF-weighted), plus a
+     plus ANSWER_FACT_WEIGHT times the query's best similarity to the customer questions
+     the page lists for that sentence (front matter `facts:`; its own similarity when it
+     has none: a customer's "need to pay my builder £30,000 today, in one go?" is far
+     closer to such a question than to "The most you can send in one transfer is
+     £25,000"), plus the share of the question's content words it contains (IDF-weighted), plus a
      bonus when it states the kind of fact asked for (an amount for "how much", a
      duration for "how long", a place in the app for "where"), plus its page's
      retrieval score relative to the best page.
@@ -244,6 +248,7 @@ class Scored:
     similarity: float
     overlap: float
     kinds: Set[str]
+    fact: float = 0.0  # similarity to the customer questions the sentence answers (its own without any)
 
 
 @dataclass
@@ -358,21 +363,26 @@ def rank(sentences: SentenceIndex, query: np.ndarray, focus: str, hits: Sequence
         return []
     vectors = sentences.vectors[rows]
     similarity = vectors @ unit(query)
+    # how close the query is to the customer questions a sentence answers (its page's
+    # `facts:`); a sentence without any counts its own similarity
+    fact = index.fact_similarity(query)[rows]
     if focus_query is not None:  # a follow-up: what it asks, within the earlier question's topic
         similarity = (similarity + vectors @ unit(focus_query)) / 2
+        fact = (fact + index.fact_similarity(focus_query)[rows]) / 2
+    fact = np.where(np.isnan(fact), similarity, fact)
     passage_similarity = index.vectors @ unit(query)  # the section's own (its heading says what it is about)
     wanted = asks(focus) if wanted is None else wanted
     words = set(content_words(focus))
     avoided = {" ".join(s.split()) for s in avoid}
     way = focus if money_direction(focus) else question
     scored = []
-    for row, sim in zip(rows, similarity):
+    for row, sim, fact_sim in zip(rows, similarity, fact):
         text = sentences.texts[row]
         if opposite_direction(way, text):
             continue  # "how much cash can I get out?" is not answered by a limit on paying cash in
         kinds = states(text)
         overlap = sentences.overlap(words, row)
-        score = (float(sim) + settings.ANSWER_OVERLAP_WEIGHT * overlap
+        score = (float(sim) + settings.ANSWER_FACT_WEIGHT * float(fact_sim) + settings.ANSWER_OVERLAP_WEIGHT * overlap
                  + settings.ANSWER_SECTION_WEIGHT * float(passage_similarity[index.sentence_rows[row]])
                  + settings.ANSWER_KIND_WEIGHT * any(satisfies(k, text) for k in wanted
                                                      if k != "place" and not k.startswith("period:"))
@@ -381,7 +391,7 @@ def rank(sentences: SentenceIndex, query: np.ndarray, focus: str, hits: Sequence
                                                   - best_page))
         if any(text in said for said in avoided):
             score -= settings.ANSWER_REPEAT_PENALTY
-        scored.append(Scored(row, score, float(sim), overlap, kinds))
+        scored.append(Scored(row, score, float(sim), overlap, kinds, float(fact_sim)))
     scored.sort(key=lambda s: -s.score)
     return scored
 
@@ -440,9 +450,10 @@ def compose(sentences: SentenceIndex, ranked: Sequence[Scored]) -> List[int]:
 # score), the share of the question's words the page has, whether the kind of fact asked
 # for is stated, the NLU's confidence, whether the message was read as a follow-up, and
 # how much the question says; and `match`, a learned reading of the question's and the best
-# sentence's embeddings together (`Gate.match`).
+# sentence's embeddings together (`Gate.match`); and `fact`, the question's similarity to the
+# customer questions the best sentence answers (`facts:` of its page).
 GATE_FEATURES = ("retrieval", "similarity", "coverage", "overlap", "score", "kind_missing", "nlu", "followup",
-                 "intent_prior", "page_margin", "best_page_intent", "n_words", "asks", "match")
+                 "intent_prior", "page_margin", "best_page_intent", "n_words", "asks", "match", "fact")
 
 
 def pair_features(question: np.ndarray, sentence: np.ndarray) -> np.ndarray:
@@ -532,6 +543,7 @@ def gate_features(extract_: "Extract", hits: Sequence[Hit], question: str, wante
         "n_words": float(len(covered_words(question))),
         "asks": float(len(wanted)),
         "match": 0.0,  # set by the learned gate (Gate.match)
+        "fact": best.fact if best else 0.0,
     }
 
 
@@ -574,7 +586,7 @@ def extract(sentences: SentenceIndex, query: np.ndarray, question: str, hits: Se
     elif settings.ANSWER_GATE == "rules":
         if followup is None and retrieval < settings.KNOWLEDGE_MIN_SCORE:
             why = "retrieval"
-        elif followup is None and best.similarity < settings.ANSWER_MIN_SIMILARITY:
+        elif followup is None and max(best.similarity, best.fact) < settings.ANSWER_MIN_SIMILARITY:
             why = "similarity"
         elif coverage < settings.ANSWER_MIN_COVERAGE:
             why = "coverage"

@@ -6,7 +6,10 @@ passage, one per sentence of each passage (with the page title in front), and on
 example question of a page: the customer questions its front matter lists
 (`questions:`) and the NLU training examples of the intents it lists
 (data/nlu/banking77.yml), all embedded with all-MiniLM-L6-v2, the model the
-generator's /v1/embeddings serves.
+generator's /v1/embeddings serves. The questions a page lists under `facts:` are about one
+of its sentences each (`sentence:`, a verbatim piece of it): they are example questions of
+the page, and `fact_similarity` gives each sentence the query's similarity to its own, for
+assistant/answers.py to rank the sentence that states the fact asked.
 
 Retrieval scores a passage by a weighted mean of two cosine similarities to the query:
 PASSAGE_WEIGHT (0.3) times the passage's own (the better of the whole section's and its
@@ -77,7 +80,7 @@ from assistant.guardrails import SENTENCE_END
 
 # Bump when the way pages become passages (or passages become embedded text) changes:
 # an index built by an older version is then stale.
-FORMAT_VERSION = 4
+FORMAT_VERSION = 5
 EMBED_BATCH = 32
 # The relevance score: PASSAGE_WEIGHT * passage similarity + (1 - PASSAGE_WEIGHT) * best
 # example question's similarity, where an NLU example counts NLU_EXAMPLE_PENALTY less.
@@ -105,8 +108,7 @@ class Passage:
 
     def sentence_texts(self) -> List[str]:
         """What is embedded for each sentence of three words or more: the page title gives it its topic."""
-        return [f"{self.title}. {sentence}" for sentence in SENTENCE_END.split(self.text)
-                if len(sentence.split()) >= 3]
+        return [f"{self.title}. {sentence}" for sentence in page_sentences(self)]
 
 
 @dataclass(frozen=True)
@@ -231,6 +233,44 @@ def load_examples(directory: Path = settings.KNOWLEDGE_DIR, nlu_file: Path = set
     return examples
 
 
+def page_sentences(passage: Passage) -> List[str]:
+    """The passage's sentences of three words or more, as the pages have them (Passage.sentence_texts
+    puts the title in front of each for embedding)."""
+    return [sentence for sentence in SENTENCE_END.split(passage.text) if len(sentence.split()) >= 3]
+
+
+def load_facts(directory: Path = settings.KNOWLEDGE_DIR) -> List[Tuple[str, str, str]]:
+    """(question, page id, sentence): the customer questions a page's front matter lists under
+    `facts:` for one of its sentences (`sentence:` is a verbatim piece of it, unique on the page)."""
+    facts = []
+    for path in page_files(directory):
+        meta, _ = _front_matter(path)
+        for i, fact in enumerate(meta.get("facts") or []):
+            piece = " ".join(str((fact or {}).get("sentence") or "").split())
+            questions = (fact or {}).get("questions") or []
+            if not piece or not isinstance(questions, list):
+                raise KnowledgeError(f"{path}: facts[{i}] needs a sentence and a list of questions")
+            facts += [(" ".join(str(q).split()), meta["id"], piece) for q in questions if str(q).strip()]
+    return facts
+
+
+def fact_rows(passages: Sequence[Passage], facts: Sequence[Tuple[str, str, str]]) -> List[int]:
+    """The sentence row (the order of Passage.sentence_texts over all passages) each fact
+    question answers; KnowledgeError when its `sentence` is in no sentence of its page, or in several."""
+    rows: Dict[Tuple[str, str], List[int]] = {}
+    sentences = [(passage.page_id, text) for passage in passages for text in page_sentences(passage)]
+    found = []
+    for question, page, piece in facts:
+        if (page, piece) not in rows:
+            rows[page, piece] = [row for row, (p, text) in enumerate(sentences) if p == page and piece in text]
+        match = rows[page, piece]
+        if len(match) != 1:
+            raise KnowledgeError(f"knowledge/{page}.md: facts sentence {piece!r} is in {len(match)} sentences of the "
+                                 "page, not exactly one: quote more of the sentence it answers")
+        found.append(match[0])
+    return found
+
+
 def digest(directory: Path = settings.KNOWLEDGE_DIR, nlu_file: Path = settings.KNOWLEDGE_EXAMPLES) -> str:
     """Changes whenever a page or the examples change, or the way they are split."""
     h = hashlib.sha256(f"format {FORMAT_VERSION}\n".encode())
@@ -245,7 +285,7 @@ class KnowledgeIndex:
                  example_pages: Sequence[str] = (), example_vectors: Optional[np.ndarray] = None,
                  page_intents: Optional[Mapping[str, Sequence[str]]] = None,
                  sentence_rows: Sequence[int] = (), sentence_vectors: Optional[np.ndarray] = None,
-                 example_nlu: Optional[Sequence[bool]] = None):
+                 example_nlu: Optional[Sequence[bool]] = None, example_sentences: Optional[Sequence[int]] = None):
         if len(passages) != len(vectors):
             raise KnowledgeError("passages and vectors differ in number")
         self.passages = list(passages)
@@ -264,6 +304,11 @@ class KnowledgeIndex:
             example_nlu, dtype=bool)
         if len(self.example_nlu) != len(self.example_pages):
             raise KnowledgeError("example pages and kinds differ in number")
+        # the sentence a page's `facts:` question is about (its row), -1 for the other examples
+        self.example_sentences = (np.full(len(self.example_pages), -1, np.int64) if example_sentences is None
+                                  else np.asarray(example_sentences, dtype=np.int64))
+        if len(self.example_sentences) != len(self.example_pages):
+            raise KnowledgeError("example pages and sentences differ in number")
         self.sentence_rows = np.asarray(sentence_rows, dtype=np.int64)  # the passage of each sentence
         self.sentence_vectors = (np.zeros((0, dims), np.float32) if sentence_vectors is None
                                  else np.asarray(sentence_vectors, dtype=np.float32))
@@ -272,6 +317,10 @@ class KnowledgeIndex:
         if len(self.sentence_rows) and not 0 <= int(self.sentence_rows.min()) <= int(self.sentence_rows.max()) < len(
                 self.passages):
             raise KnowledgeError("a sentence row names no passage")
+        if len(self.example_sentences) and int(self.example_sentences.max()) >= len(self.sentence_rows):
+            raise KnowledgeError("an example names no sentence")
+        fact = self.example_sentences >= 0
+        self._fact_rows, self._fact_vectors = self.example_sentences[fact], self.example_vectors[fact]
         pages = sorted(self.titles)
         self._page_index = {page: i for i, page in enumerate(pages)}
         self._passage_page = np.array([self._page_index[p.page_id] for p in self.passages])
@@ -328,6 +377,14 @@ class KnowledgeIndex:
         return [Hit(float(scores[i]), float(similarity[i]), float(page_similarity[i]), self.passages[i], int(i),
                     float(lexical[i]), float(intent[i])) for i in order]
 
+    def fact_similarity(self, query: np.ndarray) -> np.ndarray:
+        """Per sentence, the best cosine similarity of the query to the `facts:` questions
+        about it; NaN for a sentence without any."""
+        best = np.full(len(self.sentence_rows), np.nan, dtype=np.float32)
+        if len(self._fact_rows):
+            np.fmax.at(best, self._fact_rows, self._fact_vectors @ unit(query))
+        return best
+
     def vectors_of(self, hits: Sequence[Hit]) -> np.ndarray:
         """The passage vectors of some hits, in order (to compare replies with what was retrieved)."""
         return self.vectors[[hit.row for hit in hits]]
@@ -341,7 +398,8 @@ class KnowledgeIndex:
         try:
             with os.fdopen(fd, "wb") as out:
                 np.savez(out, vectors=self.vectors, example_vectors=self.example_vectors,
-                         example_nlu=self.example_nlu, sentence_vectors=self.sentence_vectors,
+                         example_nlu=self.example_nlu, example_sentences=self.example_sentences,
+                         sentence_vectors=self.sentence_vectors,
                          meta=np.array(json.dumps(meta)))
             os.chmod(tmp, 0o644)
             os.replace(tmp, path)  # readers never see half a file
@@ -359,7 +417,7 @@ class KnowledgeIndex:
                 return cls([Passage(**p) for p in meta["passages"]], data["vectors"], meta["model"],
                            meta["digest"], meta["example_pages"], data["example_vectors"],
                            sentence_rows=meta["sentence_rows"], sentence_vectors=data["sentence_vectors"],
-                           example_nlu=data["example_nlu"])
+                           example_nlu=data["example_nlu"], example_sentences=data["example_sentences"])
         except (OSError, KeyError, ValueError) as error:
             raise KnowledgeError(f"cannot read the knowledge index {path}: {error}") from error
 

@@ -1,5 +1,5 @@
-"""Build the knowledge index offline: embed the pages' passages, their sentences and the
-NLU examples into build/knowledge/index.npz (assistant/knowledge.py reads it).
+"""Build the knowledge index offline: embed the pages' passages, their sentences, their
+example questions (front matter `questions:` and `facts:`) and the NLU examples into build/knowledge/index.npz (assistant/knowledge.py reads it).
 
     .venvs/generator/bin/python -m assistant.knowledge build     # with the generator's own code
     python -m assistant.knowledge build --url http://127.0.0.1:8000/v1
@@ -18,7 +18,8 @@ import numpy as np
 
 from assistant import settings
 from assistant.knowledge import (
-    EMBED_BATCH, Embedder, KnowledgeIndex, digest, load_current, load_examples, load_page_intents, load_passages, unit,
+    EMBED_BATCH, Embedder, KnowledgeIndex, digest, fact_rows, load_current, load_examples, load_facts, load_page_intents,
+    load_passages, unit,
 )
 
 
@@ -34,12 +35,15 @@ def build(embed: Embedder, directory: Path = settings.KNOWLEDGE_DIR, model: str 
     source_digest = digest(directory, nlu_file)
     vectors = _embed_all(embed, [p.embedding_text() for p in passages])
     examples = load_examples(directory, nlu_file)
+    facts = load_facts(directory)  # questions about one sentence: examples of its page too
+    example_sentences = [-1] * len(examples) + fact_rows(passages, facts)
+    examples += [(question, page, False) for question, page, _ in facts]
     example_vectors = _embed_all(embed, [text for text, _, _ in examples], vectors.shape[1])
     sentences = [(row, text) for row, passage in enumerate(passages) for text in passage.sentence_texts()]
     sentence_vectors = _embed_all(embed, [text for _, text in sentences], vectors.shape[1])
     return KnowledgeIndex(passages, vectors, model, source_digest, [page for _, page, _ in examples], example_vectors,
                           load_page_intents(directory), [row for row, _ in sentences], sentence_vectors,
-                          [nlu for _, _, nlu in examples])
+                          [nlu for _, _, nlu in examples], example_sentences)
 
 
 # -- the build command --------------------------------------------------------------

@@ -130,6 +130,8 @@ def load_sentences() -> answers.SentenceIndex:
         for text, page, from_nlu in knowledge.load_examples(settings.KNOWLEDGE_DIR, settings.KNOWLEDGE_EXAMPLES):
             if not from_nlu:
                 questions.setdefault(page, []).append(text)
+        for text, page, _ in knowledge.load_facts(settings.KNOWLEDGE_DIR):
+            questions.setdefault(page, []).append(text)
         _sentences = answers.SentenceIndex(index, questions)
     return _sentences
 

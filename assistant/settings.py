@@ -118,6 +118,8 @@ ANSWER_TOP_K = _int("ANSWER_TOP_K", 6)
 # content words the sentence contains, a bonus when it states the kind of fact asked for
 # (amount, duration, place in the app), and its page's retrieval score minus the best page's.
 ANSWER_OVERLAP_WEIGHT = _float("ANSWER_OVERLAP_WEIGHT", 0.3)
+# Weight of a sentence's closest `facts:` question (knowledge pages' front matter) in its rank.
+ANSWER_FACT_WEIGHT = _float("ANSWER_FACT_WEIGHT", 1.0)
 ANSWER_KIND_WEIGHT = _float("ANSWER_KIND_WEIGHT", 0.1)
 # ... plus this weight times its section's cosine similarity to the question.
 ANSWER_SECTION_WEIGHT = _float("ANSWER_SECTION_WEIGHT", 0.7)

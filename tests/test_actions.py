@@ -27,7 +27,7 @@ from rasa_sdk import Tracker
 from rasa_sdk.executor import CollectingDispatcher
 
 from actions import llm_reply
-from assistant import knowledge, knowledge_build, reply, settings
+from assistant import answers, knowledge, knowledge_build, reply, settings
 from assistant import generator_client as generator
 from assistant.prompt import build_prompt, recent_messages, system_prompt
 from assistant.knowledge import Passage
@@ -830,6 +830,42 @@ def test_pages_split_into_passages(tmp_path):
     ]
     assert passages[0].text == ("A new Lakeside card usually arrives within 3–5 working days at a UK address. "
                                 "Delivery to an address outside the UK takes up to 10 working days.")
+
+
+def test_a_question_about_one_fact_leads_to_the_sentence_that_states_it(tmp_path, monkeypatch):
+    """The questions a page lists under `facts:` belong to one of its sentences: a message
+    worded like them ranks that sentence first although it shares no content word with it,
+    and they are examples of the page for retrieval. A `sentence:` that names no sentence of
+    the page, or several, stops the build."""
+    express = "Express delivery costs £5 and the card arrives the next working day at a UK address."
+    facts = ('facts:\n  - sentence: "Express delivery costs £5"\n    questions:\n'
+             '      - "off on holiday tomorrow, can it reach me quicker"\n      - "  faster   shipping price"\n')
+    page = PAGES["card-delivery"].replace("  - card_arrival\n", "  - card_arrival\n" + facts)
+    asked = "I'm off on holiday tomorrow. Can it reach me quicker?"
+    assert not set(answers.content_words(asked)) & set(answers.content_words(express))
+    index = index_pages(tmp_path, monkeypatch, {**PAGES, "card-delivery": page})
+    assert knowledge.load_facts(tmp_path)[1] == ("faster shipping price", "card-delivery", "Express delivery costs £5")
+    row = [r for r, p in enumerate(index.sentence_rows)
+           if express in index.passages[p].text and index.passages[p].heading == "Express delivery"]
+    assert index.example_sentences.tolist()[-2:] == row * 2 and (index.example_sentences[:-2] == -1).all()
+    index.save(tmp_path / "index.npz")
+    loaded = knowledge.KnowledgeIndex.load(tmp_path / "index.npz")
+    assert loaded.example_sentences.tolist() == index.example_sentences.tolist()
+    similarity = loaded.fact_similarity(bag_of_words("faster shipping price"))
+    assert similarity[row[0]] == pytest.approx(1.0) and np.isnan(np.delete(similarity, row[0])).all()
+    # through the action: the express sentence answers, from the fact question alone
+    _, messages, _ = run_action([_user(asked)], (), monkeypatch)
+    assert messages[0]["source"] == "knowledge" and messages[0]["sources"] == ["card-delivery"]
+    assert express in messages[0]["text"]
+    # without its fact questions the same message is not answered with it
+    index_pages(tmp_path, monkeypatch, PAGES)
+    _, messages, _ = run_action([_user(asked)], (), monkeypatch)
+    assert express not in messages[0]["text"]
+    for wrong, count in (("Express delivery costs £6", 0), ("at a UK address", 2)):
+        (tmp_path / "card-delivery.md").write_text(page.replace("Express delivery costs £5\"", wrong + '"'))
+        with pytest.raises(knowledge.KnowledgeError, match=f"is in {count} sentences"):
+            knowledge_build.build(lambda texts: np.stack([bag_of_words(t) for t in texts]), tmp_path,
+                                  nlu_file=tmp_path / "no-examples.yml")
 
 
 def test_the_action_server_refuses_to_start_without_a_current_index(tmp_path):
