@@ -16,7 +16,8 @@ the right page carries its fact by construction. So a question is answered like 
      the page lists for that sentence (front matter `facts:`; its own similarity when it
      has none: a customer's "need to pay my builder £30,000 today, in one go?" is far
      closer to such a question than to "The most you can send in one transfer is
-     £25,000"), plus the share of the question's content words it contains (IDF-weighted), plus a
+     £25,000"), plus the share of the question's content words it contains
+     (IDF-weighted), plus a
      bonus when it states the kind of fact asked for (an amount for "how much", a
      duration for "how long", a place in the app for "where"), plus its page's
      retrieval score relative to the best page.
@@ -382,7 +383,8 @@ def rank(sentences: SentenceIndex, query: np.ndarray, focus: str, hits: Sequence
             continue  # "how much cash can I get out?" is not answered by a limit on paying cash in
         kinds = states(text)
         overlap = sentences.overlap(words, row)
-        score = (float(sim) + settings.ANSWER_FACT_WEIGHT * float(fact_sim) + settings.ANSWER_OVERLAP_WEIGHT * overlap
+        score = (float(sim) + settings.ANSWER_FACT_WEIGHT * float(fact_sim)
+                 + settings.ANSWER_OVERLAP_WEIGHT * overlap
                  + settings.ANSWER_SECTION_WEIGHT * float(passage_similarity[index.sentence_rows[row]])
                  + settings.ANSWER_KIND_WEIGHT * any(satisfies(k, text) for k in wanted
                                                      if k != "place" and not k.startswith("period:"))

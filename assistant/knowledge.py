@@ -45,8 +45,8 @@ a question the knowledge base has too little to say about (the NLU is confident 
 a banking topic for many questions the pages do not answer). Without a ranking the
 term is 0 and the order is the one without it.
 
-The index is built ahead of time into build/knowledge/index.npz (about 19 MB; three
-minutes on one CPU core), with a digest of the files it was built from:
+The index is built ahead of time into build/knowledge/index.npz (about 21 MB; three
+to seven minutes on one CPU core), with a digest of the files it was built from:
 
     .venvs/generator/bin/python -m assistant.knowledge build     # offline, with the generator's own code
     python -m assistant.knowledge build --url http://127.0.0.1:8000/v1

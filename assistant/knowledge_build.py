@@ -1,5 +1,6 @@
 """Build the knowledge index offline: embed the pages' passages, their sentences, their
-example questions (front matter `questions:` and `facts:`) and the NLU examples into build/knowledge/index.npz (assistant/knowledge.py reads it).
+example questions (front matter `questions:` and `facts:`) and the NLU examples into
+build/knowledge/index.npz (assistant/knowledge.py reads it).
 
     .venvs/generator/bin/python -m assistant.knowledge build     # with the generator's own code
     python -m assistant.knowledge build --url http://127.0.0.1:8000/v1
@@ -18,8 +19,8 @@ import numpy as np
 
 from assistant import settings
 from assistant.knowledge import (
-    EMBED_BATCH, Embedder, KnowledgeIndex, digest, fact_rows, load_current, load_examples, load_facts, load_page_intents,
-    load_passages, unit,
+    EMBED_BATCH, Embedder, KnowledgeIndex, digest, fact_rows, load_current, load_examples, load_facts,
+    load_page_intents, load_passages, unit,
 )
 
 
