@@ -73,10 +73,6 @@ def rows(sender_id: Text, events: Sequence[Any], now: Optional[float] = None) ->
             for e in events]
 
 
-def create_table(sync_engine: sa.engine.Engine) -> None:
-    METADATA.create_all(sync_engine)
-
-
 class OutboxEventBroker(EventBroker):
     """Rasa's event broker slot, filled by the outbox publisher.
 

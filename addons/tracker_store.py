@@ -197,6 +197,28 @@ def _row(sender_id: Text, event: Event) -> Dict[str, Any]:
     }
 
 
+def _created_by_another(error: sa.exc.DBAPIError) -> bool:
+    text = str(error.orig).lower()
+    # SQLite: "table events already exists"; PostgreSQL: DuplicateTable, or the
+    # unique index on type names when two CREATE TABLE statements commit together.
+    return "already exists" in text or "pg_type_typname_nsp_index" in text
+
+
+def create_all_tolerating_others(metadata: sa.MetaData, engine: sa.engine.Engine, attempts: int = 3) -> None:
+    """`metadata.create_all`, safe when another process creates the same tables at the
+    same moment (replicas started together on one database). create_all checks, then
+    creates: a table made in between fails the CREATE with "already exists"; the next
+    attempt's check then finds it and creates only what is still missing."""
+    for attempt in range(attempts):
+        try:
+            metadata.create_all(engine)
+            return
+        except (sa.exc.OperationalError, sa.exc.ProgrammingError, sa.exc.IntegrityError) as error:
+            if attempt == attempts - 1 or not _created_by_another(error):
+                raise
+            logger.info("Tables were created by another process meanwhile (%s); checking again", error.orig)
+
+
 class AsyncSQLTrackerStore(TrackerStore, SerializedTrackerAsText):
     """Rasa's SQL tracker store with non-blocking database access."""
 
@@ -237,8 +259,8 @@ class AsyncSQLTrackerStore(TrackerStore, SerializedTrackerAsText):
         backend = url.get_backend_name()
         engine = sa.create_engine(url.set(drivername=backend if backend == "sqlite" else "postgresql"))
         try:
-            SQLTrackerStore.Base.metadata.create_all(engine)
-            outbox.create_table(engine)
+            create_all_tolerating_others(SQLTrackerStore.Base.metadata, engine)
+            create_all_tolerating_others(outbox.METADATA, engine)
         finally:
             engine.dispose()
 

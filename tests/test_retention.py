@@ -64,7 +64,7 @@ def test_erase_removes_one_sender_everywhere(store_url, tmp_path, monkeypatch):
     assert _count(store_url, target) == 3 and target in log.read_text()
     # events still waiting for the broker (addons/outbox.py) are erased too
     engine = sa.create_engine(store_url)
-    outbox.create_table(engine)
+    outbox.METADATA.create_all(engine)
     with engine.begin() as connection:
         connection.execute(outbox.INSERT, [{"sender_id": s, "body": "{}", "created_at": time.time()}
                                            for s in (target, target, other)])

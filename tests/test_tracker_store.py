@@ -11,6 +11,8 @@ from rasa.shared.core.domain import Domain
 from rasa.shared.core.events import ActionExecuted, BotUttered, UserUttered
 from rasa.shared.core.trackers import DialogueStateTracker
 
+from rasa.core.tracker_store import SQLTrackerStore
+
 from addons.tracker_store import DEFAULT_URL, AsyncSQLTrackerStore, EnvSQLTrackerStore
 
 def _turn(text: str, intent: str, reply: str):
@@ -58,6 +60,45 @@ def test_conversation_round_trips_through_a_new_store(store_url, monkeypatch, fi
     final = asyncio.run(scenario())
     assert [e.text for e in final.events if isinstance(e, UserUttered)] == ["hi", "thanks"]
     assert _row_count(store_url, sender) == 8  # each event stored exactly once
+
+
+def test_a_replica_starts_when_another_creates_the_tables_at_the_same_moment(tmp_path, monkeypatch):
+    """Replicas started together on a new database each check for the events table and
+    create it: one's CREATE fails with "table events already exists" when the other's
+    commits in between (CI once lost a test module's replicas to it). Here the other
+    replica's CREATE is made to land in that gap (a before_create hook); the store still
+    starts and works, with one events table."""
+    url = f"sqlite:///{tmp_path / 'new.db'}"
+    monkeypatch.setenv("TRACKER_STORE_URL", url)
+    events = SQLTrackerStore.SQLEvent.__table__
+    other_replica = sa.create_engine(url)
+    raced = []
+
+    def other_replica_creates_it_first(*_args, **_kwargs):
+        if not raced:
+            raced.append(True)
+            with other_replica.begin() as connection:
+                events.create(connection)
+
+    sa.event.listen(events, "before_create", other_replica_creates_it_first)
+    try:
+        store = AsyncSQLTrackerStore(domain=Domain.empty())
+    finally:
+        sa.event.remove(events, "before_create", other_replica_creates_it_first)
+        other_replica.dispose()
+    assert raced, "the hook never ran: the race was not reproduced"
+    sender = f"race-{uuid.uuid4().hex}"
+
+    async def round_trip():
+        await store.save(DialogueStateTracker.from_events(sender, _turn("hi", "greet", "Hello!")))
+        restored = await store.retrieve(sender)
+        await store.close()
+        return restored
+
+    assert [e.text for e in asyncio.run(round_trip()).events if isinstance(e, UserUttered)] == ["hi"]
+    with sa.create_engine(url).connect() as connection:
+        assert connection.execute(sa.text(
+            "SELECT COUNT(*) FROM sqlite_master WHERE type = 'table' AND name = 'events'")).scalar() == 1
 
 
 def test_environment_selects_the_database(monkeypatch, tmp_path):
