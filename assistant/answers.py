@@ -34,8 +34,10 @@ the right page carries its fact by construction. So a question is answered like 
      cash can I get out?", is never ranked at all.)
   5. Reply: the best sentence, the sentence before it when it starts with a pronoun,
      and the next-best sentence of the same passage when it scores close to the best
-     (ANSWER_SECOND_MARGIN); verbatim, in the page's order, with the page's title as
-     the source.
+     (ANSWER_SECOND_MARGIN); when these state none of the kind of fact asked for ("how
+     do I get a new one?" answered with why the chip fails), the page's best sentence
+     that does, if it scores within ANSWER_KIND_MARGIN; verbatim, in the page's order,
+     with the page's title as the source.
 
 This module needs only numpy (and assistant.knowledge, assistant.facts): no Rasa, no generator.
 """
@@ -418,11 +420,17 @@ def repeats(text: str, chosen: Sequence[str]) -> bool:
     return len(words) >= 6 and len(words - set(content_words(said))) <= len(words) / 5
 
 
-def compose(sentences: SentenceIndex, ranked: Sequence[Scored]) -> List[int]:
+# The kinds of fact `states` finds in a sentence (facts._STATES).
+STATED_KINDS = frozenset({"money", "time", "count", "place", "rate"})
+
+
+def compose(sentences: SentenceIndex, ranked: Sequence[Scored], wanted: Iterable[str] = ()) -> List[int]:
     """The rows to send: the best sentence, the one before it when it opens with a pronoun,
     and up to ANSWER_MAX_SENTENCES in all of the same page that score within
     ANSWER_SECOND_MARGIN of the best and do not repeat one already chosen; in the page's
-    order."""
+    order. When they state none of a `wanted` kind ("how do I get a new one?" answered
+    with why the card fails, not where to order one), the page's best sentence that does
+    joins them if it scores within ANSWER_KIND_MARGIN of the best."""
     index = sentences.index
     best = ranked[0]
 
@@ -438,6 +446,15 @@ def compose(sentences: SentenceIndex, ranked: Sequence[Scored]) -> List[int]:
     # a repeat takes its place without being sent: the same sentences as without the check, fewer
     rows = [row for i, row in enumerate(rows)
             if not repeats(sentences.texts[row], [sentences.texts[r] for r in rows[:i]])]
+    for kind in sorted(set(wanted) & STATED_KINDS):
+        if len(rows) >= settings.ANSWER_MAX_SENTENCES or satisfies(kind, " ".join(sentences.texts[r] for r in rows)):
+            continue
+        for other in ranked[1:]:
+            if other.score < best.score - settings.ANSWER_KIND_MARGIN:
+                break
+            if page(other.row) == page(best.row) and other.row not in rows and satisfies(kind, sentences.texts[other.row]):
+                rows.append(other.row)
+                break
     for row in list(rows):
         if _NEEDS_PREVIOUS.match(sentences.texts[row]) and row > 0 \
                 and int(index.sentence_rows[row - 1]) == int(index.sentence_rows[row]) and row - 1 not in rows:
@@ -569,7 +586,7 @@ def extract(sentences: SentenceIndex, query: np.ndarray, question: str, hits: Se
     page = sentences.index.passages[int(sentences.index.sentence_rows[best.row])].page_id
     coverage = max(sentences.coverage(covered_words(text), page) for text in asked_parts(question))
     title = sentences.index.titles[page]
-    rows = compose(sentences, ranked)
+    rows = compose(sentences, ranked, wanted)
     chosen = [sentences.texts[r] for r in rows]
     similar = {s.row: s.similarity for s in ranked}
     floor = settings.ANSWER_KIND_MIN_SIMILARITY if followup is None else 0.0

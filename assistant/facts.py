@@ -76,6 +76,11 @@ SYNONYMS = [
     "money funds",
     "close shut",
     "pound quid",
+    # a period by its adjective: "daily limit" is the limit "per day"
+    "day daily",
+    "week weekly",
+    "month monthly",
+    "year yearly annual annually",
 ]
 _CANONICAL = {stem(w): stem(group.split()[0]) for group in SYNONYMS for w in group.split()}
 
@@ -275,10 +280,10 @@ def place_words(text: str) -> str:
 # deposit, top up, receive). Sentence embeddings hardly tell "take cash out at the Post
 # Office" from "pay cash in at the Post Office"; a sentence about the other way does not
 # answer the question.
-_MONEY_IN = re.compile(r"\b(pay(?:ing)? (?:\w+ )?in|paid (?:\w+ )?in|deposit\w*|top(?:ping)?[- ]?ups?|topped up|"
+_MONEY_IN = re.compile(r"\b(pay(?:ing)? (?:\w+ )?in(?:to)?|paid (?:\w+ )?in(?:to)?|put(?:ting)? (?:\S+ )?into|deposit\w*|top(?:ping)?[- ]?ups?|topped up|"
                        r"add(?:ing)? money|receiv\w*|send(?:s|ing)? me|sent me|pay(?:s|ing)? me|paid me)\b", re.I)
-_MONEY_OUT = re.compile(r"\b(withdraw\w*|take (?:\w+ )?out|took (?:\w+ )?out|pull (?:\w+ )?out|get (?:some )?cash|"
-                        r"get(?:ting)? (?:\w+ )?out|"
+_MONEY_OUT = re.compile(r"\b(withdraw\w*|take (?:\w+ ){0,2}out|took (?:\w+ ){0,2}out|pull (?:\w+ ){0,2}out|get (?:some )?cash|"
+                        r"get(?:ting)? (?:\w+ ){0,2}out|"
                         r"cash out|spend\w*|spent|send(?!(?:s|ing)? me)\w*|sent(?! me))\b", re.I)
 
 

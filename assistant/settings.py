@@ -132,6 +132,10 @@ ANSWER_REPEAT_PENALTY = _float("ANSWER_REPEAT_PENALTY", 0.1)
 ANSWER_FOLLOWUP_PAGE_BONUS = _float("ANSWER_FOLLOWUP_PAGE_BONUS", 0.1)
 # Another sentence of the best one's page joins the reply when it scores within this margin.
 ANSWER_SECOND_MARGIN = _float("ANSWER_SECOND_MARGIN", 0.3)
+# When the chosen sentences state none of the kind of fact asked for (a place in the app,
+# an amount, a time, a count, a rate), the best sentence of the page that states it joins
+# the reply if it scores within this margin of the best.
+ANSWER_KIND_MARGIN = _float("ANSWER_KIND_MARGIN", 0.5)
 # At most this many sentences (of the best one's page) make the reply.
 ANSWER_MAX_SENTENCES = _int("ANSWER_MAX_SENTENCES", 4)
 # The pages cover a question when its best page holds at least this IDF-weighted share of

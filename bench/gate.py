@@ -34,7 +34,7 @@ import numpy as np
 from bench.answers import ANSWERED_BY_ACTION_EXCEPT, RESULTS_DIR, form_intents, load_set
 
 SETS = ["development", "development-2", "development-3", "development-4", "development-5", "development-6",
-        "development-7", "development-8", "development-9"]
+        "development-7", "development-8", "development-9", "development-10", "development-11"]
 KINDS = ("answerable", "unanswerable", "followups")
 THRESHOLDS = [round(t, 2) for t in np.arange(0.3, 0.76, 0.05)]
 C = 0.3  # inverse regularisation strength
