@@ -52,8 +52,8 @@ import numpy as np
 
 from assistant import settings
 from assistant.facts import (  # noqa: F401 (also the vocabulary callers use through this module)
-    ABROAD, BOUND_WORDS, EEA, asks, content_words, missing_kind, money_direction, opposite_direction, place_words,
-    satisfies, states, stem,
+    ABROAD, BOUND_WORDS, EEA, STATED_KINDS, asks, content_words, missing_kind, money_direction, opposite_direction,
+    place_words, satisfies, states, stem,
 )
 from assistant.knowledge import Hit, KnowledgeIndex, unit
 
@@ -418,10 +418,6 @@ def repeats(text: str, chosen: Sequence[str]) -> bool:
         return False
     words = set(content_words(text))
     return len(words) >= 6 and len(words - set(content_words(said))) <= len(words) / 5
-
-
-# The kinds of fact `states` finds in a sentence (facts._STATES).
-STATED_KINDS = frozenset({"money", "time", "count", "place", "rate"})
 
 
 def compose(sentences: SentenceIndex, ranked: Sequence[Scored], wanted: Iterable[str] = ()) -> List[int]:

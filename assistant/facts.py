@@ -206,6 +206,10 @@ def asks(text: str) -> Set[str]:
     return kinds
 
 
+# The kinds of fact `states` finds in a sentence.
+STATED_KINDS = frozenset(_STATES)
+
+
 def states(sentence: str) -> Set[str]:
     return {kind for kind, pattern in _STATES.items() if pattern.search(sentence)}
 
